@@ -1,0 +1,3 @@
+from actor_admin.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""The ``actor-admin`` command.
+
+Each sub-command builds :class:`~actor_admin.config.Settings` once from the environment and
+passes it down. Errors an operator can fix are printed as one clear message with what to do,
+never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from actor_admin import __version__
+from actor_admin.config import Mode, Settings, SettingsError, load_settings
+
+EXAMPLES = """\
+examples:
+  actor-admin dev                      everything in one process: embedded PostgreSQL and Redis,
+                                       WhatsApp simulator, fake YClients; open the printed URL
+  actor-admin serve                    production (needs DATABASE_URL, REDIS_URL, secrets; see README)
+  actor-admin migrate --dry-run        list migrations that would be applied
+  actor-admin doctor --url http://127.0.0.1:8000
+                                       check settings, databases, the running server
+"""
+
+
+class CommandError(Exception):
+    """An error for the operator: printed as-is, exit status 1 (or ``code``)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _settings(mode: Mode, *, generated: dict[str, str] | None = None) -> Settings:
+    try:
+        return load_settings(mode, os.environ, generated=generated)
+    except SettingsError as exc:
+        lines = [f"actor-admin {mode}: cannot start, the settings need attention:"]
+        lines += [f"  ✗ {p}" for p in exc.problems]
+        lines.append("Set them in the environment or in a .env file in the working directory.")
+        raise CommandError("\n".join(lines)) from None
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from actor_admin import node
+
+    return node.run_dev(os.environ, host=args.host, port=args.port)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from actor_admin import node
+
+    settings = _settings("serve")
+    return node.run_serve(settings, migrate=not args.no_migrate)
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from actor_admin import node
+
+    settings = _settings("serve" if os.environ.get("DATABASE_URL") else "dev", generated=None)
+    return node.run_migrate(settings, dry_run=args.dry_run)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from actor_admin import doctor
+
+    return doctor.run(os.environ, url=args.url)
+
+
+def _cmd_simulator(args: argparse.Namespace) -> int:
+    from actor_admin import node
+
+    return node.run_simulator(args.host, args.port)
+
+
+def _cmd_fake_yclients(args: argparse.Namespace) -> int:
+    from actor_admin import node
+
+    return node.run_fake_yclients(os.environ, args.host, args.port)
+
+
+def _cmd_rotate_key(args: argparse.Namespace) -> int:
+    from actor_admin import node
+
+    return node.run_rotate_key(os.environ, old_keys=args.old_key)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="actor-admin",
+        description="Keeps exactly one healthy WhatsApp connection per YClients salon.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"actor-admin {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=fn)
+        return p
+
+    dev = add("dev", _cmd_dev, "run everything locally: embedded databases, WhatsApp simulator, fake YClients")
+    dev.add_argument("--host", help="listen address (default HOST or 127.0.0.1)")
+    dev.add_argument("--port", type=int, help="listen port (default PORT or 8000)")
+
+    serve = add("serve", _cmd_serve, "run in production against external PostgreSQL and Redis")
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations at start")
+
+    migrate = add("migrate", _cmd_migrate, "apply pending sql/NNN_*.sql migrations")
+    migrate.add_argument("--dry-run", action="store_true", help="only list what would be applied")
+
+    doctor = add("doctor", _cmd_doctor, "check settings, PostgreSQL, Redis and a running server; exit 1 on a failure")
+    doctor.add_argument("--url", help="base URL of a running server to check (default PUBLIC_URL)")
+
+    sim = add("simulator", _cmd_simulator, "run a standalone WhatsApp simulator (for multi-node setups and tests)")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=9000)
+
+    fake = add("fake-yclients", _cmd_fake_yclients, "run a standalone fake YClients marketplace API")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=9100)
+
+    rotate = add("rotate-key", _cmd_rotate_key, "re-encrypt stored WhatsApp credentials with CREDENTIALS_KEY")
+    rotate.add_argument(
+        "--old-key",
+        action="append",
+        default=[],
+        metavar="BASE64",
+        help="a previous CREDENTIALS_KEY still needed to decrypt (repeatable)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CommandError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+

@@ -1,0 +1,130 @@
+"""What a WhatsApp transport reports about one connection.
+
+These are the session machine's inputs from the wire. Every transport (the simulator, neonize)
+produces exactly these and nothing else, so the session machine never knows which one runs.
+WhatsApp's own reason codes travel unchanged in :class:`Disconnected` (see ``reason`` below).
+"""
+
+from __future__ import annotations
+
+from typing import Final, final
+
+import attrs
+
+# WhatsApp's disconnect reason codes (Baileys' names), the vocabulary of the per-reason policy.
+CONNECTION_CLOSED: Final = 428
+CONNECTION_LOST: Final = 408  # also "QR refs attempts ended": the QR batch ran out
+LOGGED_OUT: Final = 401
+TEMPORARILY_BANNED: Final = 402
+FORBIDDEN: Final = 403
+CLIENT_OUTDATED: Final = 405
+BANNED: Final = 406
+CONNECTION_REPLACED: Final = 440
+MULTIDEVICE_MISMATCH: Final = 411
+BAD_SESSION: Final = 500
+UNAVAILABLE_SERVICE: Final = 503
+RESTART_REQUIRED: Final = 515
+NETWORK_ERROR: Final = 0  # no reason from the server: dial failure, reset, timeout
+
+
+@final
+@attrs.frozen
+class QrIssued:
+    """A QR code to show; ``ttl_s`` is how long WhatsApp accepts it (60 s first, then 20 s)."""
+
+    code: str
+    ttl_s: float
+    seq: int
+
+
+@final
+@attrs.frozen
+class PairingCodeIssued:
+    """A pairing code (``ABCD-EFGH``) to type on the phone under "Link with phone number"."""
+
+    code: str
+    ttl_s: float
+
+
+@final
+@attrs.frozen
+class PairSuccess:
+    """The phone accepted the QR or code; a 515 "restart required" follows."""
+
+    jid: str
+
+
+@final
+@attrs.frozen
+class CredsUpdated:
+    """New device credentials to persist (opaque bytes; encrypted at rest by the store)."""
+
+    credentials: bytes
+
+
+@final
+@attrs.frozen
+class Connected:
+    """The connection is open and logged in as ``jid`` (e.g. ``79001234567:12@s.whatsapp.net``)."""
+
+    jid: str
+
+
+@final
+@attrs.frozen
+class Disconnected:
+    """The connection ended. ``reason`` is WhatsApp's code, :data:`NETWORK_ERROR` when none.
+
+    ``ban_expires_at`` is set for :data:`TEMPORARILY_BANNED` (seconds on the caller's clock).
+    """
+
+    reason: int
+    detail: str = ""
+    ban_expires_at: float | None = None
+
+
+@final
+@attrs.frozen
+class KeepaliveTimeout:
+    """The transport missed keep-alive answers while it still believes it is connected."""
+
+
+@final
+@attrs.frozen
+class KeepaliveRestored:
+    """Keep-alives answer again."""
+
+
+@final
+@attrs.frozen
+class MessageReceived:
+    """An inbound message. ``wa_id`` is WhatsApp's message id: a redelivery repeats it."""
+
+    wa_id: str
+    peer: str
+    text: str
+    at: float
+
+
+@final
+@attrs.frozen
+class MessageSent:
+    """The outcome of a send the session asked for, matched by ``idempotency_key``."""
+
+    idempotency_key: str
+    wa_id: str | None
+    error: str | None = None
+
+
+TransportEvent = (
+    QrIssued
+    | PairingCodeIssued
+    | PairSuccess
+    | CredsUpdated
+    | Connected
+    | Disconnected
+    | KeepaliveTimeout
+    | KeepaliveRestored
+    | MessageReceived
+    | MessageSent
+)

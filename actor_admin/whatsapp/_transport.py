@@ -1,0 +1,53 @@
+"""The one interface between a company's actor and WhatsApp.
+
+A :class:`Transport` opens :class:`Link` s: one link is one connection attempt for one company.
+Links report everything through the ``deliver`` callback as
+:mod:`actor_admin.session` transport events (QR codes, connected, disconnected with WhatsApp's
+reason code, messages, new credentials). ``deliver`` is synchronous and must not block: the actor
+passes its mailbox's ``send_nowait``-style function. A link reports exactly one
+:class:`~actor_admin.session.Disconnected` when it ends by itself; after ``aclose()`` or
+``logout()`` it reports nothing more.
+
+Like trio-websocket's ``connect_websocket``, ``open`` takes the nursery that runs the link's
+background tasks, so the link lives and dies with its actor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import trio
+
+from actor_admin.session._transport_events import TransportEvent
+
+Deliver = Callable[[TransportEvent], None]
+
+
+class TransportError(Exception):
+    """A transport operation failed (not connected, phone unknown, WhatsApp refused, …)."""
+
+
+class Link(Protocol):
+    async def request_pairing_code(self, phone: str) -> None:
+        """Ask for a pairing code for ``phone`` (digits only); it arrives as ``PairingCodeIssued``."""
+
+    async def send_message(self, to: str, text: str) -> str:
+        """Send ``text`` to ``to`` (digits only); return WhatsApp's message id or raise TransportError."""
+
+    async def logout(self) -> None:
+        """Unlink this device from the phone (credentials become useless), then close."""
+
+    async def aclose(self) -> None:
+        """Close the connection without logging out; stored credentials stay valid."""
+
+
+class Transport(Protocol):
+    async def open(
+        self,
+        nursery: trio.Nursery,
+        salon_id: int,
+        credentials: bytes | None,
+        deliver: Deliver,
+    ) -> Link:
+        """Start connecting; ``credentials=None`` starts a fresh pairing (QR batch)."""

@@ -1,0 +1,134 @@
+"""The records the store hands out: plain frozen values, detached from any connection."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import attrs
+
+IntegrationStatus = Literal[
+    "pending_whatsapp", "activating", "active", "activation_failed", "frozen", "uninstalled"
+]
+INTEGRATION_STATUSES: tuple[IntegrationStatus, ...] = (
+    "pending_whatsapp", "activating", "active", "activation_failed", "frozen", "uninstalled"
+)
+Direction = Literal["in", "out"]
+MessageStatus = Literal["received", "queued", "sent", "delivered", "read", "failed"]
+
+ACTIVATION = "activation"
+"""Outbox ``kind`` of the YClients activation callback."""
+
+
+@attrs.frozen
+class MarketplaceUser:
+    """The YClients user who installed the app, from ``user_data`` (every field may be missing)."""
+
+    user_id: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+
+@attrs.frozen
+class Company:
+    """A salon's row in ``companies``."""
+
+    salon_id: int
+    title: str | None
+    integration_status: IntegrationStatus
+    whatsapp_connected: bool
+    whatsapp_phone: str | None
+    whatsapp_connected_at: datetime | None
+    connected_at: datetime | None
+    disconnected_at: datetime | None
+    api_key: str | None = attrs.field(repr=False)
+    user_id: str | None
+    user_name: str | None
+    user_phone: str | None
+    user_email: str | None
+    registered_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+@attrs.frozen
+class ConnectionRecord:
+    """What :meth:`Companies.record_connection` did."""
+
+    company: Company
+    activation_enqueued: bool
+    outbox_id: int | None
+
+
+@attrs.frozen
+class CompanyEvent:
+    id: int
+    salon_id: int
+    type: str
+    data: dict[str, Any]
+    at: datetime
+
+
+@attrs.frozen
+class OutboxItem:
+    id: int
+    kind: str
+    salon_id: int
+    payload: dict[str, Any]
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    deadline: datetime | None
+    delivered_at: datetime | None
+    failed_at: datetime | None
+    created_at: datetime
+
+
+@attrs.frozen
+class OutboxStats:
+    """Backlog for /status and doctor: ``oldest_pending_s`` is None when nothing is pending."""
+
+    pending: int
+    oldest_pending_s: float | None
+    failed: int
+
+
+@attrs.frozen
+class Message:
+    id: int
+    salon_id: int
+    direction: Direction
+    wa_id: str | None
+    peer: str
+    text: str
+    status: MessageStatus
+    idempotency_key: str | None
+    at: datetime
+    published_at: datetime | None
+
+
+R = TypeVar("R")
+
+
+def from_row(cls: type[R], row: Mapping[str, Any]) -> R:
+    """Build a record from a row, ignoring columns the record does not name (added by later migrations)."""
+    names = {f.name for f in attrs.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in row.items() if k in names})
+
+
+_DEVICE_SUFFIX = re.compile(r"[:@].*$")
+
+
+def phone_digits(phone: str) -> str:
+    """``"79006464263:15@s.whatsapp.net"`` or ``"+7 900 646-42-63"`` → ``"79006464263"``.
+
+    Raises:
+        ValueError: fewer than 5 or more than 20 digits remain.
+    """
+    digits = re.sub(r"\D", "", _DEVICE_SUFFIX.sub("", phone.strip()))
+    if not 5 <= len(digits) <= 20:
+        raise ValueError(f"not a phone number: {phone!r}")
+    return digits

@@ -1,0 +1,637 @@
+"""Repositories: one small class per table, trio-native methods, one asyncio crossing per call.
+
+Absent rows are answered with ``None`` (or ``False`` for "nothing changed"), never an exception.
+Timestamps are the database's ``now()``, so every node agrees on them whatever its own clock says.
+"""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any, final
+
+import asyncpg
+
+from ._crypto import Keyring
+from ._db import Conn, Database
+from ._models import (
+    ACTIVATION,
+    INTEGRATION_STATUSES,
+    Company,
+    CompanyEvent,
+    ConnectionRecord,
+    Direction,
+    IntegrationStatus,
+    MarketplaceUser,
+    Message,
+    MessageStatus,
+    OutboxItem,
+    OutboxStats,
+    from_row,
+    phone_digits,
+)
+
+ACTIVATION_WINDOW_S = 3600.0
+"""YClients accepts the activation callback within one hour of the user granting access."""
+
+
+def _check_status(status: str) -> None:
+    if status not in INTEGRATION_STATUSES:
+        raise ValueError(f"unknown integration_status {status!r}")
+
+
+@final
+class Companies:
+    """The ``companies`` table: one row per salon that ever installed the app."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def upsert_registration(
+        self, salon_id: int, *, title: str | None = None, user: MarketplaceUser | None = None
+    ) -> Company:
+        """Record a successful marketplace redirect for ``salon_id``; returns the company.
+
+        A new salon starts as ``pending_whatsapp``. An ``active`` salon stays ``active`` and an
+        ``activating`` one keeps its activation in flight; any other (``frozen``, ``uninstalled``,
+        ``activation_failed``) is re-activated to ``pending_whatsapp``. The 1-hour activation window
+        restarts (``registered_at = now()``). Known fields are not erased by a redirect lacking them.
+        """
+        user = user or MarketplaceUser()
+
+        async def work(conn: Conn) -> Company:
+            row = await conn.fetchrow(
+                """
+                INSERT INTO companies AS c (salon_id, title, user_id, user_name, user_phone, user_email)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                ON CONFLICT (salon_id) DO UPDATE SET
+                    title = COALESCE(EXCLUDED.title, c.title),
+                    user_id = COALESCE(EXCLUDED.user_id, c.user_id),
+                    user_name = COALESCE(EXCLUDED.user_name, c.user_name),
+                    user_phone = COALESCE(EXCLUDED.user_phone, c.user_phone),
+                    user_email = COALESCE(EXCLUDED.user_email, c.user_email),
+                    integration_status = CASE WHEN c.integration_status IN ('active', 'activating')
+                                              THEN c.integration_status ELSE 'pending_whatsapp' END,
+                    registered_at = now(),
+                    updated_at = now()
+                RETURNING *
+                """,
+                salon_id, title, user.user_id, user.name, user.phone, user.email,
+            )
+            return from_row(Company, row)
+
+        return await self._db.run(work, retry=True)  # idempotent upsert
+
+    async def get(self, salon_id: int) -> Company | None:
+        async def work(conn: Conn) -> Company | None:
+            row = await conn.fetchrow("SELECT * FROM companies WHERE salon_id = $1", salon_id)
+            return None if row is None else from_row(Company, row)
+
+        return await self._db.run(work, retry=True)
+
+    async def list(
+        self, *, integration_status: IntegrationStatus | None = None, page: int = 1, page_size: int = 50
+    ) -> tuple[builtins.list[Company], int]:
+        """One page (1-based) of companies ordered by ``salon_id``, and the total matching the filter."""
+        if page < 1 or page_size < 1:
+            raise ValueError("page and page_size start at 1")
+        if integration_status is not None:
+            _check_status(integration_status)
+
+        async def work(conn: Conn) -> tuple[builtins.list[Company], int]:
+            where = "WHERE $1::text IS NULL OR integration_status = $1"
+            rows = await conn.fetch(
+                f"SELECT * FROM companies {where} ORDER BY salon_id LIMIT $2 OFFSET $3",
+                integration_status, page_size, (page - 1) * page_size,
+            )
+            total = await conn.fetchval(f"SELECT count(*) FROM companies {where}", integration_status)
+            return [from_row(Company, r) for r in rows], int(total)
+
+        return await self._db.run(work, transaction=True, retry=True)
+
+    async def set_integration_status(
+        self,
+        salon_id: int,
+        status: IntegrationStatus,
+        *,
+        only_from: Collection[IntegrationStatus] | None = None,
+    ) -> Company | None:
+        """Set ``integration_status`` (``active`` also stamps ``connected_at``).
+
+        With ``only_from``, only a company currently in one of those statuses changes. Returns the
+        updated company, or None if there is no such company or it was not in ``only_from``.
+        """
+        _check_status(status)
+        allowed = None if only_from is None else list(only_from)
+
+        async def work(conn: Conn) -> Company | None:
+            row = await conn.fetchrow(
+                """
+                UPDATE companies SET integration_status = $2, updated_at = now(),
+                    connected_at = CASE WHEN $2 = 'active' THEN now() ELSE connected_at END
+                WHERE salon_id = $1 AND ($3::text[] IS NULL OR integration_status = ANY($3::text[]))
+                RETURNING *
+                """,
+                salon_id, status, allowed,
+            )
+            return None if row is None else from_row(Company, row)
+
+        return await self._db.run(work)
+
+    async def record_connection(
+        self,
+        salon_id: int,
+        phone: str,
+        *,
+        activation_payload: Callable[[str], Mapping[str, Any]] | None = None,
+        window_s: float = ACTIVATION_WINDOW_S,
+    ) -> ConnectionRecord | None:
+        """Persist "WhatsApp is connected as ``phone``" and, atomically with it, the activation call.
+
+        ``phone`` is stored as digits only (a device suffix such as ``:15`` is dropped). When the company
+        is ``pending_whatsapp`` and ``activation_payload`` is given, a fresh ``api_key`` is generated,
+        the status becomes ``activating`` and an ``activation`` outbox row is written in the same
+        transaction with ``payload = activation_payload(api_key)`` and ``deadline = registered_at +
+        window_s``. In any other status only the connection fields change, so a reconnect never
+        activates twice. Returns None if there is no such company.
+        """
+        digits = phone_digits(phone)
+
+        async def work(conn: Conn) -> ConnectionRecord | None:
+            status = await conn.fetchval(
+                "SELECT integration_status FROM companies WHERE salon_id = $1 FOR UPDATE", salon_id
+            )
+            if status is None:
+                return None
+            enqueue = activation_payload is not None and status == "pending_whatsapp"
+            outbox_id: int | None = None
+            if enqueue:
+                assert activation_payload is not None
+                api_key = secrets.token_hex(32)
+                row = await conn.fetchrow(
+                    """
+                    UPDATE companies SET whatsapp_connected = true, whatsapp_phone = $2,
+                        whatsapp_connected_at = now(), integration_status = 'activating', api_key = $3,
+                        updated_at = now()
+                    WHERE salon_id = $1 RETURNING *
+                    """,
+                    salon_id, digits, api_key,
+                )
+                outbox_id = await conn.fetchval(
+                    """
+                    INSERT INTO outbox (kind, salon_id, payload, deadline)
+                    VALUES ($1, $2, $3, $4::timestamptz + make_interval(secs => $5))
+                    RETURNING id
+                    """,
+                    ACTIVATION, salon_id, dict(activation_payload(api_key)), row["registered_at"], window_s,
+                )
+            else:
+                row = await conn.fetchrow(
+                    """
+                    UPDATE companies SET whatsapp_connected = true, whatsapp_phone = $2,
+                        whatsapp_connected_at = now(), updated_at = now()
+                    WHERE salon_id = $1 RETURNING *
+                    """,
+                    salon_id, digits,
+                )
+            return ConnectionRecord(from_row(Company, row), enqueue, outbox_id)
+
+        return await self._db.run(work, transaction=True)
+
+    async def mark_disconnected(self, salon_id: int) -> Company | None:
+        """WhatsApp is no longer connected (the phone is kept for display)."""
+
+        async def work(conn: Conn) -> Company | None:
+            row = await conn.fetchrow(
+                """
+                UPDATE companies SET whatsapp_connected = false, disconnected_at = now(), updated_at = now()
+                WHERE salon_id = $1 RETURNING *
+                """,
+                salon_id,
+            )
+            return None if row is None else from_row(Company, row)
+
+        return await self._db.run(work, retry=True)
+
+    async def mark_frozen(self, salon_id: int) -> Company | None:
+        """The ``freeze`` webhook: status ``frozen``, not connected; credentials are kept."""
+        return await self._lifecycle(salon_id, "frozen", delete_credentials=False)
+
+    async def mark_uninstalled(self, salon_id: int) -> Company | None:
+        """The ``uninstall`` webhook: status ``uninstalled``, not connected, ``api_key`` cleared and the
+        WhatsApp credentials deleted, all in one transaction."""
+        return await self._lifecycle(salon_id, "uninstalled", delete_credentials=True)
+
+    async def _lifecycle(
+        self, salon_id: int, status: IntegrationStatus, *, delete_credentials: bool
+    ) -> Company | None:
+        async def work(conn: Conn) -> Company | None:
+            row = await conn.fetchrow(
+                """
+                UPDATE companies SET integration_status = $2, whatsapp_connected = false,
+                    disconnected_at = CASE WHEN whatsapp_connected THEN now() ELSE disconnected_at END,
+                    api_key = CASE WHEN $3 THEN NULL ELSE api_key END, updated_at = now()
+                WHERE salon_id = $1 RETURNING *
+                """,
+                salon_id, status, delete_credentials,
+            )
+            if row is not None and delete_credentials:
+                await conn.execute("DELETE FROM whatsapp_credentials WHERE salon_id = $1", salon_id)
+            return None if row is None else from_row(Company, row)
+
+        return await self._db.run(work, transaction=True, retry=True)
+
+    async def list_with_credentials(self) -> builtins.list[Company]:
+        """Companies to reconnect at start-up: stored credentials and not frozen or uninstalled."""
+
+        async def work(conn: Conn) -> builtins.list[Company]:
+            rows = await conn.fetch(
+                """
+                SELECT c.* FROM companies c JOIN whatsapp_credentials w USING (salon_id)
+                WHERE c.integration_status NOT IN ('frozen', 'uninstalled') ORDER BY c.salon_id
+                """
+            )
+            return [from_row(Company, r) for r in rows]
+
+        return await self._db.run(work, retry=True)
+
+
+@final
+class Credentials:
+    """Encrypted WhatsApp device credentials, one blob per salon (see :class:`Keyring`)."""
+
+    def __init__(self, db: Database, keyring: Keyring) -> None:
+        self._db = db
+        self._keyring = keyring
+
+    async def save(self, salon_id: int, data: bytes) -> bool:
+        """Encrypt and store (replacing any previous blob). False if there is no such company."""
+        blob, key_id = self._keyring.encrypt(salon_id, data)
+
+        async def work(conn: Conn) -> bool:
+            try:
+                await conn.execute(
+                    """
+                    INSERT INTO whatsapp_credentials (salon_id, blob, key_id) VALUES ($1, $2, $3)
+                    ON CONFLICT (salon_id) DO UPDATE
+                        SET blob = EXCLUDED.blob, key_id = EXCLUDED.key_id, updated_at = now()
+                    """,
+                    salon_id, blob, key_id,
+                )
+            except asyncpg.ForeignKeyViolationError:
+                return False
+            return True
+
+        return await self._db.run(work, retry=True)
+
+    async def load(self, salon_id: int) -> bytes | None:
+        """The decrypted credentials, or None if none are stored.
+
+        Raises:
+            CredentialsError: the blob is tampered, of another salon, or under an unknown key.
+        """
+
+        async def work(conn: Conn) -> asyncpg.Record | None:
+            row: asyncpg.Record | None = await conn.fetchrow(
+                "SELECT blob, key_id FROM whatsapp_credentials WHERE salon_id = $1", salon_id
+            )
+            return row
+
+        row = await self._db.run(work, retry=True)
+        if row is None:
+            return None
+        return self._keyring.decrypt(salon_id, bytes(row["blob"]), row["key_id"])
+
+    async def delete(self, salon_id: int) -> bool:
+        """Forget the credentials; False if there were none."""
+
+        async def work(conn: Conn) -> bool:
+            status = await conn.execute("DELETE FROM whatsapp_credentials WHERE salon_id = $1", salon_id)
+            return bool(status != "DELETE 0")
+
+        return await self._db.run(work, retry=True)
+
+    async def rotate(self) -> int:
+        """Re-encrypt every blob not under the keyring's current key; returns how many were rewritten.
+
+        One transaction with the rows locked, so a concurrent ``save`` cannot be overwritten with stale
+        data. Raises :class:`CredentialsError` (and changes nothing) if a blob cannot be decrypted.
+        """
+        keyring = self._keyring
+
+        async def work(conn: Conn) -> int:
+            rows = await conn.fetch(
+                "SELECT salon_id, blob, key_id FROM whatsapp_credentials WHERE key_id <> $1 FOR UPDATE",
+                keyring.current_id,
+            )
+            for row in rows:
+                plain = keyring.decrypt(row["salon_id"], bytes(row["blob"]), row["key_id"])
+                blob, key_id = keyring.encrypt(row["salon_id"], plain)
+                await conn.execute(
+                    "UPDATE whatsapp_credentials SET blob = $2, key_id = $3, updated_at = now() "
+                    "WHERE salon_id = $1",
+                    row["salon_id"], blob, key_id,
+                )
+            return len(rows)
+
+        return await self._db.run(work, transaction=True)
+
+
+@final
+class Events:
+    """The append-only ``company_events`` audit log."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def append(self, salon_id: int, type: str, data: Mapping[str, Any] | None = None) -> int:
+        """Record an event; returns its id."""
+        payload = dict(data or {})
+
+        async def work(conn: Conn) -> int:
+            return int(await conn.fetchval(
+                "INSERT INTO company_events (salon_id, type, data) VALUES ($1, $2, $3) RETURNING id",
+                salon_id, type, payload,
+            ))
+
+        return await self._db.run(work)
+
+    async def list(self, salon_id: int, *, limit: int = 100) -> builtins.list[CompanyEvent]:
+        """The latest ``limit`` events of a salon, newest first."""
+
+        async def work(conn: Conn) -> builtins.list[CompanyEvent]:
+            rows = await conn.fetch(
+                "SELECT * FROM company_events WHERE salon_id = $1 ORDER BY id DESC LIMIT $2", salon_id, limit
+            )
+            return [from_row(CompanyEvent, r) for r in rows]
+
+        return await self._db.run(work, retry=True)
+
+
+@final
+class Outbox:
+    """Calls to YClients waiting for delivery (see ``sql/001_initial.sql`` for the lease scheme)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def enqueue(
+        self, kind: str, salon_id: int, payload: Mapping[str, Any], *, deadline_s: float | None = None
+    ) -> int:
+        """Add a call due now; ``deadline_s`` from now after which it should be given up. Returns its id."""
+        body = dict(payload)
+
+        async def work(conn: Conn) -> int:
+            return int(await conn.fetchval(
+                """
+                INSERT INTO outbox (kind, salon_id, payload, deadline)
+                VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id
+                """,
+                kind, salon_id, body, deadline_s,
+            ))
+
+        return await self._db.run(work)
+
+    async def get(self, item_id: int) -> OutboxItem | None:
+        async def work(conn: Conn) -> OutboxItem | None:
+            row = await conn.fetchrow("SELECT * FROM outbox WHERE id = $1", item_id)
+            return None if row is None else from_row(OutboxItem, row)
+
+        return await self._db.run(work, retry=True)
+
+    async def claim_due(
+        self, limit: int = 10, *, lease_s: float = 60.0, now: datetime | None = None
+    ) -> list[OutboxItem]:
+        """Claim up to ``limit`` due items, oldest due first, for one delivery attempt each.
+
+        Claiming counts the attempt and pushes ``next_attempt_at`` ``lease_s`` ahead, so concurrent
+        claimers (``FOR UPDATE SKIP LOCKED``) never get the same item, and an item whose worker died
+        becomes due again after the lease. ``now`` overrides the database clock (tests).
+        """
+
+        async def work(conn: Conn) -> list[OutboxItem]:
+            rows = await conn.fetch(
+                """
+                WITH due AS (
+                    SELECT id FROM outbox
+                    WHERE delivered_at IS NULL AND failed_at IS NULL
+                      AND next_attempt_at <= COALESCE($2::timestamptz, now())
+                    ORDER BY next_attempt_at, id LIMIT $1
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE outbox o SET attempts = o.attempts + 1,
+                    next_attempt_at = COALESCE($2::timestamptz, now()) + make_interval(secs => $3)
+                FROM due WHERE o.id = due.id
+                RETURNING o.*
+                """,
+                limit, now, lease_s,
+            )
+            return sorted((from_row(OutboxItem, r) for r in rows), key=lambda i: i.id)
+
+        return await self._db.run(work, transaction=True)
+
+    async def mark_delivered(
+        self, item_id: int, *, integration_status: IntegrationStatus | None = None
+    ) -> bool:
+        """The call succeeded. With ``integration_status``, the item's company is set to it in the same
+        transaction (``active`` after an activation). False if the item is unknown or already final."""
+        return await self._finish(item_id, "delivered_at", None, integration_status)
+
+    async def mark_failed(
+        self, item_id: int, error: str, *, integration_status: IntegrationStatus | None = None
+    ) -> bool:
+        """Give the call up for good (``activation_failed`` for an activation past its deadline)."""
+        return await self._finish(item_id, "failed_at", error, integration_status)
+
+    async def _finish(
+        self, item_id: int, column: str, error: str | None, status: IntegrationStatus | None
+    ) -> bool:
+        if status is not None:
+            _check_status(status)
+
+        async def work(conn: Conn) -> bool:
+            salon_id = await conn.fetchval(
+                f"""
+                UPDATE outbox SET {column} = now(), last_error = COALESCE($2, last_error)
+                WHERE id = $1 AND delivered_at IS NULL AND failed_at IS NULL RETURNING salon_id
+                """,
+                item_id, error,
+            )
+            if salon_id is None:
+                return False
+            if status is not None:
+                await conn.execute(
+                    """
+                    UPDATE companies SET integration_status = $2, updated_at = now(),
+                        connected_at = CASE WHEN $2 = 'active' THEN now() ELSE connected_at END
+                    WHERE salon_id = $1
+                    """,
+                    salon_id, status,
+                )
+            return True
+
+        return await self._db.run(work, transaction=True)
+
+    async def mark_retry(self, item_id: int, *, delay_s: float, error: str) -> bool:
+        """The attempt failed; try again ``delay_s`` from now. False if unknown or already final."""
+
+        async def work(conn: Conn) -> bool:
+            status = await conn.execute(
+                """
+                UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
+                WHERE id = $1 AND delivered_at IS NULL AND failed_at IS NULL
+                """,
+                item_id, delay_s, error,
+            )
+            return bool(status != "UPDATE 0")
+
+        return await self._db.run(work, retry=True)
+
+    async def stats(self) -> OutboxStats:
+        async def work(conn: Conn) -> OutboxStats:
+            row = await conn.fetchrow(
+                """
+                SELECT count(*) FILTER (WHERE delivered_at IS NULL AND failed_at IS NULL) AS pending,
+                       extract(epoch FROM now() - min(created_at)
+                               FILTER (WHERE delivered_at IS NULL AND failed_at IS NULL)) AS oldest,
+                       count(*) FILTER (WHERE failed_at IS NOT NULL) AS failed
+                FROM outbox
+                """
+            )
+            oldest = row["oldest"]
+            return OutboxStats(
+                pending=int(row["pending"]),
+                oldest_pending_s=None if oldest is None else float(oldest),
+                failed=int(row["failed"]),
+            )
+
+        return await self._db.run(work, retry=True)
+
+
+@final
+class Messages:
+    """Inbound and outbound WhatsApp messages."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def insert_inbound(
+        self, salon_id: int, wa_id: str, peer: str, text: str, at: datetime | None = None
+    ) -> bool:
+        """Store an inbound message; True only if it is new.
+
+        Atomic (``ON CONFLICT DO NOTHING`` on ``(salon_id, direction, wa_id)``): of any number of
+        concurrent or repeated deliveries of one WhatsApp message id, exactly one gets True.
+        """
+
+        async def work(conn: Conn) -> bool:
+            inserted = await conn.fetchval(
+                """
+                INSERT INTO messages (salon_id, direction, wa_id, peer, text, status, at)
+                VALUES ($1, 'in', $2, $3, $4, 'received', COALESCE($5::timestamptz, now()))
+                ON CONFLICT (salon_id, direction, wa_id) DO NOTHING RETURNING id
+                """,
+                salon_id, wa_id, peer, text, at,
+            )
+            return inserted is not None
+
+        # Not retried: if the first try committed but its answer was lost, a retry would say False.
+        return await self._db.run(work)
+
+    async def insert_outbound(self, salon_id: int, idempotency_key: str, to: str, text: str) -> tuple[int, bool]:
+        """Record a message to send as ``queued``; returns ``(id, created)``.
+
+        The same ``idempotency_key`` for the same salon returns the first message's id with
+        ``created=False`` — the caller must not send it again.
+        """
+
+        async def work(conn: Conn) -> tuple[int, bool]:
+            new_id = await conn.fetchval(
+                """
+                INSERT INTO messages (salon_id, direction, peer, text, status, idempotency_key)
+                VALUES ($1, 'out', $2, $3, 'queued', $4)
+                ON CONFLICT (salon_id, idempotency_key) DO NOTHING RETURNING id
+                """,
+                salon_id, to, text, idempotency_key,
+            )
+            if new_id is not None:
+                return int(new_id), True
+            old_id = await conn.fetchval(
+                "SELECT id FROM messages WHERE salon_id = $1 AND idempotency_key = $2", salon_id, idempotency_key
+            )
+            return int(old_id), False
+
+        return await self._db.run(work, transaction=True)
+
+    async def get(self, message_id: int) -> Message | None:
+        async def work(conn: Conn) -> Message | None:
+            row = await conn.fetchrow("SELECT * FROM messages WHERE id = $1", message_id)
+            return None if row is None else from_row(Message, row)
+
+        return await self._db.run(work, retry=True)
+
+    async def set_status(self, message_id: int, status: MessageStatus, *, wa_id: str | None = None) -> bool:
+        """Update a message's status (and its WhatsApp id once sent). False if there is no such message."""
+
+        async def work(conn: Conn) -> bool:
+            result = await conn.execute(
+                "UPDATE messages SET status = $2, wa_id = COALESCE($3, wa_id) WHERE id = $1",
+                message_id, status, wa_id,
+            )
+            return bool(result != "UPDATE 0")
+
+        return await self._db.run(work, retry=True)
+
+    async def latest(
+        self, salon_id: int, direction: Direction | None = None, *, limit: int = 50
+    ) -> list[Message]:
+        """The latest messages of a salon, newest first, optionally of one direction."""
+
+        async def work(conn: Conn) -> list[Message]:
+            rows = await conn.fetch(
+                """
+                SELECT * FROM messages WHERE salon_id = $1 AND ($2::text IS NULL OR direction = $2)
+                ORDER BY at DESC, id DESC LIMIT $3
+                """,
+                salon_id, direction, limit,
+            )
+            return [from_row(Message, r) for r in rows]
+
+        return await self._db.run(work, retry=True)
+
+    async def unpublished_inbound(self, *, salon_id: int | None = None, limit: int = 100) -> list[Message]:
+        """Inbound messages stored but not yet marked published to the inbound stream, oldest first.
+
+        The actor publishes right after a successful :meth:`insert_inbound`; this finds what a crash
+        between the two left behind."""
+
+        async def work(conn: Conn) -> list[Message]:
+            rows = await conn.fetch(
+                """
+                SELECT * FROM messages WHERE direction = 'in' AND published_at IS NULL
+                  AND ($1::bigint IS NULL OR salon_id = $1)
+                ORDER BY id LIMIT $2
+                """,
+                salon_id, limit,
+            )
+            return [from_row(Message, r) for r in rows]
+
+        return await self._db.run(work, retry=True)
+
+    async def mark_published(self, salon_id: int, wa_ids: Sequence[str]) -> int:
+        """Mark inbound messages as put on the stream; returns how many changed."""
+        ids = list(wa_ids)
+
+        async def work(conn: Conn) -> int:
+            result = await conn.execute(
+                """
+                UPDATE messages SET published_at = now()
+                WHERE salon_id = $1 AND direction = 'in' AND wa_id = ANY($2::text[]) AND published_at IS NULL
+                """,
+                salon_id, ids,
+            )
+            return int(result.split()[-1])
+
+        return await self._db.run(work, retry=True)

@@ -1,0 +1,122 @@
+"""The credentials repository: encrypted at rest, absent rows are None, rotation re-encrypts everything."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+import trio_asyncio
+
+from actor_admin.store import CredentialsError, Keyring, Store, key_id, open_store
+
+NEW_KEY = bytes(range(100, 132))
+
+
+async def _raw(store_dsn: str, salon_id: int) -> tuple[bytes, str]:
+    async def run() -> tuple[bytes, str]:
+        conn = await asyncpg.connect(store_dsn)
+        try:
+            row = await conn.fetchrow("SELECT blob, key_id FROM whatsapp_credentials WHERE salon_id = $1", salon_id)
+            return bytes(row["blob"]), row["key_id"]
+        finally:
+            await conn.close()
+
+    result: tuple[bytes, str] = await trio_asyncio.aio_as_trio(run)()
+    return result
+
+
+async def _exec(dsn: str, query: str, *args: object) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(query, *args)
+        finally:
+            await conn.close()
+
+    await trio_asyncio.aio_as_trio(run)()
+
+
+async def test_save_then_load_round_trips_and_stores_ciphertext(
+    store: Store, pg_dsn: str, credentials_keyring: Keyring
+) -> None:
+    await store.companies.upsert_registration(1)
+    assert await store.credentials.save(1, b"secret device keys")
+    assert await store.credentials.load(1) == b"secret device keys"
+    blob, kid = await _raw(pg_dsn, 1)
+    assert b"secret device keys" not in blob
+    assert kid == credentials_keyring.current_id
+
+
+async def test_save_replaces_the_previous_blob(store: Store) -> None:
+    await store.companies.upsert_registration(1)
+    await store.credentials.save(1, b"v1")
+    await store.credentials.save(1, b"v2")
+    assert await store.credentials.load(1) == b"v2"
+
+
+async def test_absent_credentials_load_as_none(store: Store) -> None:
+    assert await store.credentials.load(404) is None
+
+
+async def test_save_for_an_unknown_company_is_refused_with_false(store: Store) -> None:
+    assert await store.credentials.save(404, b"x") is False
+
+
+async def test_delete_reports_whether_something_was_deleted(store: Store) -> None:
+    await store.companies.upsert_registration(1)
+    await store.credentials.save(1, b"x")
+    assert await store.credentials.delete(1) is True
+    assert await store.credentials.load(1) is None
+    assert await store.credentials.delete(1) is False
+
+
+async def test_tampered_blob_raises_credentials_error(store: Store, pg_dsn: str) -> None:
+    await store.companies.upsert_registration(1)
+    await store.credentials.save(1, b"x")
+    await _exec(pg_dsn, "UPDATE whatsapp_credentials SET blob = set_byte(blob, 20, get_byte(blob, 20) # 1)")
+    with pytest.raises(CredentialsError):
+        await store.credentials.load(1)
+
+
+async def test_blob_moved_to_another_salon_raises_credentials_error(store: Store, pg_dsn: str) -> None:
+    for salon_id in (1, 2):
+        await store.companies.upsert_registration(salon_id)
+    await store.credentials.save(1, b"salon one")
+    await _exec(pg_dsn, "INSERT INTO whatsapp_credentials (salon_id, blob, key_id) "
+                        "SELECT 2, blob, key_id FROM whatsapp_credentials WHERE salon_id = 1")
+    with pytest.raises(CredentialsError):
+        await store.credentials.load(2)
+
+
+async def test_store_with_another_key_cannot_read_old_blobs(store: Store, pg_dsn: str) -> None:
+    await store.companies.upsert_registration(1)
+    await store.credentials.save(1, b"x")
+    async with open_store(pg_dsn, pool_size=1, credentials_keys=Keyring(NEW_KEY)) as other:
+        with pytest.raises(CredentialsError):
+            await other.credentials.load(1)
+
+
+async def test_rotate_re_encrypts_every_blob_under_the_new_key(
+    store: Store, pg_dsn: str, credentials_keyring: Keyring
+) -> None:
+    for salon_id in (1, 2, 3):
+        await store.companies.upsert_registration(salon_id)
+        await store.credentials.save(salon_id, f"creds {salon_id}".encode())
+    old_id = credentials_keyring.current_id
+    ring = Keyring(NEW_KEY, previous=[bytes(range(32))])
+    assert old_id in ring.key_ids
+    async with open_store(pg_dsn, pool_size=1, credentials_keys=ring) as rotated:
+        assert await rotated.credentials.rotate() == 3
+        assert await rotated.credentials.rotate() == 0  # nothing left under the old key
+    async with open_store(pg_dsn, pool_size=1, credentials_keys=Keyring(NEW_KEY)) as only_new:
+        for salon_id in (1, 2, 3):
+            assert await only_new.credentials.load(salon_id) == f"creds {salon_id}".encode()
+            assert (await _raw(pg_dsn, salon_id))[1] == key_id(NEW_KEY)
+
+
+async def test_rotate_without_the_old_key_changes_nothing(store: Store, pg_dsn: str) -> None:
+    await store.companies.upsert_registration(1)
+    await store.credentials.save(1, b"x")
+    async with open_store(pg_dsn, pool_size=1, credentials_keys=Keyring(NEW_KEY)) as wrong:
+        with pytest.raises(CredentialsError):
+            await wrong.credentials.rotate()
+    assert await store.credentials.load(1) == b"x"

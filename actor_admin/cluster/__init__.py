@@ -1,0 +1,50 @@
+"""Cluster coordination through Redis: leases, the Bus, the rate limiter, the inbound stream.
+
+Everything here is trio-native for its callers; redis-py's asyncio client runs underneath through
+trio-asyncio (the caller runs inside ``trio_asyncio.open_loop()``). Redis holds only what may be
+lost or rebuilt (SPEC §7), and every Redis failure surfaces as :class:`RedisUnavailable`.
+"""
+
+from ._bus import (
+    Bus,
+    BusStatistics,
+    Frame,
+    LocalBus,
+    RedisBus,
+    SubscriberTooSlow,
+    Subscription,
+    open_redis_bus,
+)
+from ._client import DEFAULT_PREFIX, RedisClient, RedisScript
+from ._embedded import EmbeddedRedis, EmbeddedRedisError
+from ._errors import RedisUnavailable
+from ._inbound import DEFAULT_INBOUND_MAXLEN, InboundStream
+from ._lease import Lease, LeaseHolder, LeaseLostReason, LeaseManager
+from ._limiter import Decision, RateLimiter
+from ._nodes import NodeRegistry
+
+__all__ = [
+    "DEFAULT_INBOUND_MAXLEN",
+    "DEFAULT_PREFIX",
+    "Bus",
+    "BusStatistics",
+    "Decision",
+    "EmbeddedRedis",
+    "EmbeddedRedisError",
+    "Frame",
+    "InboundStream",
+    "Lease",
+    "LeaseHolder",
+    "LeaseLostReason",
+    "LeaseManager",
+    "LocalBus",
+    "NodeRegistry",
+    "RateLimiter",
+    "RedisBus",
+    "RedisClient",
+    "RedisScript",
+    "RedisUnavailable",
+    "SubscriberTooSlow",
+    "Subscription",
+    "open_redis_bus",
+]

@@ -1,0 +1,70 @@
+"""Talking to YClients: the marketplace client, ``user_data`` signatures, pacing, retries, and a fake.
+
+See reference/yclients-marketplace.md for the facts this package is built on.
+"""
+
+from ._client import (
+    ALREADY_INSTALLED_MESSAGE,
+    ActivationResult,
+    ClientStatistics,
+    InstallationStatus,
+    Outcome,
+    PaymentReceipt,
+    SalonsPage,
+    YClientsClient,
+    parse_retry_after,
+)
+from ._errors import FinalError, RetryableError, YClientsError
+from ._fake import (
+    FakeAnswer,
+    FakeYClients,
+    Fault,
+    create_fake_yclients,
+    create_standalone_app,
+    make_blueprints,
+    serve_fake_yclients,
+)
+from ._retry import backoff_delay, call_with_retries
+from ._signature import (
+    SignatureError,
+    SignatureFailure,
+    decode_user_data,
+    sign_user_data,
+    user_id_from,
+    verify_user_data,
+)
+from ._throttle import NoThrottle, Throttle, TokenBucket, TokenBucketStatistics
+
+__all__ = [
+    "ALREADY_INSTALLED_MESSAGE",
+    "ActivationResult",
+    "ClientStatistics",
+    "FakeAnswer",
+    "FakeYClients",
+    "Fault",
+    "FinalError",
+    "InstallationStatus",
+    "NoThrottle",
+    "Outcome",
+    "PaymentReceipt",
+    "RetryableError",
+    "SalonsPage",
+    "SignatureError",
+    "SignatureFailure",
+    "Throttle",
+    "TokenBucket",
+    "TokenBucketStatistics",
+    "YClientsClient",
+    "YClientsError",
+    "backoff_delay",
+    "call_with_retries",
+    "create_fake_yclients",
+    "create_standalone_app",
+    "decode_user_data",
+    "make_blueprints",
+    "parse_retry_after",
+    "serve_fake_yclients",
+    "sign_user_data",
+    "user_id_from",
+    "verify_user_data",
+]

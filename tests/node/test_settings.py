@@ -41,8 +41,16 @@ def test_serve_lists_every_missing_setting_with_how_to_make_it() -> None:
     with pytest.raises(SettingsError) as info:
         load_settings("serve", {}, dotenv=None)
     text = "\n".join(info.value.problems)
-    for name in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET", "ADMIN_TOKEN", "CREDENTIALS_KEY",
-                 "YCLIENTS_PARTNER_TOKEN", "YCLIENTS_APP_ID", "PUBLIC_URL"):
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "JWT_SECRET",
+        "ADMIN_TOKEN",
+        "CREDENTIALS_KEY",
+        "YCLIENTS_PARTNER_TOKEN",
+        "YCLIENTS_APP_ID",
+        "PUBLIC_URL",
+    ):
         assert name in text
     assert "openssl rand -base64 32" in text
 

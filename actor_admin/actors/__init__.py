@@ -1,0 +1,22 @@
+"""Company actors: the ``CompanySession`` that drives one salon's WhatsApp session machine, the
+``Router`` through which everything else reaches it, and the node's ``Registry`` of what each
+session is doing."""
+
+from ._company import CompanySession, GetSnapshot, LinkEvent, SessionDeps, company_actor_factory
+from ._qr import render_qr_svg
+from ._registry import Registry, SessionView
+from ._router import DEFAULT_ASK_TIMEOUT_S, Router, SessionUnavailable
+
+__all__ = [
+    "DEFAULT_ASK_TIMEOUT_S",
+    "CompanySession",
+    "GetSnapshot",
+    "LinkEvent",
+    "Registry",
+    "Router",
+    "SessionDeps",
+    "SessionUnavailable",
+    "SessionView",
+    "company_actor_factory",
+    "render_qr_svg",
+]

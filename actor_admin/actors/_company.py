@@ -1,0 +1,321 @@
+"""The ``CompanySession`` actor: one per salon, a thin loop around the session machine.
+
+receive a message → ``step(state, event, now)`` → perform the effects in order. Everything it
+decides is in :mod:`actor_admin.session`; here are only the hands: the transport link, timers, the
+store, the bus, the inbound stream, and answers to callers who ``ask``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, final
+
+import attrs
+import trio
+
+from actor_admin.runtime import ActorContext, MailboxClosed, MailboxFull, Request
+from actor_admin.session import Alert as AlertEffect
+from actor_admin.session import (
+    AskPairingCode,
+    CancelTimer,
+    CheckOwnership,
+    Connect,
+    DeleteCredentials,
+    Disconnect,
+    Effect,
+    EnqueueActivation,
+    LinkFailed,
+    LogEvent,
+    LogoutDevice,
+    MessageSent,
+    OwnershipChecked,
+    PairingCodeFailed,
+    PersistConnection,
+    PersistUnlinked,
+    Publish,
+    RecordSendOutcome,
+    Reply,
+    SendMessage,
+    SessionPolicy,
+    SessionState,
+    SetTimer,
+    StoreCredentials,
+    StoreMessage,
+    Timer,
+    snapshot_frames,
+    step,
+)
+from actor_admin.session._transport_events import TransportEvent
+from actor_admin.whatsapp import Link, Transport
+
+from ._registry import Registry
+
+log = logging.getLogger("actor_admin.actors")
+
+
+@final
+@attrs.frozen
+class LinkEvent:
+    """A transport event tagged with the link that produced it, so a closed link's leftovers
+    are recognised and dropped (a ``Disconnect`` cannot recall what is already in the mailbox)."""
+
+    generation: int
+    event: TransportEvent
+
+
+@final
+@attrs.frozen
+class GetSnapshot:
+    """Ask the actor for the frames a new viewer must see first (state, current QR or code)."""
+
+
+@attrs.frozen
+class SessionDeps:
+    """What every company actor needs; built once by the composition root."""
+
+    transport: Transport
+    store: Any  # actor_admin.store.Store (kept loose so unit tests can pass a small fake)
+    bus: Any  # actor_admin.cluster.Bus
+    registry: Registry
+    policy: SessionPolicy = attrs.field(factory=SessionPolicy)
+    inbound: Any = None  # actor_admin.cluster.InboundStream, or None
+    owns: Callable[[int], Awaitable[bool]] | None = None
+    activation_payload: Callable[[int, str], Mapping[str, Any]] | None = None
+    render_svg: Callable[[str], str] | None = None
+    sends_per_minute: float = 20.0
+
+
+class CompanySession:
+    """One run of one salon's actor. The supervisor makes a fresh one for every (re)start."""
+
+    def __init__(self, deps: SessionDeps, salon_id: int) -> None:
+        self.deps = deps
+        self.salon_id = salon_id
+        self.state = SessionState()
+        self.link: Link | None = None
+        self.generation = 0
+        self.timers: dict[str, trio.CancelScope] = {}
+        self.waiting: dict[int, Request[Any]] = {}
+        self.request_ids = itertools.count(1)
+        self.send_channel: trio.MemorySendChannel[SendMessage] | None = None
+
+    async def __call__(self, ctx: ActorContext[int, Any], *, task_status: trio.TaskStatus[None]) -> None:
+        store = self.deps.store
+        self.state = SessionState(has_credentials=await store.credentials.load(self.salon_id) is not None)
+        self._publish_view()
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            self.ctx = ctx
+            send, receive = trio.open_memory_channel[SendMessage](256)
+            self.send_channel = send
+            nursery.start_soon(self._pace_sends, receive)
+            task_status.started()
+            try:
+                async for message in ctx.inbox:
+                    await self.handle(message)
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await self._close_link()
+                self._clear_view()
+                for request in self.waiting.values():
+                    if not request.answered:
+                        request.fail(MailboxClosed("the session stopped before answering"))
+                nursery.cancel_scope.cancel()
+
+    async def handle(self, message: Any) -> None:
+        if isinstance(message, Request) and isinstance(message.body, GetSnapshot):
+            message.reply(snapshot_frames(self.state, trio.current_time()))
+            return
+        if isinstance(message, Request):
+            request_id = next(self.request_ids)
+            self.waiting[request_id] = message
+            event = attrs.evolve(message.body, request_id=request_id)
+        elif isinstance(message, LinkEvent):
+            if message.generation != self.generation:
+                return  # from a link we already closed
+            event = message.event
+        else:
+            event = message
+        self.state, effects = step(self.state, event, trio.current_time(), policy=self.deps.policy)
+        for effect in effects:
+            await self.perform(effect)
+        self._publish_view()
+
+    # -- effects ----------------------------------------------------------------------------
+
+    async def perform(self, effect: Effect) -> None:
+        store = self.deps.store
+        salon_id = self.salon_id
+        match effect:
+            case Connect(with_credentials=with_credentials):
+                await self._open_link(with_credentials)
+            case Disconnect():
+                await self._close_link()
+            case LogoutDevice():
+                link, self.link = self.link, None
+                self.generation += 1
+                if link is not None:
+                    with trio.move_on_after(10):
+                        await link.logout()
+            case AskPairingCode(phone=phone):
+                await self._ask_pairing_code(phone)
+            case SendMessage():
+                assert self.send_channel is not None
+                try:
+                    self.send_channel.send_nowait(effect)
+                except trio.WouldBlock:
+                    self._feed(MessageSent(effect.idempotency_key, None, "send queue full"))
+            case PersistConnection(phone=phone):
+                await store.companies.record_connection(salon_id, phone, activation_payload=self._activation_payload())
+            case EnqueueActivation():
+                pass  # done atomically with PersistConnection by the store (record_connection)
+            case PersistUnlinked(reason=reason):
+                await store.companies.mark_disconnected(salon_id)
+                await store.events.append(salon_id, "whatsapp_unlinked", {"reason": reason})
+            case StoreCredentials(credentials=credentials):
+                await store.credentials.save(salon_id, credentials)
+            case DeleteCredentials():
+                await store.credentials.delete(salon_id)
+            case StoreMessage(wa_id=wa_id, peer=peer, text=text):
+                if await store.messages.insert_inbound(salon_id, wa_id, peer, text):
+                    await self._pass_on_inbound(wa_id, peer, text)
+            case RecordSendOutcome(idempotency_key=key, wa_id=wa_id, error=error):
+                await store.messages.record_send_outcome(salon_id, key, wa_id=wa_id, error=error)
+            case LogEvent(type=type_, data=data):
+                log.info("%s", type_, extra={"salon_id": salon_id, **dict(data)})
+                await store.events.append(salon_id, type_, dict(data))
+            case AlertEffect(code=code, message=text):
+                log.warning("alert %s: %s", code, text, extra={"salon_id": salon_id})
+            case CheckOwnership():
+                owned = True if self.deps.owns is None else await self.deps.owns(salon_id)
+                self._feed(OwnershipChecked(owned))
+            case Publish(frame=frame):
+                await self._publish(dict(frame))
+            case SetTimer(name=name, at=at):
+                self._set_timer(name, at)
+            case CancelTimer(name=name):
+                scope = self.timers.pop(name, None)
+                if scope is not None:
+                    scope.cancel()
+            case Reply(request_id=request_id, outcome=outcome):
+                request = self.waiting.pop(request_id, None) if request_id is not None else None
+                if request is not None:
+                    request.reply(outcome)
+
+    def _activation_payload(self) -> Callable[[str], Mapping[str, Any]] | None:
+        make = self.deps.activation_payload
+        if make is None:
+            return None
+        salon_id = self.salon_id
+        return lambda api_key: make(salon_id, api_key)
+
+    async def _open_link(self, with_credentials: bool) -> None:
+        await self._close_link()
+        credentials = await self.deps.store.credentials.load(self.salon_id) if with_credentials else None
+        self.generation += 1
+        generation = self.generation
+        ref = self.ctx.ref
+
+        def deliver(event: TransportEvent) -> None:
+            try:
+                ref.send_nowait(LinkEvent(generation, event))
+            except MailboxFull:
+                # Losing a transport event would desynchronise the machine: crash the run and let
+                # the supervisor restart it from the stored truth.
+                self.nursery.cancel_scope.cancel()
+                log.error("mailbox full; restarting session", extra={"salon_id": self.salon_id})
+            except MailboxClosed:
+                pass
+
+        try:
+            self.link = await self.deps.transport.open(self.nursery, self.salon_id, credentials, deliver)
+        except Exception as exc:
+            self.link = None
+            self._feed(LinkFailed(f"{type(exc).__name__}: {exc}"))
+
+    async def _close_link(self) -> None:
+        link, self.link = self.link, None
+        self.generation += 1
+        if link is not None:
+            with trio.move_on_after(10):
+                await link.aclose()
+
+    async def _ask_pairing_code(self, phone: str) -> None:
+        if self.link is None:
+            self._feed(PairingCodeFailed("no open connection"))
+            return
+        try:
+            await self.link.request_pairing_code(phone)
+        except Exception as exc:
+            self._feed(PairingCodeFailed(str(exc)))
+
+    async def _pace_sends(self, receive: trio.MemoryReceiveChannel[SendMessage]) -> None:
+        """Sends leave at most ``sends_per_minute`` a minute, so a burst never gets a number banned."""
+        interval = 60.0 / self.deps.sends_per_minute
+        next_at = trio.current_time()
+        async for effect in receive:
+            await trio.sleep_until(next_at)
+            next_at = max(trio.current_time(), next_at) + interval
+            link = self.link
+            if link is None:
+                self._feed(MessageSent(effect.idempotency_key, None, "not connected"))
+                continue
+            try:
+                wa_id = await link.send_message(effect.to, effect.text)
+            except Exception as exc:
+                self._feed(MessageSent(effect.idempotency_key, None, str(exc) or type(exc).__name__))
+            else:
+                self._feed(MessageSent(effect.idempotency_key, wa_id))
+
+    async def _pass_on_inbound(self, wa_id: str, peer: str, text: str) -> None:
+        if self.deps.inbound is None:
+            return
+        try:
+            await self.deps.inbound.publish_inbound(self.salon_id, {"wa_id": wa_id, "peer": peer, "text": text})
+        except Exception as exc:
+            log.warning("inbound stream unavailable: %s", exc, extra={"salon_id": self.salon_id})
+            return
+        await self.deps.store.messages.mark_published(self.salon_id, [wa_id])
+
+    async def _publish(self, frame: dict[str, Any]) -> None:
+        if frame.get("type") == "qr" and "svg" not in frame and self.deps.render_svg is not None:
+            # ≈3 ms (see _qr.py), rendered once per QR however many viewers watch. Done inline, not
+            # in a worker thread: a thread would let virtual time run away under MockClock.
+            frame["svg"] = self.deps.render_svg(str(frame["qr"]))
+        try:
+            await self.deps.bus.publish(self.salon_id, frame)
+        except Exception as exc:
+            log.warning("bus publish failed: %s", exc, extra={"salon_id": self.salon_id})
+
+    def _set_timer(self, name: str, at: float) -> None:
+        old = self.timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        scope = trio.CancelScope(deadline=at)
+        self.timers[name] = scope
+        self.nursery.start_soon(self._timer, name, scope)
+
+    async def _timer(self, name: str, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep_forever()
+        if scope.cancelled_caught and self.timers.get(name) is scope and trio.current_time() >= scope.deadline:
+            del self.timers[name]
+            self._feed(Timer(name))
+
+    def _feed(self, event: Any) -> None:
+        try:
+            self.ctx.ref.send_nowait(event)
+        except (MailboxFull, MailboxClosed):
+            log.error("could not feed %s back to the session", type(event).__name__)
+
+    def _publish_view(self) -> None:
+        self.deps.registry.update(self.salon_id, self.state.name, self.state.phone, self.state.reason)
+
+    def _clear_view(self) -> None:
+        self.deps.registry.forget(self.salon_id)
+
+
+def company_actor_factory(deps: SessionDeps) -> Callable[[int], CompanySession]:
+    return lambda salon_id: CompanySession(deps, salon_id)

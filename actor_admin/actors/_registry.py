@@ -1,0 +1,62 @@
+"""What this node's sessions are doing, for ``/status``, ``/metrics`` and the admin API.
+
+Each actor writes its own entry after every step; readers take a consistent copy. Owned by the
+composition root and passed down — not a module global.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import final
+
+import attrs
+import trio
+
+
+@final
+@attrs.frozen
+class SessionView:
+    state: str
+    phone: str | None
+    reason: str | None
+    since: float
+
+
+@final
+class Registry:
+    def __init__(self) -> None:
+        self._views: dict[int, SessionView] = {}
+        self._changed = trio.Event()
+
+    def update(self, salon_id: int, state: str, phone: str | None, reason: str | None) -> None:
+        old = self._views.get(salon_id)
+        if old is not None and (old.state, old.phone, old.reason) == (state, phone, reason):
+            return
+        since = old.since if old is not None and old.state == state else trio.current_time()
+        self._views[salon_id] = SessionView(state=state, phone=phone, reason=reason, since=since)
+        self._notify()
+
+    def forget(self, salon_id: int) -> None:
+        if self._views.pop(salon_id, None) is not None:
+            self._notify()
+
+    async def wait_state(self, salon_id: int, state: str) -> SessionView:
+        """Wait until ``salon_id``'s session is in ``state`` (returns at once if it already is)."""
+        while True:
+            view = self._views.get(salon_id)
+            if view is not None and view.state == state:
+                return view
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def get(self, salon_id: int) -> SessionView | None:
+        return self._views.get(salon_id)
+
+    def items(self) -> list[tuple[int, SessionView]]:
+        return sorted(self._views.items())
+
+    def by_state(self) -> dict[str, int]:
+        return dict(Counter(view.state for view in self._views.values()))

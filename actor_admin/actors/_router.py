@@ -1,0 +1,96 @@
+"""How the rest of the node talks to company actors: by salon id, never by task.
+
+The router owns the supervisor of company sessions. ``ask`` starts the salon's actor if none runs
+(the supervisor guarantees exactly one) and waits for its answer; ``restore`` brings back every
+salon with stored credentials at start-up, paced so a restart of thousands does not stampede
+WhatsApp.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, final
+
+import trio
+
+from actor_admin.runtime import ActorFailed, AskTimeout, MailboxClosed, Supervisor
+from actor_admin.session import Command, Start
+
+from ._company import GetSnapshot
+
+log = logging.getLogger("actor_admin.actors")
+
+DEFAULT_ASK_TIMEOUT_S = 10.0
+
+
+class SessionUnavailable(Exception):
+    """The salon's actor could not answer: failed, stopped, or too slow."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@final
+class Router:
+    def __init__(self, supervisor: Supervisor[int, Any]) -> None:
+        self.supervisor = supervisor
+
+    async def ask(  # noqa: ASYNC109 - the timeout is the mailbox's ask timeout, not a cancel scope
+        self, salon_id: int, command: Command | GetSnapshot, *, timeout: float = DEFAULT_ASK_TIMEOUT_S
+    ) -> Any:
+        """Deliver ``command`` to the salon's actor (starting it if needed) and return its answer.
+
+        Raises:
+            SessionUnavailable: the actor is ``failed``, was stopped, or did not answer in time.
+        """
+        try:
+            ref = await self.supervisor.ensure(salon_id)
+            return await ref.ask(command, timeout)
+        except ActorFailed as exc:
+            raise SessionUnavailable("failed", str(exc)) from None
+        except AskTimeout:
+            raise SessionUnavailable("timeout", "the WhatsApp session did not answer in time") from None
+        except MailboxClosed:
+            raise SessionUnavailable("stopped", "the WhatsApp session is stopping") from None
+
+    async def snapshot(self, salon_id: int) -> list[dict[str, Any]]:
+        """The frames a new viewer must see first."""
+        return [dict(frame) for frame in await self.ask(salon_id, GetSnapshot())]
+
+    async def stop(self, salon_id: int, *, grace: float | None = None) -> bool:
+        return await self.supervisor.stop(salon_id, grace=grace)
+
+    async def restart(self, salon_id: int) -> None:
+        await self.supervisor.restart(salon_id)
+
+    def running(self, salon_id: int) -> bool:
+        return self.supervisor.get(salon_id) is not None
+
+    async def restore(
+        self,
+        salon_ids: Iterable[int],
+        *,
+        per_second: float = 20.0,
+        progress: Callable[[int], Awaitable[None] | None] | None = None,
+    ) -> int:
+        """Start (and ``Start``) each salon's actor, at most ``per_second`` a second."""
+        interval = 1.0 / per_second
+        next_at = trio.current_time()
+        count = 0
+        for salon_id in salon_ids:
+            await trio.sleep_until(next_at)
+            next_at = max(next_at + interval, trio.current_time())
+            try:
+                ref = await self.supervisor.ensure(salon_id)
+                await ref.send(Start())
+            except (ActorFailed, MailboxClosed) as exc:
+                log.warning("could not restore salon %s: %s", salon_id, exc, extra={"salon_id": salon_id})
+                continue
+            count += 1
+            if progress is not None:
+                result = progress(count)
+                if result is not None:
+                    await result
+        return count

@@ -1,0 +1,63 @@
+"""The Quart-trio application: blueprints, the JSON error shape, security headers."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from actor_admin._resources import web_dir
+
+from ._http import ApiError, BodyLimit, content_security_policy, error_response
+from ._services import Services
+
+log = logging.getLogger("actor_admin.api")
+
+# Blueprint modules, each exposing ``blueprint(services) -> quart.Blueprint``. A module that does
+# not exist yet is skipped, so areas can land one at a time.
+BLUEPRINTS = ("_ops", "_marketplace", "_ws", "_webhook", "_admin")
+DEV_BLUEPRINTS = ("_dev",)
+
+
+def create_app(services: Services) -> QuartTrio:
+    app = QuartTrio("actor_admin", static_folder=str(web_dir()), static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = None  # BodyLimit enforces 64 KiB before Quart sees a body
+    app.config["JSON_SORT_KEYS"] = False
+    names = BLUEPRINTS + (DEV_BLUEPRINTS if services.settings.mode == "dev" else ())
+    for name in names:
+        try:
+            module = importlib.import_module(f"actor_admin.api.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"actor_admin.api.{name}":
+                raise
+            continue
+        app.register_blueprint(module.blueprint(services))
+
+    @app.errorhandler(ApiError)
+    async def api_error(error: ApiError) -> Response:
+        return error_response(error.status, error.code, error.message)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        code = (error.name or "error").lower().replace(" ", "_")
+        return error_response(error.code or 500, code, error.description or error.name or "error")
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        # Never a bare 500 page: log the details, answer in the documented shape.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "something went wrong on our side; it has been logged")
+
+    @app.after_request
+    async def security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("Content-Security-Policy", content_security_policy())
+        return response
+
+    app.asgi_app = BodyLimit(app.asgi_app)  # type: ignore[method-assign]
+    return app

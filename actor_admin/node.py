@@ -1,0 +1,408 @@
+"""The composition root: wires settings, databases, actors and the web front end, and owns their
+lifetimes. Nothing else builds long-lived objects or opens connections.
+
+Order matters (trio-stack.md): ``trio.run`` → trio-asyncio's loop → store and Redis → the
+supervisor's nursery → ``hypercorn.trio.serve``. The asyncio loop is opened around the server, not
+inside the app, so request tasks inherit it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+import trio_asyncio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from actor_admin import __version__
+from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
+from actor_admin.api import Services, create_app
+from actor_admin.config import Settings, SettingsError, load_settings
+from actor_admin.runtime import Backoff, SupervisorPolicy, open_supervisor
+from actor_admin.session import SessionPolicy
+
+log = logging.getLogger("actor_admin.node")
+
+RESTORE_PER_SECOND = 20.0
+
+
+def supervisor_policy(settings: Settings) -> SupervisorPolicy:
+    s = settings.supervision
+    return SupervisorPolicy(
+        backoff=Backoff(
+            initial_s=s.backoff_initial_s, factor=s.backoff_factor, max_s=s.backoff_max_s, jitter=s.backoff_jitter
+        ),
+        backoff_reset_after_s=s.backoff_reset_after_s,
+        intensity_max_restarts=s.intensity_max_restarts,
+        intensity_window_s=s.intensity_window_s,
+        mailbox_capacity=s.mailbox_capacity,
+    )
+
+
+def activation_payload(settings: Settings) -> Callable[[int, str], Mapping[str, Any]]:
+    """The body of YClients' activation call (reference/yclients-marketplace.md §2)."""
+
+    def make(salon_id: int, api_key: str) -> Mapping[str, Any]:
+        return {
+            "salon_id": salon_id,
+            "application_id": settings.yclients_app_id,
+            "api_key": api_key,
+            "webhook_urls": [settings.public_url + "/webhook/yclients"],
+            "channels": ["whatsapp"],
+        }
+
+    return make
+
+
+@attrs.define
+class Parts:
+    """What a node is made of, before it serves: the databases and the doubles it talks to."""
+
+    store: Any
+    redis: Any = None
+    transport: Any = None
+    simulator: Any = None
+    fake_yclients: Any = None
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Services]:
+    """Build the bus, limiter, YClients client and the company supervisor around ``parts``.
+
+    Used by the real node and by the integration tests, so both run the same wiring.
+    """
+    from actor_admin.cluster import InboundStream, LocalBus, NodeRegistry, RateLimiter, open_redis_bus
+    from actor_admin.yclients import YClientsClient
+
+    async with AsyncExitStack() as stack:
+        if parts.redis is not None:
+            bus: Any = await stack.enter_async_context(open_redis_bus(parts.redis))
+            limiter = RateLimiter(parts.redis)
+            inbound = InboundStream(parts.redis)
+            nodes = NodeRegistry(parts.redis)
+        else:
+            bus, limiter, inbound, nodes = LocalBus(), None, None, None
+        yclients = await stack.enter_async_context(YClientsClient.from_settings(settings))
+        registry = Registry()
+        deps = SessionDeps(
+            transport=parts.transport,
+            store=parts.store,
+            bus=bus,
+            registry=registry,
+            policy=SessionPolicy(),
+            inbound=inbound,
+            activation_payload=activation_payload(settings),
+            render_svg=render_qr_svg,
+        )
+        supervisor = await stack.enter_async_context(
+            open_supervisor(company_actor_factory(deps), policy=supervisor_policy(settings))
+        )
+        yield Services(
+            settings=settings,
+            store=parts.store,
+            router=Router(supervisor),
+            registry=registry,
+            bus=bus,
+            redis=parts.redis,
+            limiter=limiter,
+            nodes=nodes,
+            yclients=yclients,
+            simulator=parts.simulator,
+            fake_yclients=parts.fake_yclients,
+        )
+
+
+def hypercorn_config(settings: Settings) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    config.graceful_timeout = max(1.0, settings.shutdown_deadline_s / 2)
+    config.websocket_ping_interval = 20.0
+    config.include_server_header = False
+    return config
+
+
+async def _wait_for_signal(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            stop.set()
+            return
+
+
+def say(text: str) -> None:
+    """Progress for a person at a terminal (stderr, so stdout stays clean for tools)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+async def _node_main(settings: Settings, *, migrate: bool) -> int:
+    from actor_admin import logs
+    from actor_admin.cli import CommandError
+    from actor_admin.cluster import EmbeddedRedis, RedisClient
+    from actor_admin.store import EmbeddedPostgres, Keyring, MigrationError, Store, StoreError
+    from actor_admin.store import migrate as run_migrations
+    from actor_admin.store import pending as pending_migrations
+
+    logs.configure(settings)
+    stop = trio.Event()
+    async with AsyncExitStack() as stack:
+        dev = settings.mode == "dev"
+        database_url, redis_url = settings.database_url, settings.redis_url
+        if dev and database_url is None:
+            say(f"starting embedded PostgreSQL (data in {settings.data_dir / 'pg'}) …")
+            pg = EmbeddedPostgres(settings.data_dir / "pg")
+            database_url = await trio.to_thread.run_sync(pg.start)
+            stack.callback(pg.stop)
+        if dev and redis_url is None:
+            say(f"starting embedded Redis (data in {settings.data_dir / 'redis'}) …")
+            embedded_redis = EmbeddedRedis(settings.data_dir.absolute())
+            redis_url = await trio.to_thread.run_sync(embedded_redis.start)
+            stack.callback(embedded_redis.stop)
+        assert database_url is not None and redis_url is not None
+        await stack.enter_async_context(trio_asyncio.open_loop())
+        try:
+            if migrate:
+                applied = await run_migrations(database_url, progress=lambda name: say(f"applying migration {name}"))
+                if applied:
+                    say(f"applied {len(applied)} migration(s)")
+            else:
+                waiting = await pending_migrations(database_url)
+                if waiting:
+                    log.warning("pending migrations not applied (--no-migrate): %s", ", ".join(waiting))
+        except MigrationError as exc:
+            raise CommandError(f"actor-admin {settings.mode}: {exc}") from None
+        except StoreError as exc:
+            raise CommandError(
+                f"actor-admin {settings.mode}: cannot reach PostgreSQL ({exc}); check DATABASE_URL and that the "
+                "server is running (`actor-admin doctor` checks it)"
+            ) from None
+        store = await Store.open(
+            database_url, pool_size=settings.pg_pool_size, credentials_keys=Keyring(settings.credentials_key)
+        )
+        stack.push_async_callback(store.aclose)
+        redis = await RedisClient.open(redis_url)
+        stack.push_async_callback(redis.aclose)
+
+        parts = Parts(store=store, redis=redis)
+        parts.transport, parts.simulator = _transport(settings)
+        if dev:
+            from actor_admin.yclients import create_fake_yclients
+
+            parts.fake_yclients = create_fake_yclients(
+                settings.yclients_partner_token, settings.yclients_app_id, settings.public_url
+            )
+        services = await stack.enter_async_context(open_services(settings, parts))
+        app = create_app(services)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_wait_for_signal, stop)
+            if services.nodes is not None:
+                nursery.start_soon(_keep_registered, services, settings.node_id)
+            _start_workers(nursery, services)
+            binds = await nursery.start(
+                lambda task_status: serve(
+                    app, hypercorn_config(settings), shutdown_trigger=stop.wait, task_status=task_status
+                )  # type: ignore[arg-type]
+            )
+            url = _landing_url(settings, binds)
+            say(f"actor-admin {settings.mode} {__version__} is running — open {url}")
+            nursery.start_soon(_restore, services)
+            await stop.wait()
+            services.shutting_down.set()
+            say("stopping …")
+            with trio.move_on_after(settings.shutdown_deadline_s):
+                await services.router.supervisor.aclose(grace=max(1.0, settings.shutdown_deadline_s / 2))
+            nursery.cancel_scope.cancel()
+    say("stopped")
+    return 0
+
+
+def _landing_url(settings: Settings, binds: list[str]) -> str:
+    if settings.port != 0:
+        return settings.public_url + "/"
+    return (binds[0] if binds else settings.public_url) + "/"
+
+
+async def _keep_registered(services: Services, node_id: str) -> None:
+    try:
+        await services.nodes.keep_registered(node_id)
+    except Exception as exc:
+        log.warning("node registry stopped: %s", exc)
+
+
+def _start_workers(nursery: trio.Nursery, services: Services) -> None:
+    """Background workers that exist once their area has landed (the YClients outbox)."""
+    try:
+        from actor_admin.yclients import run_outbox_worker  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    nursery.start_soon(run_outbox_worker, services.store, services.yclients, services.settings)
+
+
+async def _restore(services: Services) -> None:
+    """Reconnect every salon with stored credentials, paced so a restart does not stampede WhatsApp."""
+    try:
+        companies = await services.store.companies.list_with_credentials()
+    except Exception as exc:
+        log.error("could not list companies to restore: %s", exc)
+        return
+    if not companies:
+        return
+    say(f"reconnecting {len(companies)} salon(s) with stored WhatsApp credentials …")
+    count = await services.router.restore([c.salon_id for c in companies], per_second=RESTORE_PER_SECOND)
+    say(f"reconnected {count} salon(s)")
+
+
+def _transport(settings: Settings) -> tuple[Any, Any]:
+    """The WhatsApp transport this node uses, and the in-process simulator when it is one."""
+    if settings.whatsapp_transport == "neonize":
+        from actor_admin.whatsapp._neonize import NeonizeTransport, require_neonize
+
+        require_neonize()
+        return NeonizeTransport(store_dir=settings.data_dir / "neonize"), None
+    from actor_admin.whatsapp import NetworkSimulatorTransport, SimulatorCore
+
+    if settings.whatsapp_simulator_url:
+        return NetworkSimulatorTransport(settings.whatsapp_simulator_url), None
+    core = SimulatorCore()
+    return core.transport(), core
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def _run(main: Callable[[], Any]) -> int:
+    try:
+        return int(trio.run(main))
+    except KeyboardInterrupt:
+        return 0
+
+
+def run_dev(environ: Mapping[str, str], *, host: str | None = None, port: int | None = None) -> int:
+    from actor_admin._devenv import ensure_dev_secrets
+    from actor_admin.cli import CommandError
+
+    env = dict(environ)
+    if host:
+        env["HOST"] = host
+    if port is not None:
+        env["PORT"] = str(port)
+    data_dir = Path(env.get("DATA_DIR") or "./.data")
+    generated = ensure_dev_secrets(data_dir)
+    try:
+        settings = load_settings("dev", env, generated=generated)
+    except SettingsError as exc:
+        raise CommandError("actor-admin dev: " + "; ".join(exc.problems)) from None
+    say(f"dev secrets: {data_dir / 'dev.env'} (environment variables override them)")
+    return _run(lambda: _node_main(settings, migrate=True))
+
+
+def run_serve(settings: Settings, *, migrate: bool) -> int:
+    from actor_admin.cli import CommandError
+
+    if settings.whatsapp_transport == "neonize":
+        from actor_admin.whatsapp._neonize import NeonizeMissing, require_neonize
+
+        try:
+            require_neonize()
+        except NeonizeMissing as exc:
+            raise CommandError(f"actor-admin serve: {exc}") from None
+    return _run(lambda: _node_main(settings, migrate=migrate))
+
+
+def run_migrate(database_url: str, *, dry_run: bool) -> int:
+    from actor_admin.cli import CommandError
+    from actor_admin.store import MigrationError, StoreError
+    from actor_admin.store import migrate as run_migrations
+
+    async def main() -> int:
+        async with trio_asyncio.open_loop():
+            try:
+                names = await run_migrations(database_url, dry_run=dry_run, progress=lambda n: say(f"applying {n}"))
+            except MigrationError as exc:
+                raise CommandError(f"actor-admin migrate: {exc}") from None
+            except StoreError as exc:
+                raise CommandError(f"actor-admin migrate: cannot reach PostgreSQL: {exc}") from None
+        verb = "would apply" if dry_run else "applied"
+        say(f"{verb} {len(names)} migration(s)" + (": " + ", ".join(names) if names else " (schema up to date)"))
+        return 0
+
+    return int(trio.run(main))
+
+
+def run_simulator(host: str, port: int) -> int:
+    from actor_admin.whatsapp import serve_simulator
+
+    async def main() -> int:
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_wait_for_signal, stop)
+            binds = await nursery.start(
+                lambda task_status: serve_simulator(host, port, shutdown_trigger=stop.wait, task_status=task_status)
+            )  # type: ignore[arg-type]
+            say(f"WhatsApp simulator listening on {', '.join(map(str, binds))} (control API at /, links at /link)")
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+        return 0
+
+    return _run(main)
+
+
+def run_fake_yclients(environ: Mapping[str, str], host: str, port: int) -> int:
+    from actor_admin._devenv import ensure_dev_secrets
+    from actor_admin.yclients import serve_fake_yclients
+
+    generated = ensure_dev_secrets(Path(environ.get("DATA_DIR") or "./.data"))
+    settings = load_settings("dev", environ, generated=generated)
+
+    async def main() -> int:
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_wait_for_signal, stop)
+            binds = await nursery.start(
+                lambda task_status: serve_fake_yclients(
+                    host, port, settings, shutdown_trigger=stop.wait, task_status=task_status
+                )
+            )  # type: ignore[arg-type]
+            say(f"fake YClients listening on {', '.join(map(str, binds))} (API at /, control at /_fake/)")
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+        return 0
+
+    return _run(main)
+
+
+def run_rotate_key(environ: Mapping[str, str], *, old_keys: list[str]) -> int:
+    import base64
+    import binascii
+
+    from actor_admin.cli import CommandError
+    from actor_admin.store import Keyring, Store
+
+    settings = load_settings("serve" if environ.get("DATABASE_URL") else "dev", environ)
+    if settings.database_url is None:
+        raise CommandError("actor-admin rotate-key: DATABASE_URL is not set")
+    try:
+        previous = [base64.b64decode(k, validate=True) for k in old_keys]
+    except (binascii.Error, ValueError):
+        raise CommandError("actor-admin rotate-key: --old-key must be base64 of 32 bytes") from None
+    database_url = settings.database_url
+
+    async def main() -> int:
+        async with trio_asyncio.open_loop():
+            store = await Store.open(database_url, credentials_keys=Keyring(settings.credentials_key, previous))
+            try:
+                count = await store.credentials.rotate()
+            finally:
+                await store.aclose()
+        say(f"re-encrypted {count} credential blob(s) with the current CREDENTIALS_KEY")
+        return 0
+
+    return int(trio.run(main))

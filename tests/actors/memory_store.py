@@ -1,0 +1,112 @@
+"""An in-memory stand-in for the store, for actor tests on virtual time.
+
+Why not PostgreSQL here: under ``MockClock(autojump_threshold=0)`` virtual time jumps whenever
+every task waits, including while a query is on the wire, which would fire the driver's own
+timeouts. The real store is exercised by tests/actors/test_company_integration.py on real time.
+Its behaviour mirrors actor_admin.store's contract (atomic inbound insert, activation once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+@attrs.define
+class MemoryCompany:
+    salon_id: int
+    integration_status: str = "pending_whatsapp"
+    whatsapp_connected: bool = False
+    whatsapp_phone: str | None = None
+
+
+class _Companies:
+    def __init__(self, root: MemoryStore) -> None:
+        self.root = root
+        self.rows: dict[int, MemoryCompany] = {}
+
+    def add(self, salon_id: int, status: str = "pending_whatsapp") -> MemoryCompany:
+        self.rows[salon_id] = MemoryCompany(salon_id, status)
+        return self.rows[salon_id]
+
+    async def record_connection(self, salon_id: int, phone: str, *, activation_payload: Any = None) -> Any:
+        row = self.rows.setdefault(salon_id, MemoryCompany(salon_id))
+        row.whatsapp_connected = True
+        row.whatsapp_phone = phone.split("@")[0].split(":")[0]
+        if activation_payload is not None and row.integration_status == "pending_whatsapp":
+            row.integration_status = "activating"
+            self.root.outbox.append(dict(activation_payload("k" * 64)))
+        return row
+
+    async def mark_disconnected(self, salon_id: int) -> Any:
+        row = self.rows.get(salon_id)
+        if row is not None:
+            row.whatsapp_connected = False
+        return row
+
+
+class _Credentials:
+    def __init__(self) -> None:
+        self.blobs: dict[int, bytes] = {}
+
+    async def load(self, salon_id: int) -> bytes | None:
+        return self.blobs.get(salon_id)
+
+    async def save(self, salon_id: int, data: bytes) -> bool:
+        self.blobs[salon_id] = data
+        return True
+
+    async def delete(self, salon_id: int) -> bool:
+        return self.blobs.pop(salon_id, None) is not None
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, str, dict[str, Any]]] = []
+
+    async def append(self, salon_id: int, type: str, data: dict[str, Any] | None = None) -> int:
+        self.rows.append((salon_id, type, dict(data or {})))
+        return len(self.rows)
+
+    def types(self, salon_id: int) -> list[str]:
+        return [t for s, t, _ in self.rows if s == salon_id]
+
+
+class _Messages:
+    def __init__(self) -> None:
+        self.inbound: dict[tuple[int, str], tuple[str, str]] = {}
+        self.published: list[tuple[int, str]] = []
+        self.outcomes: dict[tuple[int, str], tuple[str | None, str | None]] = {}
+
+    async def insert_inbound(self, salon_id: int, wa_id: str, peer: str, text: str, at: Any = None) -> bool:
+        if (salon_id, wa_id) in self.inbound:
+            return False
+        self.inbound[(salon_id, wa_id)] = (peer, text)
+        return True
+
+    async def mark_published(self, salon_id: int, wa_ids: list[str]) -> int:
+        self.published += [(salon_id, w) for w in wa_ids]
+        return len(wa_ids)
+
+    async def record_send_outcome(self, salon_id: int, key: str, *, wa_id: str | None, error: str | None) -> bool:
+        self.outcomes[(salon_id, key)] = (wa_id, error)
+        return True
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.outbox: list[dict[str, Any]] = []
+        self.companies = _Companies(self)
+        self.credentials = _Credentials()
+        self.events = _Events()
+        self.messages = _Messages()
+
+
+class MemoryInbound:
+    def __init__(self) -> None:
+        self.entries: list[tuple[int, dict[str, Any]]] = []
+
+    async def publish_inbound(self, salon_id: int, fields: dict[str, Any]) -> str:
+        self.entries.append((salon_id, dict(fields)))
+        return f"{len(self.entries)}-0"

@@ -1,0 +1,243 @@
+"""The CompanySession actor against the in-process WhatsApp simulator, on virtual time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from trio.testing import MockClock
+
+from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
+from actor_admin.cluster import LocalBus
+from actor_admin.runtime import open_supervisor
+from actor_admin.session import Accepted, Logout, RequestQr, Send, SessionPolicy, Start, Status
+from actor_admin.whatsapp import SimulatorCore
+
+from .memory_store import MemoryInbound, MemoryStore
+
+PHONE = "79001234567"
+# Every test takes `autojump_clock` itself: pytest-trio picks the clock from the test's arguments.
+
+
+class Harness:
+    def __init__(self, core: SimulatorCore, store: MemoryStore, deps: SessionDeps, router: Router) -> None:
+        self.core = core
+        self.store = store
+        self.deps = deps
+        self.router = router
+        self.bus: LocalBus = deps.bus
+        self.registry = deps.registry
+        self.inbound: MemoryInbound = deps.inbound
+
+    def state(self, salon_id: int) -> str | None:
+        view = self.registry.get(salon_id)
+        return None if view is None else view.state
+
+    async def wait_state(self, salon_id: int, state: str, *, within: float = 600) -> None:
+        with trio.fail_after(within):
+            await self.registry.wait_state(salon_id, state)
+
+    async def connect(self, salon_id: int, phone: str = PHONE) -> None:
+        status = await self.router.ask(salon_id, RequestQr())
+        assert isinstance(status, Status)
+        qr = await self.core.wait_qr(salon_id)
+        self.core.scan(qr, phone)
+        await self.wait_state(salon_id, "connected")
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    core = SimulatorCore()
+    store = MemoryStore()
+    deps = SessionDeps(
+        transport=core.transport(),
+        store=store,
+        bus=LocalBus(),
+        registry=Registry(),
+        inbound=MemoryInbound(),
+        policy=SessionPolicy(),
+        activation_payload=lambda salon_id, api_key: {"salon_id": salon_id, "api_key": api_key},
+        render_svg=render_qr_svg,
+    )
+    async with open_supervisor(company_actor_factory(deps)) as supervisor:
+        yield Harness(core, store, deps, Router(supervisor))
+
+
+async def test_scan_then_515_then_connected_stores_digits_and_enqueues_one_activation(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    harness.store.companies.add(101)
+    await harness.connect(101)
+    row = harness.store.companies.rows[101]
+    assert row.whatsapp_connected and row.whatsapp_phone == PHONE
+    assert row.integration_status == "activating"
+    assert harness.store.outbox == [{"salon_id": 101, "api_key": "k" * 64}]
+    assert await harness.store.credentials.load(101) is not None
+    stats = harness.core.stats()
+    assert stats["live_sessions"] == 1 and stats["linked_devices"] == 1
+
+
+async def test_viewer_receives_state_qr_with_svg_and_connected_frames(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    frames: list[dict[str, Any]] = []
+    async with harness.bus.subscribe(102) as subscription, trio.open_nursery() as nursery:
+
+        async def collect() -> None:
+            async for frame in subscription:
+                frames.append(frame)
+
+        nursery.start_soon(collect)
+        await harness.connect(102)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    kinds = [f["type"] for f in frames]
+    assert "qr" in kinds and kinds[-1] in {"connected", "state"}
+    qr = next(f for f in frames if f["type"] == "qr")
+    assert qr["svg"].startswith("<svg") and qr["seq"] == 1 and qr["expires_in"] == 60
+    connected = next(f for f in frames if f["type"] == "connected")
+    assert connected["phone"] == PHONE
+
+
+async def test_whole_qr_batch_ends_idle_with_qr_expired_and_no_new_qr_until_asked(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    start = trio.current_time()
+    await harness.router.ask(103, RequestQr())
+    await harness.wait_state(103, "idle", within=1000)
+    elapsed = trio.current_time() - start
+    assert 159 <= elapsed <= 162  # 60 s + 5 × 20 s, then WhatsApp ends the attempt (408)
+    assert harness.registry.get(103).reason == "qr_expired"  # type: ignore[union-attr]
+    issued = harness.core.stats()["qr_issued_total"]
+    await trio.sleep(600)
+    assert harness.core.stats()["qr_issued_total"] == issued
+    await harness.router.ask(103, RequestQr())
+    await harness.wait_state(103, "qr")
+    assert harness.core.stats()["qr_issued_total"] == issued + 1
+
+
+async def test_restart_of_the_actor_resumes_from_stored_credentials_without_a_rescan(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    await harness.connect(104)
+    issued = harness.core.stats()["qr_issued_total"]
+    await harness.router.restart(104)
+    await harness.router.ask(104, Start())
+    await harness.wait_state(104, "connected")
+    stats = harness.core.stats()
+    assert stats["qr_issued_total"] == issued
+    assert stats["replaced_total"] == 0 and stats["max_live_per_device"] == 1
+
+
+async def test_phone_unlinking_the_device_logs_out_and_deletes_credentials(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    await harness.connect(105)
+    harness.core.logout(PHONE)
+    await harness.wait_state(105, "logged_out")
+    assert await harness.store.credentials.load(105) is None
+    assert harness.store.companies.rows.get(105) is None or not harness.store.companies.rows[105].whatsapp_connected
+
+
+async def test_a_rogue_second_connection_gets_one_retry_then_no_fight(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    await harness.connect(106)
+    credentials = await harness.store.credentials.load(106)
+    async with trio.open_nursery() as nursery:
+        # The rogue (another process holding the same device) connects: WhatsApp kicks us (440).
+        await harness.core.transport().open(nursery, 106, credentials, lambda event: None)
+        await harness.wait_state(106, "conflict")
+        # We own the salon (ownership re-checked), so we retry exactly once, kicking the rogue...
+        await harness.wait_state(106, "connected")
+        assert harness.core.stats()["replaced_total"] == 2
+        # ...and when the rogue comes back, we stay stopped: no 440 ping-pong.
+        await harness.core.transport().open(nursery, 106, credentials, lambda event: None)
+        await harness.wait_state(106, "conflict")
+        await trio.sleep(3600)
+        assert harness.core.stats()["replaced_total"] == 3
+        assert harness.state(106) == "conflict"
+        nursery.cancel_scope.cancel()
+
+
+async def test_network_drop_reconnects_with_back_off(harness: Harness, autojump_clock: MockClock) -> None:
+    await harness.connect(107)
+    dropped_at = trio.current_time()
+    harness.core.drop(PHONE)
+    await harness.wait_state(107, "reconnecting")
+    await harness.wait_state(107, "connected")
+    delay = trio.current_time() - dropped_at
+    low, high = SessionPolicy().backoff_bounds_s(1)
+    assert low <= delay <= high + 0.1
+
+
+async def test_inbound_redelivery_is_stored_and_passed_on_once(harness: Harness, autojump_clock: MockClock) -> None:
+    await harness.connect(108)
+    harness.core.inbound(PHONE, "79990001122", "Здравствуйте!", "wamid-1")
+    harness.core.inbound(PHONE, "79990001122", "Здравствуйте!", "wamid-1")
+    harness.core.inbound(PHONE, "79990001122", "Ещё вопрос", "wamid-2")
+    await trio.sleep(1)
+    assert len(harness.store.messages.inbound) == 2
+    assert [fields["wa_id"] for _, fields in harness.inbound.entries] == ["wamid-1", "wamid-2"]
+    assert harness.core.stats()["messages_in_total"] == 3
+
+
+async def test_outbound_sends_are_paced_per_company(harness: Harness, autojump_clock: MockClock) -> None:
+    await harness.connect(109)
+    start = trio.current_time()
+    for n in range(3):
+        outcome = await harness.router.ask(109, Send("79990001122", f"msg {n}", f"key-{n}"))
+        assert isinstance(outcome, Accepted)
+    with trio.fail_after(60):
+        await harness.core.wait_for(lambda: len(harness.core.sent_messages()) == 3)
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(harness.store.messages.outcomes) == 3
+    sent = harness.core.sent_messages()
+    assert [m.text for m in sent] == ["msg 0", "msg 1", "msg 2"]
+    assert 5.9 <= trio.current_time() - start <= 6.1  # 20 a minute: one every 3 s
+    assert all(error is None for _, error in harness.store.messages.outcomes.values())
+
+
+async def test_send_without_a_connection_is_refused(harness: Harness, autojump_clock: MockClock) -> None:
+    outcome = await harness.router.ask(110, Send("79990001122", "hi", "k"))
+    assert getattr(outcome, "code", None) == "not_connected"
+
+
+async def test_logout_command_unlinks_the_device(harness: Harness, autojump_clock: MockClock) -> None:
+    await harness.connect(111)
+    await harness.router.ask(111, Logout())
+    await harness.wait_state(111, "logged_out")
+    assert harness.core.stats()["linked_devices"] == 0
+    assert await harness.store.credentials.load(111) is None
+
+
+async def test_restore_brings_back_stored_salons_at_the_pacing_rate(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    for salon_id in range(200, 260):
+        await harness.connect(salon_id, phone=f"7900{salon_id:07d}")
+        await harness.router.stop(salon_id)
+    assert harness.core.stats()["live_sessions"] == 0
+    start = trio.current_time()
+    restored = await harness.router.restore(range(200, 260), per_second=20)
+    for salon_id in range(200, 260):
+        await harness.wait_state(salon_id, "connected")
+    elapsed = trio.current_time() - start
+    assert restored == 60
+    assert 2.9 <= elapsed <= 3.2  # 60 salons at 20 a second
+    assert harness.core.stats()["live_sessions"] == 60
+    assert harness.core.stats()["max_live_per_device"] == 1
+
+
+async def test_twenty_salons_connecting_at_once_each_get_their_own_connection(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        for salon_id in range(300, 320):
+            nursery.start_soon(harness.connect, salon_id, f"7911{salon_id:07d}")
+    stats = harness.core.stats()
+    assert stats["live_sessions"] == 20 and stats["linked_devices"] == 20
+    assert stats["max_live_per_device"] == 1 and stats["replaced_total"] == 0

@@ -1,0 +1,318 @@
+"""``GET /metrics``: Prometheus text exposition, collected at scrape time.
+
+Each app gets its own :class:`prometheus_client.CollectorRegistry` (no process-global default
+registry: two apps in one test process must not share counters). Almost everything is read from the
+in-memory statistics the other parts already keep — the session registry, the supervisor, the bus,
+the YClients client, the websocket counters — when Prometheus scrapes, so nothing here has to be
+told about events as they happen. The exceptions are the few figures only an event source knows:
+the QR issue → viewer latency (:meth:`Metrics.observe_qr_latency`, called by the websocket handler)
+and lease ownership changes (:meth:`Metrics.count_lease_change`, 0 until cross-node ownership is
+wired). Figures that need I/O (outbox backlog, dependency round trips) are fetched by the handler
+before rendering, bounded in time, so a scrape never hangs on a dead database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, final
+
+import attrs
+import trio
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from actor_admin import __version__
+
+if TYPE_CHECKING:
+    from ._services import Services
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Mailbox depths are small integers; the capacity default is 64.
+MAILBOX_BUCKETS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+# A QR is valid 20 s (60 s the first); a viewer should see it well within a second.
+QR_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@final
+@attrs.define
+class Probes:
+    """The I/O-bound figures of the last scrape (None: not known — the dependency did not answer)."""
+
+    postgres_up: bool | None = None
+    redis_up: bool | None = None
+    outbox_pending: int | None = None
+    outbox_oldest_pending_s: float | None = None
+    outbox_failed: int | None = None
+
+
+@final
+class Metrics:
+    """The node's metrics: a per-app registry plus the event hooks other handlers call.
+
+    Owned by the app (built by the ops blueprint, kept on ``services.metrics``).
+    """
+
+    def __init__(self, services: Services) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.probes = Probes()
+        self._qr_latency = Histogram(
+            "actor_admin_qr_latency_seconds",
+            "Time from WhatsApp issuing a QR to a viewer's websocket receiving it.",
+            buckets=QR_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._lease_changes = Counter(
+            "actor_admin_lease_changes",
+            "Company ownership changes between nodes (leases won or lost). Always 0 while a single "
+            "node runs: cross-node ownership routing is not wired yet.",
+            ["change"],
+            registry=self.registry,
+        )
+        for change in ("acquired", "lost"):
+            self._lease_changes.labels(change=change)
+        self.registry.register(_StatsCollector(services, self.probes))
+        # process_resident_memory_bytes, CPU seconds, open fds — read from /proc at scrape time.
+        ProcessCollector(namespace="actor_admin", registry=self.registry)
+
+    def observe_qr_latency(self, seconds: float) -> None:
+        """Record how long a QR took from being issued to reaching one viewer (trio seconds)."""
+        self._qr_latency.observe(max(0.0, seconds))
+
+    def count_lease_change(self, change: str) -> None:
+        """Count a lease ``acquired`` or ``lost`` (for the cluster work; nothing calls it yet)."""
+        self._lease_changes.labels(change=change).inc()
+
+    def render(self) -> bytes:
+        """The exposition text (call after :func:`refresh_probes`)."""
+        return generate_latest(self.registry)
+
+
+async def refresh_probes(services: Services, probes: Probes, *, timeout_s: float = 1.0) -> None:
+    """Fetch the figures that need I/O, each bounded by ``timeout_s``, concurrently."""
+
+    async def outbox() -> None:
+        probes.postgres_up = False
+        with trio.move_on_after(timeout_s):
+            try:
+                stats = await services.store.outbox.stats()
+            except Exception:
+                return
+            probes.postgres_up = True
+            probes.outbox_pending = stats.pending
+            probes.outbox_oldest_pending_s = stats.oldest_pending_s or 0.0
+            probes.outbox_failed = stats.failed
+
+    async def redis() -> None:
+        if services.redis is None:
+            probes.redis_up = None
+            return
+        probes.redis_up = False
+        with trio.move_on_after(timeout_s):
+            try:
+                await services.redis.ping(timeout_s=timeout_s)
+            except Exception:
+                return
+            probes.redis_up = True
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(outbox)
+        nursery.start_soon(redis)
+
+
+@final
+class _StatsCollector(Collector):
+    """Turns the live statistics of the node's parts into metric families at each scrape."""
+
+    def __init__(self, services: Services, probes: Probes) -> None:
+        self._services = services
+        self._probes = probes
+
+    def describe(self) -> list[Metric]:
+        # An empty description: the registry then never calls collect() at registration time
+        # (collect() needs trio's clock, and registration may happen outside trio).
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._services
+        settings = s.settings
+        info = GaugeMetricFamily(
+            "actor_admin_info",
+            "This node: version, mode and id (the value is always 1).",
+            labels=["version", "mode", "node"],
+        )
+        info.add_metric([__version__, settings.mode, settings.node_id], 1.0)
+        yield info
+        yield GaugeMetricFamily(
+            "actor_admin_uptime_seconds",
+            "Seconds since the node started serving.",
+            value=trio.current_time() - s.started_at,
+        )
+        yield from self._sessions()
+        yield from self._actors()
+        yield from self._websockets()
+        yield from self._outbox()
+        yield from self._dependencies()
+        yield from self._yclients()
+        yield from self._bus()
+        yield from self._store_pool()
+        yield from self._simulator()
+
+    def _sessions(self) -> Iterator[Metric]:
+        by_state = GaugeMetricFamily(
+            "actor_admin_sessions",
+            "WhatsApp sessions on this node by state (SPEC §4 state names).",
+            labels=["state"],
+        )
+        for state, count in sorted(self._services.registry.by_state().items()):
+            by_state.add_metric([state], float(count))
+        yield by_state
+
+    def _actors(self) -> Iterator[Metric]:
+        supervisor = self._services.router.supervisor
+        stats = supervisor.statistics()
+        actors = GaugeMetricFamily(
+            "actor_admin_actors",
+            "Company actors by supervisor state (starting, running, backing_off, failed, stopping).",
+            labels=["state"],
+        )
+        for state in ("starting", "running", "backing_off", "failed", "stopping"):
+            actors.add_metric([state], float(stats.by_state.get(state, 0)))
+        yield actors
+        yield GaugeMetricFamily(
+            "actor_admin_actors_failed",
+            "Company actors that crashed too often and wait for POST /admin/companies/{salon_id}/restart.",
+            value=float(stats.by_state.get("failed", 0)),
+        )
+        yield CounterMetricFamily(
+            "actor_admin_actor_restarts", "Actor restarts since the node started.", value=stats.restarts_total
+        )
+        yield GaugeMetricFamily(
+            "actor_admin_mailbox_depth_max",
+            "The deepest company mailbox right now.",
+            value=float(stats.mailbox_max_depth),
+        )
+        # A histogram of the current depths (not of events): how many mailboxes hold ≤ N messages.
+        counts = [0] * len(MAILBOX_BUCKETS)
+        total = 0
+        for actor in supervisor.actor_statistics():
+            depth = actor.mailbox.depth
+            total += depth
+            for i, bound in enumerate(MAILBOX_BUCKETS):
+                if depth <= bound:
+                    counts[i] += 1
+        buckets = [(_le(b), float(c)) for b, c in zip(MAILBOX_BUCKETS, counts, strict=True)]
+        buckets.append(("+Inf", float(stats.actors)))
+        histogram = HistogramMetricFamily("actor_admin_mailbox_depth", "Current mailbox depths of all company actors.")
+        histogram.add_metric([], buckets, sum_value=float(total))
+        yield histogram
+
+    def _websockets(self) -> Iterator[Metric]:
+        counters = self._services.counters
+        yield GaugeMetricFamily(
+            "actor_admin_websockets_open",
+            "Onboarding websocket viewers connected now.",
+            value=float(counters.websockets_open),
+        )
+        yield CounterMetricFamily(
+            "actor_admin_websockets",
+            "Onboarding websocket connections accepted since start.",
+            value=float(counters.websockets_total),
+        )
+
+    def _outbox(self) -> Iterator[Metric]:
+        p = self._probes
+        if p.outbox_pending is None:
+            return
+        yield GaugeMetricFamily(
+            "actor_admin_outbox_pending", "YClients calls waiting in the outbox.", value=float(p.outbox_pending)
+        )
+        yield GaugeMetricFamily(
+            "actor_admin_outbox_oldest_pending_seconds",
+            "Age of the oldest waiting YClients call (0: none).",
+            value=float(p.outbox_oldest_pending_s or 0.0),
+        )
+        yield GaugeMetricFamily(
+            "actor_admin_outbox_failed",
+            "YClients calls given up on (activation_failed salons).",
+            value=float(p.outbox_failed or 0),
+        )
+
+    def _dependencies(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "actor_admin_dependency_up",
+            "1 when the dependency answered during this scrape.",
+            labels=["dependency"],
+        )
+        for name, value in (("postgres", self._probes.postgres_up), ("redis", self._probes.redis_up)):
+            if value is not None:
+                up.add_metric([name], 1.0 if value else 0.0)
+        yield up
+
+    def _yclients(self) -> Iterator[Metric]:
+        client = self._services.yclients
+        calls = CounterMetricFamily(
+            "actor_admin_yclients_calls",
+            "YClients API calls by endpoint and outcome (HTTP status, timeout, connection_error, not_json).",
+            labels=["endpoint", "status"],
+        )
+        if client is not None:
+            for (endpoint, status), count in sorted(client.statistics().outcomes.items()):
+                calls.add_metric([endpoint, status], float(count))
+        yield calls
+
+    def _bus(self) -> Iterator[Metric]:
+        bus = self._services.bus
+        if bus is None:
+            return
+        stats = bus.statistics()
+        for name, help_text, value in (
+            ("topics", "Companies with at least one local subscriber.", stats.topics),
+            ("subscribers", "Local bus subscribers (websocket viewers).", stats.subscribers),
+            ("connected", "1 while the Redis pub/sub connection is up.", 1 if stats.connected else 0),
+        ):
+            yield GaugeMetricFamily(f"actor_admin_bus_{name}", help_text, value=float(value))
+        for name, help_text, value in (
+            ("published", "Frames published by this node.", stats.published_total),
+            ("delivered", "Frames delivered to local subscribers.", stats.delivered_total),
+            ("subscribers_dropped", "Slow subscribers cut off.", stats.subscribers_dropped_total),
+            ("outbox_dropped", "Frames dropped because the publish queue was full.", stats.outbox_dropped_total),
+            ("publish_failures", "Frames Redis refused or timed out on.", stats.publish_failures_total),
+        ):
+            yield CounterMetricFamily(f"actor_admin_bus_{name}", help_text, value=float(value))
+
+    def _store_pool(self) -> Iterator[Metric]:
+        try:
+            stats: dict[str, Any] = self._services.store.statistics()
+        except Exception:  # a pool that is closing has no figures
+            return
+        for key in ("size", "idle", "max_size"):
+            if key in stats:
+                yield GaugeMetricFamily(
+                    f"actor_admin_pg_pool_{key}", f"PostgreSQL connection pool: {key}.", value=float(stats[key])
+                )
+
+    def _simulator(self) -> Iterator[Metric]:
+        # Dev only: the in-process WhatsApp simulator counts messages both ways (SPEC §6).
+        core = self._services.simulator
+        if core is None:
+            return
+        stats = core.stats()
+        for key in ("live_sessions", "linked_devices", "max_live_per_device"):
+            yield GaugeMetricFamily(
+                f"actor_admin_simulator_{key}", f"Dev WhatsApp simulator: {key}.", value=float(stats[key])
+            )
+        for key in ("replaced_total", "qr_issued_total", "messages_in_total", "messages_out_total"):
+            yield CounterMetricFamily(
+                f"actor_admin_simulator_{key.removesuffix('_total')}",
+                f"Dev WhatsApp simulator: {key}.",
+                value=float(stats[key]),
+            )
+
+
+def _le(bound: float) -> str:
+    """A bucket bound as Prometheus' own clients write it (``1.0``, ``+Inf``)."""
+    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]

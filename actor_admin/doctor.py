@@ -1,0 +1,525 @@
+"""``actor-admin doctor``: the seed guide's diagnostic checklist as one command (SPEC §1).
+
+The old guide had operators run ``pm2 status``, ``redis-cli ping``, a database script, ``curl
+…/marketplace/test`` and ``wscat`` by hand and read the output. Here each of those is a check that
+prints one line, ``✓`` or ``✗``, and for every ``✗`` the exact thing to do. The exit status is 1 when
+anything failed, so the command also works in scripts and after deploys.
+
+Checks, in order (each bounded in time; a failure never stops the later checks):
+
+1. settings — the same validation ``serve`` (when ``DATABASE_URL`` is set) or ``dev`` applies, every
+   missing or weak secret named;
+2. postgres — reachable, with latency; 3. schema — no pending migrations (named), not too new;
+4. outbox — YClients calls not backing up; 5. activations — no salon left in ``activation_failed``;
+6. redis — reachable, with latency;
+7. server — ``/readyz`` of the running node (``--url`` or ``PUBLIC_URL``);
+8. websocket — ``/marketplace/ws`` accepts a handshake and refuses a bad token with 4401;
+9. actors — none stuck in ``failed`` or ``conflict`` (``/status`` with the admin token);
+10. disk — free space where ``DATA_DIR`` lives.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+import attrs
+import trio
+
+from actor_admin.config import Settings, SettingsError, load_settings, read_dotenv, redact_url
+
+CHECK_TIMEOUT_S = 5.0
+#: An outbox item older than this means the worker is not delivering (the activation window is 1 h).
+OUTBOX_MAX_AGE_S = 600.0
+DISK_MIN_FREE_BYTES = 1 << 30
+DISK_MIN_FREE_FRACTION = 0.05
+DEFAULT_DEV_URL = "http://127.0.0.1:8000"
+SHOW_AT_MOST = 10
+
+
+@attrs.frozen
+class Result:
+    ok: bool
+    detail: str
+    hint: str | None = None
+
+
+@attrs.define
+class Context:
+    """What the checks learned so far (later checks use what earlier ones found)."""
+
+    environ: Mapping[str, str]
+    mode: str
+    settings: Settings | None = None
+    database_url: str | None = None
+    redis_url: str | None = None
+    base_url: str = DEFAULT_DEV_URL
+    admin_token: str | None = None
+    data_dir: Path = Path("./.data")
+    postgres_ok: bool = False
+    schema_ok: bool = False
+    server_ok: bool = False
+
+
+def run(environ: Mapping[str, str], url: str | None = None, *, out: TextIO | None = None) -> int:
+    """Run every check, print one line each to ``out`` (stdout), return 1 if any failed."""
+    return trio.run(_main, environ, url, out or sys.stdout)
+
+
+async def _main(environ: Mapping[str, str], url: str | None, out: TextIO) -> int:
+    import trio_asyncio
+
+    ctx = _context(environ, url)
+    say = _printer(out)
+    say(f"actor-admin doctor — {ctx.mode} settings, server {ctx.base_url}")
+    failed = 0
+    checks: list[tuple[str, Callable[[Context], Awaitable[Result]]]] = [
+        ("settings", _check_settings),
+        ("postgres", _check_postgres),
+        ("schema", _check_schema),
+        ("outbox", _check_outbox),
+        ("activations", _check_activations),
+        ("redis", _check_redis),
+        ("server", _check_server),
+        ("websocket", _check_websocket),
+        ("actors", _check_actors),
+        ("disk", _check_disk),
+    ]
+    async with trio_asyncio.open_loop():
+        for name, check in checks:
+            with trio.move_on_after(CHECK_TIMEOUT_S * 2):
+                try:
+                    result = await check(ctx)
+                except Exception as exc:  # a check that breaks is a failed check, not a traceback
+                    result = Result(False, f"the check itself failed: {type(exc).__name__}: {exc}")
+                _report(say, name, result)
+                failed += not result.ok
+                continue
+            _report(say, name, Result(False, f"no result within {CHECK_TIMEOUT_S * 2:g} s"))
+            failed += 1
+    say(f"{failed} check(s) failed" if failed else "all checks passed")
+    return 1 if failed else 0
+
+
+def _printer(out: TextIO) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    return say
+
+
+def _report(say: Callable[[str], None], name: str, result: Result) -> None:
+    mark = "✓" if result.ok else "✗"
+    lines = result.detail.split("\n")
+    say(f"{mark} {name:<12} {lines[0]}")
+    for extra in lines[1:]:
+        say(f"  {'':<12} {extra}")
+    if not result.ok and result.hint:
+        for i, hint in enumerate(result.hint.split("\n")):
+            say(f"  {'':<12} {'→ ' if i == 0 else '  '}{hint}")
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def _context(environ: Mapping[str, str], url: str | None) -> Context:
+    mode = "serve" if environ.get("DATABASE_URL") else "dev"
+    ctx = Context(environ=environ, mode=mode)
+    ctx.data_dir = Path(environ.get("DATA_DIR") or "./.data")
+    generated = read_dotenv(ctx.data_dir / "dev.env") if mode == "dev" else None
+    try:
+        ctx.settings = load_settings(mode, environ, generated=generated)  # type: ignore[arg-type]
+    except SettingsError:
+        ctx.settings = None
+    s = ctx.settings
+    ctx.database_url = environ.get("DATABASE_URL") or None
+    ctx.redis_url = environ.get("REDIS_URL") or None
+    if mode == "dev":
+        ctx.database_url = ctx.database_url or _embedded_postgres_dsn(ctx.data_dir)
+        ctx.redis_url = ctx.redis_url or _embedded_redis_url(ctx.data_dir)
+    ctx.admin_token = s.admin_token if s else (environ.get("ADMIN_TOKEN") or (generated or {}).get("ADMIN_TOKEN"))
+    base = url or (s.public_url if s else None) or environ.get("PUBLIC_URL") or DEFAULT_DEV_URL
+    ctx.base_url = base.rstrip("/")
+    return ctx
+
+
+def _embedded_postgres_dsn(data_dir: Path) -> str | None:
+    """The DSN of ``dev``'s embedded server when it runs (read from its ``postmaster.pid``)."""
+    try:
+        from actor_admin.store import EmbeddedPostgres
+
+        return EmbeddedPostgres(data_dir / "pg").dsn_for("postgres")
+    except Exception:
+        return None
+
+
+def _embedded_redis_url(data_dir: Path) -> str | None:
+    try:
+        port = int((data_dir.absolute() / "redis" / "redis.port").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return f"redis://127.0.0.1:{port}/0"
+
+
+async def _check_settings(ctx: Context) -> Result:
+    await trio.lowlevel.checkpoint()
+    generated = read_dotenv(ctx.data_dir / "dev.env") if ctx.mode == "dev" else None
+    try:
+        load_settings(ctx.mode, ctx.environ, generated=generated)  # type: ignore[arg-type]
+    except SettingsError as exc:
+        if ctx.mode == "dev":
+            hint = (
+                f"`actor-admin dev` generates missing secrets into {ctx.data_dir / 'dev.env'}; fix the others in .env"
+            )
+        else:
+            hint = (
+                "fix them in /etc/actor-admin/env (or .env in the working directory), "
+                "then: sudo systemctl restart actor-admin"
+            )
+        return Result(
+            False,
+            f"{len(exc.problems)} problem(s) in the {ctx.mode} settings:\n" + "\n".join(f"• {p}" for p in exc.problems),
+            hint,
+        )
+    return Result(True, f"{ctx.mode} settings are complete (secrets present and long enough)")
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+async def _pg_connect(dsn: str) -> Any:
+    import asyncpg
+    import trio_asyncio
+
+    return await trio_asyncio.aio_as_trio(asyncpg.connect)(dsn, timeout=CHECK_TIMEOUT_S)
+
+
+def _shown(url: str) -> str:
+    return redact_url(url)
+
+
+async def _check_postgres(ctx: Context) -> Result:
+    import trio_asyncio
+
+    dsn = ctx.database_url
+    if dsn is None:
+        if ctx.mode == "dev":
+            return Result(
+                False,
+                f"the embedded PostgreSQL of {ctx.data_dir} is not running",
+                "start the node: actor-admin dev   (or set DATABASE_URL to check another server)",
+            )
+        return Result(False, "DATABASE_URL is not set", "set DATABASE_URL=postgresql://USER:PASSWORD@HOST:5432/DB")
+    started = trio.current_time()
+    try:
+        with trio.fail_after(CHECK_TIMEOUT_S):
+            conn = await _pg_connect(dsn)
+            try:
+                version = await trio_asyncio.aio_as_trio(conn.fetchval)("SHOW server_version")
+            finally:
+                await trio_asyncio.aio_as_trio(conn.close)()
+    except trio.TooSlowError:
+        return Result(False, f"no answer from {_shown(dsn)} within {CHECK_TIMEOUT_S:g} s", _pg_hint(dsn, "timeout"))
+    except Exception as exc:
+        return Result(False, f"cannot connect to {_shown(dsn)}: {_one_line(exc)}", _pg_hint(dsn, type(exc).__name__))
+    ctx.postgres_ok = True
+    latency_ms = (trio.current_time() - started) * 1000.0
+    return Result(True, f"PostgreSQL {version} at {_shown(dsn)} answers ({latency_ms:.1f} ms to connect and query)")
+
+
+def _pg_hint(dsn: str, kind: str) -> str:
+    parts = urlsplit(dsn)
+    host = parts.hostname or "the unix socket"
+    database = parts.path.lstrip("/") or "postgres"
+    user = parts.username or "postgres"
+    if kind == "InvalidPasswordError":
+        return f"the password in DATABASE_URL is wrong for user {user!r}; try: psql \"$DATABASE_URL\" -c 'select 1'"
+    if kind == "InvalidCatalogNameError":
+        return f"database {database!r} does not exist; create it: createdb -h {host} -U {user} {database}"
+    if kind == "InvalidAuthorizationSpecificationError":
+        return f'user {parts.username!r} may not connect; check pg_hba.conf and the role (psql "$DATABASE_URL")'
+    return (
+        f"is PostgreSQL running on {host}:{parts.port or 5432}? sudo systemctl status postgresql; pg_isready -h {host}"
+    )
+
+
+async def _check_schema(ctx: Context) -> Result:
+    from actor_admin.store import MigrationChecksumMismatch, SchemaTooNew, pending
+
+    if not ctx.postgres_ok or ctx.database_url is None:
+        return Result(False, "not checked: PostgreSQL is not reachable", "fix postgres first")
+    try:
+        with trio.fail_after(CHECK_TIMEOUT_S):
+            waiting = await pending(ctx.database_url)
+    except SchemaTooNew as exc:
+        return Result(
+            False, f"the database is newer than this code: {exc}", "upgrade actor-admin to the release that migrated it"
+        )
+    except MigrationChecksumMismatch as exc:
+        return Result(
+            False,
+            f"an applied migration file changed: {exc}",
+            "restore the original sql/ file; never edit applied migrations",
+        )
+    if waiting:
+        return Result(
+            False,
+            f"{len(waiting)} pending migration(s): " + ", ".join(waiting),
+            "apply them: actor-admin migrate   (serve applies them at start unless --no-migrate)",
+        )
+    ctx.schema_ok = True
+    return Result(True, "schema is up to date (no pending migrations)")
+
+
+async def _open_db(ctx: Context) -> Any:
+    from actor_admin.store import Database
+
+    assert ctx.database_url is not None
+    return await Database.open(ctx.database_url, pool_size=1)
+
+
+async def _check_outbox(ctx: Context) -> Result:
+    from actor_admin.store import Outbox
+
+    if not ctx.schema_ok:
+        return Result(False, "not checked: the schema is not ready", "fix postgres/schema first")
+    db = await _open_db(ctx)
+    try:
+        with trio.fail_after(CHECK_TIMEOUT_S):
+            stats = await Outbox(db).stats()
+    finally:
+        await db.aclose()
+    oldest = stats.oldest_pending_s
+    detail = f"{stats.pending} pending" + (f", oldest {oldest:.0f} s" if oldest is not None else "")
+    detail += f", {stats.failed} given up"
+    if oldest is not None and oldest > OUTBOX_MAX_AGE_S:
+        return Result(
+            False,
+            detail + " — YClients calls are not being delivered",
+            f"see why: curl -s {ctx.base_url}/metrics | grep actor_admin_yclients_calls; "
+            "journalctl -u actor-admin | grep -i yclients\n"
+            "check YCLIENTS_PARTNER_TOKEN / YCLIENTS_API_URL; the outbox retries by itself once YClients answers",
+        )
+    return Result(True, detail)
+
+
+async def _check_activations(ctx: Context) -> Result:
+    from actor_admin.store import Companies
+
+    if not ctx.schema_ok:
+        return Result(False, "not checked: the schema is not ready", "fix postgres/schema first")
+    db = await _open_db(ctx)
+    try:
+        with trio.fail_after(CHECK_TIMEOUT_S):
+            companies, total = await Companies(db).list(integration_status="activation_failed", page_size=SHOW_AT_MOST)
+    finally:
+        await db.aclose()
+    if total:
+        ids = ", ".join(str(c.salon_id) for c in companies) + (" …" if total > len(companies) else "")
+        return Result(
+            False,
+            f"{total} salon(s) in activation_failed (YClients never confirmed them): {ids}",
+            f're-activate each: curl -X POST -H "Authorization: Bearer $ADMIN_TOKEN" '
+            f"{ctx.base_url}/admin/companies/SALON_ID/activate",
+        )
+    return Result(True, "no salon in activation_failed")
+
+
+# -- Redis -------------------------------------------------------------------------------------
+
+
+async def _check_redis(ctx: Context) -> Result:
+    from actor_admin.cluster import RedisClient
+
+    url = ctx.redis_url
+    if url is None:
+        if ctx.mode == "dev":
+            return Result(
+                False, f"the embedded Redis of {ctx.data_dir} is not running", "start the node: actor-admin dev"
+            )
+        return Result(False, "REDIS_URL is not set", "set REDIS_URL=redis://HOST:6379/0")
+    try:
+        client = await RedisClient.open(url, timeout_s=CHECK_TIMEOUT_S / 2)
+    except ValueError as exc:
+        return Result(False, f"REDIS_URL is not a Redis URL: {exc}", "e.g. REDIS_URL=redis://127.0.0.1:6379/0")
+    try:
+        latency_ms = await client.ping()
+    except Exception as exc:
+        parts = urlsplit(url)
+        return Result(
+            False,
+            f"no answer from {_shown(url)}: {_one_line(exc)}",
+            "is Redis running? sudo systemctl status redis-server; "
+            f"redis-cli -h {parts.hostname} -p {parts.port or 6379} ping",
+        )
+    finally:
+        await client.aclose()
+    return Result(True, f"{_shown(url)} answers PING in {latency_ms:.1f} ms")
+
+
+# -- the running server ------------------------------------------------------------------------
+
+
+def _server_hint(ctx: Context) -> str:
+    if ctx.mode == "dev":
+        return f"start it: actor-admin dev   (or pass --url of the node to check; tried {ctx.base_url})"
+    return (
+        "is the node running? sudo systemctl status actor-admin; journalctl -u actor-admin -n 100\n"
+        f"(or pass --url http://127.0.0.1:PORT to check the node directly; tried {ctx.base_url})"
+    )
+
+
+async def _check_server(ctx: Context) -> Result:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=CHECK_TIMEOUT_S) as http:
+        try:
+            response = await http.get(ctx.base_url + "/readyz")
+        except httpx.HTTPError as exc:
+            return Result(False, f"{ctx.base_url} does not answer: {_one_line(exc)}", _server_hint(ctx))
+    body = _json(response)
+    if response.status_code == 200:
+        ctx.server_ok = True
+        return Result(True, f"{ctx.base_url}/readyz is ready")
+    if response.status_code == 503 and isinstance(body, dict) and "failing" in body:
+        failing = ", ".join(body["failing"])
+        reasons = body.get("reasons") or {}
+        lines = [f"{name}: {why}" for name, why in reasons.items()]
+        return Result(
+            False,
+            f"{ctx.base_url}/readyz: not ready, failing: {failing}" + ("".join("\n" + line for line in lines)),
+            "the node's own view; fix the failing parts above, it recovers by itself",
+        )
+    return Result(
+        False,
+        f"{ctx.base_url}/readyz answered {response.status_code} (not actor-admin, or a proxy in between?)",
+        "check the nginx site (ops/nginx/actor-admin.conf) and that --url / PUBLIC_URL point at this service",
+    )
+
+
+async def _check_websocket(ctx: Context) -> Result:
+    from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, open_websocket_url
+
+    parts = urlsplit(ctx.base_url)
+    ws_url = parts._replace(scheme="wss" if parts.scheme == "https" else "ws").geturl() + "/marketplace/ws"
+    proxy_hint = (
+        "behind nginx the /marketplace/ws location needs the Upgrade headers "
+        '(proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"; see ops/nginx/)'
+    )
+    try:
+        with trio.fail_after(CHECK_TIMEOUT_S):
+            async with open_websocket_url(ws_url, connect_timeout=CHECK_TIMEOUT_S) as ws:
+                # A token that cannot be valid: the server must answer "unauthorized" and close 4401.
+                await ws.send_message(json.dumps({"type": "auth", "token": "actor-admin-doctor"}))
+                try:
+                    while True:
+                        frame = _json_text(await ws.get_message())
+                        if isinstance(frame, dict) and frame.get("type") == "error":
+                            return Result(
+                                True, f"{ws_url} accepts connections and refuses a bad token ({frame.get('code')})"
+                            )
+                except ConnectionClosed as closed:
+                    code = closed.reason.code if closed.reason is not None else None
+                    if code == 4401:
+                        return Result(True, f"{ws_url} accepts connections and refuses a bad token (4401)")
+                    return Result(False, f"{ws_url} closed with {code} instead of refusing the token", proxy_hint)
+    except ConnectionRejected as exc:
+        if exc.status_code == 429:
+            return Result(True, f"{ws_url} answers (this address is rate limited right now: 429)")
+        return Result(False, f"{ws_url} refused the handshake with HTTP {exc.status_code}", proxy_hint)
+    except trio.TooSlowError:
+        return Result(False, f"{ws_url} did not answer within {CHECK_TIMEOUT_S:g} s", proxy_hint)
+    except (HandshakeError, OSError) as exc:
+        return Result(False, f"{ws_url}: {_one_line(exc.__cause__ or exc)}", _server_hint(ctx))
+
+
+async def _check_actors(ctx: Context) -> Result:
+    import httpx
+
+    if not ctx.admin_token:
+        return Result(
+            False, "not checked: ADMIN_TOKEN is not set", "set ADMIN_TOKEN (the node's own) to list stuck salons"
+        )
+    headers = {"Authorization": f"Bearer {ctx.admin_token}", "Accept": "application/json"}
+    async with httpx.AsyncClient(timeout=CHECK_TIMEOUT_S) as http:
+        try:
+            response = await http.get(ctx.base_url + "/status", headers=headers)
+        except httpx.HTTPError as exc:
+            return Result(
+                False, f"not checked: {ctx.base_url}/status does not answer: {_one_line(exc)}", _server_hint(ctx)
+            )
+    body = _json(response)
+    if response.status_code == 401:
+        return Result(
+            False,
+            "the node refused ADMIN_TOKEN",
+            "use the node's ADMIN_TOKEN (see /etc/actor-admin/env or DATA_DIR/dev.env)",
+        )
+    if response.status_code != 200 or not isinstance(body, dict) or "companies" not in body:
+        return Result(
+            False, f"{ctx.base_url}/status answered {response.status_code} without a companies list", _server_hint(ctx)
+        )
+    stuck = [c for c in body["companies"] if c.get("state") in ("failed", "conflict")]
+    total = len(body["companies"])
+    if not stuck:
+        return Result(True, f"{total} company actor(s), none stuck in failed or conflict")
+    lines = [
+        f"{c['salon_id']}: {c['state']}" + (f" ({c['last_error']})" if c.get("last_error") else "")
+        for c in stuck[:SHOW_AT_MOST]
+    ]
+    if len(stuck) > SHOW_AT_MOST:
+        lines.append(f"… and {len(stuck) - SHOW_AT_MOST} more (open {ctx.base_url}/status)")
+    return Result(
+        False,
+        f"{len(stuck)} of {total} stuck:\n" + "\n".join(lines),
+        f'failed: fix the cause shown, then restart it: curl -X POST -H "Authorization: Bearer $ADMIN_TOKEN" '
+        f"{ctx.base_url}/admin/companies/SALON_ID/restart\n"
+        "conflict: another WhatsApp Web/desktop session took the number; ask the salon to close it, then restart",
+    )
+
+
+# -- the machine -------------------------------------------------------------------------------
+
+
+async def _check_disk(ctx: Context) -> Result:
+    await trio.lowlevel.checkpoint()
+    path = ctx.data_dir.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    usage = shutil.disk_usage(path)
+    free_gib = usage.free / (1 << 30)
+    detail = f"{free_gib:.1f} GiB free of {usage.total / (1 << 30):.1f} GiB at {path} (DATA_DIR {ctx.data_dir})"
+    if usage.free < DISK_MIN_FREE_BYTES or usage.free < usage.total * DISK_MIN_FREE_FRACTION:
+        return Result(
+            False,
+            detail + " — too little",
+            "free space: sudo journalctl --vacuum-size=500M; remove old backups (actor-admin backup files)",
+        )
+    return Result(True, detail)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _json(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _json_text(message: str | bytes) -> Any:
+    try:
+        return json.loads(message)
+    except ValueError:
+        return None

@@ -56,7 +56,7 @@ class SupervisionSettings:
     intensity_max_restarts: int = 10
     intensity_window_s: float = 600.0
     mailbox_capacity: int = 64
-    stash_capacity: int = 64
+    stop_grace_s: float = 5.0
 
 
 @attrs.frozen

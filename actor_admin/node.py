@@ -44,6 +44,7 @@ def supervisor_policy(settings: Settings) -> SupervisorPolicy:
         intensity_max_restarts=s.intensity_max_restarts,
         intensity_window_s=s.intensity_window_s,
         mailbox_capacity=s.mailbox_capacity,
+        stop_grace_s=s.stop_grace_s,
     )
 
 
@@ -209,7 +210,7 @@ async def _node_main(settings: Settings, *, migrate: bool) -> int:
             binds = await nursery.start(
                 lambda task_status: serve(
                     app, hypercorn_config(settings), shutdown_trigger=stop.wait, task_status=task_status
-                )  # type: ignore[arg-type]
+                )
             )
             url = _landing_url(settings, binds)
             say(f"actor-admin {settings.mode} {__version__} is running — open {url}")
@@ -346,7 +347,7 @@ def run_simulator(host: str, port: int) -> int:
             nursery.start_soon(_wait_for_signal, stop)
             binds = await nursery.start(
                 lambda task_status: serve_simulator(host, port, shutdown_trigger=stop.wait, task_status=task_status)
-            )  # type: ignore[arg-type]
+            )
             say(f"WhatsApp simulator listening on {', '.join(map(str, binds))} (control API at /, links at /link)")
             await stop.wait()
             nursery.cancel_scope.cancel()
@@ -370,7 +371,7 @@ def run_fake_yclients(environ: Mapping[str, str], host: str, port: int) -> int:
                 lambda task_status: serve_fake_yclients(
                     host, port, settings, shutdown_trigger=stop.wait, task_status=task_status
                 )
-            )  # type: ignore[arg-type]
+            )
             say(f"fake YClients listening on {', '.join(map(str, binds))} (API at /, control at /_fake/)")
             await stop.wait()
             nursery.cancel_scope.cancel()

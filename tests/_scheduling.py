@@ -8,9 +8,10 @@ prints ``--schedule-seed=S`` and the exact command.
 Private trio API, used here and nowhere else: trio shuffles every scheduling batch with the
 module-level ``random.Random`` ``trio._core._run._r``, and sorts the batch first (so the shuffle
 depends only on the seed) when ``trio._core._run._ALLOW_DETERMINISTIC_SCHEDULING`` is true —
-the hook trio's own Hypothesis plugin uses. Checked with trio 0.25 – 0.35.0 (the names and their
-use in ``Runner.run`` are unchanged in that range); if a later trio drops them the fixture fails
-with a message naming this file instead of silently testing one random schedule.
+the hook trio's own Hypothesis plugin and its ``test_scheduler_determinism`` use. Checked with
+trio 0.35.0 (``trio/_core/_run.py``: ``_r``, ``_ALLOW_DETERMINISTIC_SCHEDULING`` and the batch
+sort in ``unrolled_run``); if a later trio drops them the fixture fails with a message naming
+this file instead of silently testing one random schedule.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import trio
 
 _OPTION_SEEDS = "--schedule-seeds"
 _OPTION_SEED = "--schedule-seed"
-_CHECKED_WITH = "trio 0.25 – 0.35"
+_CHECKED_WITH = "trio 0.35.0"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -7,7 +7,7 @@ channel, so they keep their order relative to ordinary messages.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar, final
+from typing import Any, Generic, TypeVar, cast, final
 
 import attrs
 import trio
@@ -138,7 +138,22 @@ class Mailbox(Generic[T]):
         Raises:
             MailboxClosed: the mailbox was closed (its actor was stopped for good).
         """
-        await self._put(msg)
+        # trio's own send() unrolled here (this is the hot path: no extra call frame), with
+        # the counter moved in the same synchronous step as the message, where a receiver
+        # running in between would otherwise see depth -1.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._send.send_nowait(msg)
+        except trio.WouldBlock:
+            await self._send_blocking(msg)
+            return
+        except trio.ClosedResourceError:
+            raise MailboxClosed("mailbox closed: its actor was stopped") from None
+        self._sent += 1
+        depth = self._sent - self._received
+        if depth > self._peak:
+            self._peak = min(depth, self.capacity)  # see _note_sent
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def send_nowait(self, msg: T) -> None:
         """Put ``msg`` in the mailbox if there is room.
@@ -170,7 +185,7 @@ class Mailbox(Generic[T]):
         """
         request = Request(msg)
         with trio.move_on_after(timeout):
-            await self._put(request)
+            await self.send(cast(T, request))  # requests share the channel with messages
             await request._done.wait()
         # Checked after the scope rather than inside it: a reply that arrived just as the
         # deadline passed is still a reply.
@@ -205,7 +220,7 @@ class Mailbox(Generic[T]):
         Waits while the mailbox is full: the stop takes its turn like any message.
         """
         inbox.stop_requested = True
-        await self._put(_Stop(inbox._generation))
+        await self.send(cast(T, _Stop(inbox._generation)))
 
     def close(self) -> None:
         """Refuse all further messages and fail the requests still queued with `MailboxClosed`.
@@ -222,21 +237,7 @@ class Mailbox(Generic[T]):
             if isinstance(item, Request) and not item.answered:
                 item.fail(MailboxClosed("mailbox closed before the request was handled"))
 
-    async def _put(self, item: _Item) -> None:
-        # trio's own send() reordered so the counters move in the same synchronous step as
-        # the message (a receiver running in between would otherwise see depth -1).
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            self._send.send_nowait(item)
-        except trio.WouldBlock:
-            await self._put_blocking(item)
-            return
-        except trio.ClosedResourceError:
-            raise MailboxClosed("mailbox closed: its actor was stopped") from None
-        self._note_sent()
-        await trio.lowlevel.cancel_shielded_checkpoint()
-
-    async def _put_blocking(self, item: _Item) -> None:
+    async def _send_blocking(self, item: T) -> None:
         try:
             await self._send.send(item)
         except trio.ClosedResourceError:
@@ -298,7 +299,18 @@ class Inbox(Generic[T]):
         return self
 
     async def __anext__(self) -> T | Request[T]:
-        try:
-            return await self.receive()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
+        # receive() repeated rather than called: one frame less per message in every actor loop.
+        if self._stopped:
+            await trio.lowlevel.checkpoint()
+            raise StopAsyncIteration
+        while True:
+            try:
+                item = await self._receive.receive()
+            except trio.EndOfChannel:
+                raise StopAsyncIteration from None
+            self._mailbox._received += 1
+            if type(item) is not _Stop:
+                return item  # type: ignore[no-any-return]
+            if item.generation == self._generation:
+                self._stopped = True
+                raise StopAsyncIteration

@@ -13,7 +13,7 @@ import collections
 import enum
 import math
 import random as _random
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Generic, Protocol, TypeVar, final
 
@@ -42,6 +42,9 @@ class ActorState(enum.Enum):
     FAILED = "failed"
     #: Asked to stop (or to restart); the polite stop is under way.
     STOPPING = "stopping"
+
+
+_FAILED = ActorState.FAILED
 
 
 @final
@@ -129,16 +132,19 @@ class ActorRef(Generic[K, M]):
     def state(self) -> ActorState:
         return self._entry.state
 
-    async def send(self, msg: M) -> None:
-        """Put ``msg`` in the actor's mailbox, waiting while it is full.
+    def send(self, msg: M) -> Coroutine[Any, Any, None]:
+        """Put ``msg`` in the actor's mailbox, waiting while it is full: ``await ref.send(msg)``.
 
         Raises:
             ActorFailed: the key is in ``failed``.
             MailboxClosed: the key was stopped.
         """
-        if self._entry.state is ActorState.FAILED:
+        # A plain function handing over the mailbox's coroutine rather than an async one
+        # awaiting it: one coroutine frame less on the hottest path of every actor (the
+        # mailbox_ratio benchmark). To the caller it is the same ``await ref.send(msg)``.
+        if self._entry.state is _FAILED:
             raise self._entry.failed_error()
-        await self._mailbox.send(msg)
+        return self._mailbox.send(msg)
 
     def send_nowait(self, msg: M) -> None:
         """Put ``msg`` in the mailbox if there is room.
@@ -148,7 +154,7 @@ class ActorRef(Generic[K, M]):
             ActorFailed: the key is in ``failed``.
             MailboxClosed: the key was stopped.
         """
-        if self._entry.state is ActorState.FAILED:
+        if self._entry.state is _FAILED:
             raise self._entry.failed_error()
         self._mailbox.send_nowait(msg)
 
@@ -160,7 +166,7 @@ class ActorRef(Generic[K, M]):
             ActorFailed: the key is in ``failed``.
             MailboxClosed: the key was stopped.
         """
-        if self._entry.state is ActorState.FAILED:
+        if self._entry.state is _FAILED:
             raise self._entry.failed_error()
         return await self._mailbox.ask(msg, timeout)
 
@@ -424,9 +430,7 @@ class Supervisor(Generic[K, M]):
                     entry.restart_requested = False
                     self._count_restart(entry)
                     continue
-                if self._restart is Restart.TEMPORARY or (
-                    error is None and self._restart is Restart.TRANSIENT
-                ):
+                if self._restart is Restart.TEMPORARY or (error is None and self._restart is Restart.TRANSIENT):
                     break
                 now = trio.current_time()
                 # A run that never got ready does not count as stable, however long it took.

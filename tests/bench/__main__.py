@@ -22,9 +22,7 @@ _RESULTS = _PACKAGE_DIR.parents[1] / ".bench" / "results.json"
 
 
 def _bench_modules() -> list[str]:
-    return sorted(
-        info.name for info in pkgutil.iter_modules([str(_PACKAGE_DIR)]) if info.name.startswith("bench_")
-    )
+    return sorted(info.name for info in pkgutil.iter_modules([str(_PACKAGE_DIR)]) if info.name.startswith("bench_"))
 
 
 def _merge(path: Path, results: dict[str, float]) -> None:
@@ -51,9 +49,7 @@ def _format(value: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--only", metavar="NAME", help="run one module, e.g. 'runtime' or 'bench_runtime'"
-    )
+    parser.add_argument("--only", metavar="NAME", help="run one module, e.g. 'runtime' or 'bench_runtime'")
     args = parser.parse_args(argv)
 
     names = _bench_modules()

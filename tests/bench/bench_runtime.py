@@ -129,7 +129,9 @@ async def _bare_roundtrips() -> list[float]:
 
 
 async def _ensure_1000_seconds() -> float:
-    async def idle(ctx: ActorContext[int, Any], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def idle(
+        ctx: ActorContext[int, Any], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         task_status.started()
         async for _ in ctx.inbox:
             pass
@@ -155,14 +157,22 @@ async def _bare_task(receive: trio.MemoryReceiveChannel[object]) -> None:
         pass
 
 
-async def _idle_actor(ctx: ActorContext[int, Any], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def _idle_actor(
+    ctx: ActorContext[int, Any], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
     task_status.started()
     async for _ in ctx.inbox:
         pass
 
 
-async def _probe(kind: str, count: int) -> float:
-    """RSS growth per bare task or idle actor, after a warm-up of 1,000 of them."""
+def _report_and_exit(per_item: float) -> None:
+    # Exit on the spot: tearing down tens of thousands of tasks would only cost time.
+    print(per_item, flush=True)
+    os._exit(0)
+
+
+async def _probe(kind: str, count: int) -> None:
+    """Print the RSS growth per bare task or idle actor, after a warm-up of 1,000 of them."""
     if kind == "bare":
         senders: list[trio.MemorySendChannel[object]] = []
         async with trio.open_nursery() as nursery:
@@ -181,7 +191,7 @@ async def _probe(kind: str, count: int) -> float:
                 spawn()
             await trio.testing.wait_all_tasks_blocked()
             gc.collect()
-            return (_rss_bytes() - before) / count
+            _report_and_exit((_rss_bytes() - before) / count)
     async with open_supervisor(lambda key: _idle_actor) as supervisor:
         for key in range(1000):
             await supervisor.ensure(key)
@@ -192,7 +202,7 @@ async def _probe(kind: str, count: int) -> float:
             await supervisor.ensure(key)
         await trio.testing.wait_all_tasks_blocked()
         gc.collect()
-        return (_rss_bytes() - before) / count
+        _report_and_exit((_rss_bytes() - before) / count)
 
 
 def _measure_in_subprocess(kind: str, count: int) -> float:
@@ -222,9 +232,7 @@ def run(results: dict[str, float]) -> None:
     results["bare_roundtrip_us"] = bare * 1e6
     results["ask_ratio"] = ask / bare
 
-    results["ensure_1000_concurrent_ms"] = (
-        statistics.median(trio.run(_ensure_1000_seconds) for _ in range(5)) * 1e3
-    )
+    results["ensure_1000_concurrent_ms"] = statistics.median(trio.run(_ensure_1000_seconds) for _ in range(5)) * 1e3
 
     for count in MEMORY_SIZES:
         suffix = "" if count == MEMORY_SIZES[-1] else f"_{count // 1000}k"
@@ -237,9 +245,7 @@ def run(results: dict[str, float]) -> None:
 
 def _main(argv: list[str]) -> None:
     if len(argv) == 3 and argv[0] == "--probe" and argv[1] in ("bare", "actor"):
-        per_item = trio.run(_probe, argv[1], int(argv[2]))
-        print(per_item, flush=True)
-        os._exit(0)  # skip stopping tens of thousands of actors: only the number matters
+        trio.run(_probe, argv[1], int(argv[2]))
     raise SystemExit("usage: python -m tests.bench.bench_runtime --probe bare|actor COUNT")
 
 

@@ -106,9 +106,7 @@ class Model:
 key_st = st.sampled_from(KEYS)
 # Weighted towards crashes and short advances: the interesting histories (back-off chains,
 # the intensity limit, resets) need several of them in a row on one key.
-key_ops = st.tuples(
-    st.sampled_from(["ensure", "crash", "crash", "crash", "exit", "stop", "restart"]), key_st
-)
+key_ops = st.tuples(st.sampled_from(["ensure", "crash", "crash", "crash", "exit", "stop", "restart"]), key_st)
 # Binary fractions only, so virtual time adds up exactly in model and clock alike.
 advances = st.tuples(st.just("advance"), st.sampled_from([0.25, 0.5, 1.0, 2.0, 4.0, 11.0, 30.0]))
 operations = st.one_of(key_ops, advances)

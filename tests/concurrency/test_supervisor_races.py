@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -33,7 +34,7 @@ async def _settle() -> None:
 
 
 def _delays(starts: list[float]) -> list[float]:
-    return [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(starts)]
 
 
 async def test_a_thousand_concurrent_ensures_start_one_actor(
@@ -82,9 +83,7 @@ async def test_back_off_jitter_stays_within_twenty_percent_and_uses_the_injected
     probe = Probe()
     probe.crash_on_start["k"] = 9
     policy = SupervisorPolicy(backoff=SPEC_BACKOFF, intensity_max_restarts=100)
-    async with open_supervisor(
-        probe.factory, policy=policy, random=random.Random(schedule_seed).random
-    ) as supervisor:
+    async with open_supervisor(probe.factory, policy=policy, random=random.Random(schedule_seed).random) as supervisor:
         await supervisor.ensure("k")
         await trio.sleep(1000)
     observed = _delays(probe.starts["k"])
@@ -337,7 +336,7 @@ def test_deterministic_scheduling_replays_a_run(schedule_seed: int) -> None:
             async for msg in mailbox.inbox():
                 assert not isinstance(msg, Request)
                 log.append((trio.current_time(), msg))
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(consumer)
@@ -355,4 +354,3 @@ def test_deterministic_scheduling_replays_a_run(schedule_seed: int) -> None:
 async def _produce(mailbox: Mailbox[int], n: int) -> None:
     for step in range(5):
         await mailbox.send(n * 10 + step)
-

@@ -60,7 +60,9 @@ async def test_ensure_of_a_running_key_returns_its_actor_without_starting_anothe
     assert len(probe.starts["a"]) == 1
 
 
-async def test_get_and_keys_see_only_started_keys(supervisor: Supervisor[Hashable, Any], autojump_clock: trio.abc.Clock) -> None:
+async def test_get_and_keys_see_only_started_keys(
+    supervisor: Supervisor[Hashable, Any], autojump_clock: trio.abc.Clock
+) -> None:
     assert supervisor.get("a") is None
     ref = await supervisor.ensure("a")
     assert supervisor.get("a") is ref
@@ -81,7 +83,9 @@ async def test_a_crashed_permanent_actor_is_restarted_after_the_first_delay(
     assert ref.statistics().restarts == 1
 
 
-async def test_last_error_records_type_and_message(supervisor: Supervisor[Hashable, Any], autojump_clock: trio.abc.Clock) -> None:
+async def test_last_error_records_type_and_message(
+    supervisor: Supervisor[Hashable, Any], autojump_clock: trio.abc.Clock
+) -> None:
     ref = await supervisor.ensure("a")
     await ref.send("crash")
     await _settle()
@@ -139,7 +143,8 @@ async def test_messages_sent_during_back_off_reach_the_next_run(
 
 
 async def test_ask_during_back_off_is_answered_by_the_next_run(
-    supervisor: Supervisor[Hashable, Any], autojump_clock: trio.abc.Clock,
+    supervisor: Supervisor[Hashable, Any],
+    autojump_clock: trio.abc.Clock,
 ) -> None:
     ref = await supervisor.ensure("a")
     await ref.send("crash")
@@ -148,7 +153,9 @@ async def test_ask_during_back_off_is_answered_by_the_next_run(
     assert trio.current_time() == pytest.approx(1.0)
 
 
-async def test_ask_during_a_longer_back_off_times_out(supervisor: Supervisor[Hashable, Any], autojump_clock: trio.abc.Clock) -> None:
+async def test_ask_during_a_longer_back_off_times_out(
+    supervisor: Supervisor[Hashable, Any], autojump_clock: trio.abc.Clock
+) -> None:
     ref = await supervisor.ensure("a")
     await ref.send("crash")
     await _settle()
@@ -167,7 +174,9 @@ async def test_stop_removes_the_key_and_closes_its_mailbox(
         await ref.send("late")
 
 
-async def test_stop_of_an_unknown_key_reports_false(supervisor: Supervisor[Hashable, Any], autojump_clock: trio.abc.Clock) -> None:
+async def test_stop_of_an_unknown_key_reports_false(
+    supervisor: Supervisor[Hashable, Any], autojump_clock: trio.abc.Clock
+) -> None:
     assert not await supervisor.stop("nobody")
 
 
@@ -210,7 +219,9 @@ async def test_restart_of_a_running_actor_keeps_its_queued_messages(
     assert ref.statistics().restarts == 1
 
 
-async def test_restart_of_an_unknown_key_starts_it(supervisor: Supervisor[Hashable, Any], autojump_clock: trio.abc.Clock) -> None:
+async def test_restart_of_an_unknown_key_starts_it(
+    supervisor: Supervisor[Hashable, Any], autojump_clock: trio.abc.Clock
+) -> None:
     ref = await supervisor.restart("a")
     assert ref.state is ActorState.RUNNING
 

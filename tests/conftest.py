@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests._scheduling",
     "tests._pg",
     "tests._redis",
+    "tests._browser",
 ]
 
 

@@ -7,10 +7,8 @@ e2e tests cover the page against the real server.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,40 +28,11 @@ QR_SVG = (
 HOSTILE_SVG = QR_SVG.replace('"/>', '" onclick="alert(1)"/><script>alert(2)</script>')
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
 TOKEN = _b64({"alg": "HS256"}) + "." + _b64({"salon_id": 101, "sub": "101"}) + ".signature"
-
-
-@pytest.fixture(scope="module")
-def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    executable = _chromium()
-    if executable is None:
-        if request.getfixturevalue("require_browser"):
-            pytest.fail("REQUIRE_BROWSER=1 but no chromium found")
-        pytest.skip("no chromium")
-    # trio-asyncio (imported by the shared conftest) installs its own asyncio policy; Playwright's sync API
-    # needs a plain asyncio loop of its own, created while the default policy is in force.
-    policy = asyncio.get_event_loop_policy()
-    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
-    try:
-        manager = sync_api.sync_playwright()
-        pw = manager.__enter__()
-    finally:
-        asyncio.set_event_loop_policy(policy)
-    try:
-        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-    finally:
-        manager.__exit__(None, None, None)
 
 
 class FakeServer:

@@ -8,6 +8,7 @@ inside the app, so request tasks inherit it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import sys
@@ -28,6 +29,7 @@ from actor_admin.api import Services, create_app
 from actor_admin.config import Settings, SettingsError, load_settings
 from actor_admin.runtime import Backoff, SupervisorPolicy, open_supervisor
 from actor_admin.session import SessionPolicy
+from actor_admin.yclients import activation_payload
 
 log = logging.getLogger("actor_admin.node")
 
@@ -46,21 +48,6 @@ def supervisor_policy(settings: Settings) -> SupervisorPolicy:
         mailbox_capacity=s.mailbox_capacity,
         stop_grace_s=s.stop_grace_s,
     )
-
-
-def activation_payload(settings: Settings) -> Callable[[int, str], Mapping[str, Any]]:
-    """The body of YClients' activation call (reference/yclients-marketplace.md §2)."""
-
-    def make(salon_id: int, api_key: str) -> Mapping[str, Any]:
-        return {
-            "salon_id": salon_id,
-            "application_id": settings.yclients_app_id,
-            "api_key": api_key,
-            "webhook_urls": [settings.public_url + "/webhook/yclients"],
-            "channels": ["whatsapp"],
-        }
-
-    return make
 
 
 @attrs.define
@@ -239,12 +226,14 @@ async def _keep_registered(services: Services, node_id: str) -> None:
 
 
 def _start_workers(nursery: trio.Nursery, services: Services) -> None:
-    """Background workers that exist once their area has landed (the YClients outbox)."""
-    try:
-        from actor_admin.yclients import run_outbox_worker  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    nursery.start_soon(run_outbox_worker, services.store, services.yclients, services.settings)
+    """Background workers: the YClients outbox (activation calls, retried within their window)."""
+    from actor_admin.yclients import OutboxWorker, run_outbox_worker
+
+    worker = OutboxWorker(services.store, services.yclients, services.settings)
+    services.outbox_worker = worker
+    nursery.start_soon(
+        functools.partial(run_outbox_worker, services.store, services.yclients, services.settings, worker=worker)
+    )
 
 
 async def _restore(services: Services) -> None:

@@ -38,6 +38,7 @@ class Services:
     simulator: Any = None  # actor_admin.whatsapp.SimulatorCore (dev only)
     fake_yclients: Any = None  # actor_admin.yclients.FakeYClients (dev only)
     metrics: Any = None  # actor_admin.api._metrics.Metrics, set by create_app
+    outbox_worker: Any = None  # actor_admin.yclients.OutboxWorker, set by node._start_workers
     counters: Counters = attrs.field(factory=Counters)
     #: Wall-clock seconds, for JWT times and anything shown as a date; injectable in tests.
     wall_clock: Callable[[], float] = time.time

@@ -257,6 +257,48 @@ class Companies:
 
         return await self._db.run(work, retry=True)
 
+    async def requeue_activation(
+        self,
+        salon_id: int,
+        *,
+        activation_payload: Callable[[str], Mapping[str, Any]],
+        window_s: float = ACTIVATION_WINDOW_S,
+    ) -> ConnectionRecord | None:
+        """Admin retry of a failed activation: a new ``activation`` outbox row with a fresh deadline.
+
+        Only a company in ``activation_failed`` whose WhatsApp is connected is re-queued (YClients is
+        told "installed" only once WhatsApp really works — the original's fault 8): it goes back to
+        ``activating`` and a row with ``payload = activation_payload(api_key)`` and ``deadline = now()
+        + window_s`` is written in the same transaction. Its ``api_key`` is kept (one is generated if
+        it has none). Any other company is left alone and answered with ``activation_enqueued=False``;
+        None if there is no such company.
+        """
+
+        async def work(conn: Conn) -> ConnectionRecord | None:
+            row = await conn.fetchrow("SELECT * FROM companies WHERE salon_id = $1 FOR UPDATE", salon_id)
+            if row is None:
+                return None
+            if row["integration_status"] != "activation_failed" or not row["whatsapp_connected"]:
+                return ConnectionRecord(from_row(Company, row), False, None)
+            api_key = row["api_key"] or secrets.token_hex(32)
+            row = await conn.fetchrow(
+                """
+                UPDATE companies SET integration_status = 'activating', api_key = $2, updated_at = now()
+                WHERE salon_id = $1 RETURNING *
+                """,
+                salon_id, api_key,
+            )
+            outbox_id = await conn.fetchval(
+                """
+                INSERT INTO outbox (kind, salon_id, payload, deadline)
+                VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id
+                """,
+                ACTIVATION, salon_id, dict(activation_payload(api_key)), window_s,
+            )
+            return ConnectionRecord(from_row(Company, row), True, int(outbox_id))
+
+        return await self._db.run(work, transaction=True)
+
 
 @final
 class Credentials:
@@ -509,6 +551,45 @@ class Outbox:
 
         return await self._db.run(work, retry=True)
 
+    async def fail_overdue(self, *, error: str = "deadline_passed", limit: int = 100) -> list[OutboxItem]:
+        """Give up every due item whose ``deadline`` has passed (by the database clock); return them.
+
+        Only items not under a claim lease are taken (``next_attempt_at <= now()``), so a call that is
+        in flight right now is never failed behind its worker's back — it finishes, and if it must
+        retry, the retry is failed here once due. For an ``activation`` item the company goes from
+        ``activating`` to ``activation_failed`` in the same transaction (any other status is kept:
+        an ``active`` or ``uninstalled`` company is not the window's business any more).
+        """
+
+        async def work(conn: Conn) -> list[OutboxItem]:
+            rows = await conn.fetch(
+                """
+                WITH overdue AS (
+                    SELECT id FROM outbox
+                    WHERE delivered_at IS NULL AND failed_at IS NULL
+                      AND deadline IS NOT NULL AND deadline <= now() AND next_attempt_at <= now()
+                    ORDER BY id LIMIT $1
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE outbox o SET failed_at = now(), last_error = $2
+                FROM overdue WHERE o.id = overdue.id
+                RETURNING o.*
+                """,
+                limit, error,
+            )
+            salon_ids = sorted({r["salon_id"] for r in rows if r["kind"] == ACTIVATION})
+            if salon_ids:
+                await conn.execute(
+                    """
+                    UPDATE companies SET integration_status = 'activation_failed', updated_at = now()
+                    WHERE salon_id = ANY($1::bigint[]) AND integration_status = 'activating'
+                    """,
+                    salon_ids,
+                )
+            return sorted((from_row(OutboxItem, r) for r in rows), key=lambda i: i.id)
+
+        return await self._db.run(work, transaction=True)
+
 
 @final
 class Messages:
@@ -635,3 +716,48 @@ class Messages:
             return int(result.split()[-1])
 
         return await self._db.run(work, retry=True)
+
+    async def get_outbound(self, salon_id: int, idempotency_key: str) -> Message | None:
+        """The outbound message a caller recorded under ``idempotency_key``, or None."""
+
+        async def work(conn: Conn) -> Message | None:
+            row = await conn.fetchrow(
+                "SELECT * FROM messages WHERE salon_id = $1 AND idempotency_key = $2", salon_id, idempotency_key
+            )
+            return None if row is None else from_row(Message, row)
+
+        return await self._db.run(work, retry=True)
+
+    async def record_send_outcome(
+        self, salon_id: int, idempotency_key: str, *, wa_id: str | None, error: str | None
+    ) -> bool:
+        """What became of an outbound message: ``sent`` with its WhatsApp id, or ``failed``.
+
+        Matched by ``(salon_id, idempotency_key)``. ``error`` (or no ``wa_id``) means failed; the
+        reason goes to ``company_events`` as ``message_send_failed`` in the same transaction (the
+        messages table keeps no error text). Only a ``queued`` message changes, so a late or
+        repeated outcome never turns a ``sent`` message back into ``failed``. False if nothing changed.
+        """
+        failed = error is not None or wa_id is None
+        status: MessageStatus = "failed" if failed else "sent"
+
+        async def work(conn: Conn) -> bool:
+            message_id = await conn.fetchval(
+                """
+                UPDATE messages SET status = $3, wa_id = COALESCE($4, wa_id)
+                WHERE salon_id = $1 AND idempotency_key = $2 AND direction = 'out' AND status = 'queued'
+                RETURNING id
+                """,
+                salon_id, idempotency_key, status, None if failed else wa_id,
+            )
+            if message_id is None:
+                return False
+            if failed:
+                await conn.execute(
+                    "INSERT INTO company_events (salon_id, type, data) VALUES ($1, 'message_send_failed', $2)",
+                    salon_id,
+                    {"message_id": int(message_id), "idempotency_key": idempotency_key, "error": error or "no id"},
+                )
+            return True
+
+        return await self._db.run(work, transaction=True)

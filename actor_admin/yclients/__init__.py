@@ -1,8 +1,10 @@
-"""Talking to YClients: the marketplace client, ``user_data`` signatures, pacing, retries, and a fake.
+"""Talking to YClients: the marketplace client, ``user_data`` signatures, pacing, retries, the outbox
+worker that delivers the activation callback, and a fake.
 
 See reference/yclients-marketplace.md for the facts this package is built on.
 """
 
+from ._activation import activation_payload
 from ._client import (
     ALREADY_INSTALLED_MESSAGE,
     ActivationResult,
@@ -24,6 +26,7 @@ from ._fake import (
     make_blueprints,
     serve_fake_yclients,
 )
+from ._outbox import DEADLINE_PASSED, OutboxWorker, OutboxWorkerStatistics, run_outbox_worker
 from ._retry import backoff_delay, call_with_retries
 from ._signature import (
     SignatureError,
@@ -37,6 +40,7 @@ from ._throttle import NoThrottle, Throttle, TokenBucket, TokenBucketStatistics
 
 __all__ = [
     "ALREADY_INSTALLED_MESSAGE",
+    "DEADLINE_PASSED",
     "ActivationResult",
     "ClientStatistics",
     "FakeAnswer",
@@ -45,6 +49,8 @@ __all__ = [
     "FinalError",
     "InstallationStatus",
     "NoThrottle",
+    "OutboxWorker",
+    "OutboxWorkerStatistics",
     "Outcome",
     "PaymentReceipt",
     "RetryableError",
@@ -56,6 +62,7 @@ __all__ = [
     "TokenBucketStatistics",
     "YClientsClient",
     "YClientsError",
+    "activation_payload",
     "backoff_delay",
     "call_with_retries",
     "create_fake_yclients",
@@ -63,6 +70,7 @@ __all__ = [
     "decode_user_data",
     "make_blueprints",
     "parse_retry_after",
+    "run_outbox_worker",
     "serve_fake_yclients",
     "sign_user_data",
     "user_id_from",

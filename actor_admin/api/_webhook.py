@@ -1,0 +1,194 @@
+"""``POST /webhook/yclients``: the marketplace's lifecycle webhook (SPEC §3.1, reference §3).
+
+Body ``{"salon_id", "application_id", "event", "partner_token"}``; the only proof it comes from
+YClients is the partner token in the body (no signature header), compared in constant time.
+
+Answers, in the order they are decided:
+
+* not JSON → 400 ``malformed_json``; not an object, or a field of the wrong type → 422
+  ``invalid_field`` (``{"error": {"code", "message"}}``, the message names the field);
+* wrong ``partner_token`` → **200** ``{"success": false}``: nothing changes, a warning is logged
+  (without the token). 200 rather than 401 because YClients' retry behaviour is undocumented and a
+  refusal could start a retry flood (the original system made the same choice);
+* another ``application_id`` → 200 ``{"skipped": "different_application"}``;
+* ``uninstall`` / ``freeze`` → 200 ``{"success": true, "event", "salon_id"}`` once done, or
+  ``{"success": true, "duplicate": true, …}`` when there was nothing left to do;
+* any other event → recorded as a ``webhook_unknown`` company event, 200 ``{"success": true,
+  "recorded": true}``.
+
+Idempotency is by state, not by a de-duplication key: every step is idempotent (stopping an actor
+that is not running, marking a salon that is already ``uninstalled``), so a repeat — or a retry
+after we crashed half-way — is simply processed again and converges on the same state. A delivery
+that finds nothing left to do (the status already set, no actor running here, for ``uninstall`` no
+credentials left) is recognised as a duplicate and changes nothing. A de-duplication key in Redis
+was rejected: it would have to be written before the work (and then a crash half-way loses the
+work) or after it (and then it de-duplicates nothing that idempotency does not already cover), and
+a fixed key would swallow a genuine second ``uninstall`` after a re-install within its TTL.
+
+Processing that cannot be lost: the event is recorded and the new status written *first* (so a
+crash after that leaves a salon that is not restored at start-up and not activated), then the actor
+is stopped (awaited), then the status is written *again*. The second write is what makes uninstall
+race-free: until the actor has stopped it may still save credentials it just received (a
+``CredsUpdated`` in its mailbox), and only a delete after it is gone is final.
+
+Multi-node note: ``services.router.stop`` stops the actor if it runs on *this* node. With several
+nodes the owner may be another one; it must be told too (through the cluster's lease/ownership
+channel, once the router routes across nodes). Until then the status written here stops the other
+node's session at its next start, and the credentials are deleted for it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any, Final
+
+import trio
+from quart import Blueprint, request
+
+from actor_admin.runtime import ActorFailed, AskTimeout, MailboxClosed
+from actor_admin.session import Freeze, Uninstall
+
+from ._http import fail
+from ._services import Services
+
+log = logging.getLogger("actor_admin.api.webhook")
+
+EVENT_MAX_LEN: Final = 64
+# The actor gets this long to hear "uninstall"/"freeze" (so open connect pages see the new state)
+# and then to stop, each; YClients waits ~15 s for data webhooks, so the whole answer stays well below.
+ACTOR_GRACE_S: Final = 5.0
+
+_LIFECYCLE: Final = {"uninstall": "uninstalled", "freeze": "frozen"}
+
+
+async def json_object() -> dict[str, Any]:
+    """The request body as a JSON object: 400 ``malformed_json`` / 422 ``invalid_body`` otherwise."""
+    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        fail(400, "malformed_json", "the request body is not valid JSON")
+    if not isinstance(body, dict):
+        fail(422, "invalid_body", "the request body must be a JSON object")
+    return body
+
+
+ID_MAX: Final = 2**63 - 1  # PostgreSQL bigint: a larger id would fail in the database, not here
+
+
+def _positive_int(body: dict[str, Any], field: str) -> int:
+    value = body.get(field)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= ID_MAX:
+        fail(422, "invalid_field", f"{field} must be a positive whole number")
+    return value
+
+
+def storable_text(value: object) -> bool:
+    """A string PostgreSQL can store: no NUL character, valid UTF-8 (JSON may carry lone surrogates)."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _string(body: dict[str, Any], field: str, *, max_len: int = 4096) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value or len(value) > max_len or not storable_text(value):
+        fail(422, "invalid_field", f"{field} must be a non-empty string of at most {max_len} characters")
+    return value
+
+
+class _Lifecycle:
+    """``uninstall`` and ``freeze`` for one salon, in the crash-safe order the module describes."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.store = services.store
+
+    async def nothing_left(self, salon_id: int, status: str) -> bool:
+        """True when a delivery would change nothing: the duplicate case."""
+        company = await self.store.companies.get(salon_id)
+        if company is None or company.integration_status != status or self.services.router.running(salon_id):
+            return False
+        if status != "uninstalled":
+            return True
+        try:
+            return await self.store.credentials.load(salon_id) is None
+        except Exception:  # unreadable credentials are still credentials to delete
+            return False
+
+    async def apply(self, salon_id: int, event: str) -> bool:
+        """Carry out ``event``; returns whether the salon is known to us."""
+        status = _LIFECYCLE[event]
+        mark = self.store.companies.mark_uninstalled if event == "uninstall" else self.store.companies.mark_frozen
+        known = await mark(salon_id) is not None  # the durable intent, before anything slow
+        await self._stop_actor(salon_id, event)
+        await mark(salon_id)  # final: anything the actor saved while stopping is undone
+        log.info("salon %s %s by YClients", salon_id, status, extra={"salon_id": salon_id})
+        return known
+
+    async def _stop_actor(self, salon_id: int, event: str) -> None:
+        router = self.services.router
+        ref = router.supervisor.get(salon_id)  # never start an actor just to stop it
+        if ref is None:
+            return
+        command = Uninstall() if event == "uninstall" else Freeze()
+        try:
+            # Tell the session first: it closes the link and shows open connect pages the new state.
+            await ref.ask(command, ACTOR_GRACE_S)
+        except (ActorFailed, AskTimeout, MailboxClosed):
+            pass  # stopping below is what counts
+        await router.stop(salon_id, grace=ACTOR_GRACE_S)
+
+
+def blueprint(services: Services) -> Blueprint:
+    bp = Blueprint("webhook", __name__)
+    settings = services.settings
+    store = services.store
+    lifecycle = _Lifecycle(services)
+    expected_token = settings.yclients_partner_token.encode()
+
+    @bp.post("/webhook/yclients")
+    async def yclients_webhook() -> Any:
+        body = await json_object()
+        salon_id = _positive_int(body, "salon_id")
+        application_id = _positive_int(body, "application_id")
+        event = _string(body, "event", max_len=EVENT_MAX_LEN)
+        token = _string(body, "partner_token")
+        if not hmac.compare_digest(token.encode(), expected_token):
+            log.warning(
+                "webhook refused: wrong partner_token (salon %s, application %s, event %r, from %s)",
+                salon_id,
+                application_id,
+                event,
+                request.remote_addr,
+                extra={"salon_id": salon_id},
+            )
+            return {"success": False}
+        if application_id != settings.yclients_app_id:
+            log.info("webhook for application %s skipped (we are %s)", application_id, settings.yclients_app_id)
+            return {"skipped": "different_application"}
+        if event not in _LIFECYCLE:
+            await store.events.append(salon_id, "webhook_unknown", {"event": event})
+            log.warning("unknown webhook event %r for salon %s recorded", event, salon_id, extra={"salon_id": salon_id})
+            return {"success": True, "recorded": True}
+        if await lifecycle.nothing_left(salon_id, _LIFECYCLE[event]):
+            log.info("duplicate %s webhook for salon %s: nothing to do", event, salon_id, extra={"salon_id": salon_id})
+            return {"success": True, "duplicate": True, "event": event, "salon_id": salon_id}
+        await store.events.append(salon_id, f"webhook_{event}", {"event": event})
+        # Shielded: once started, a client hanging up must not leave the salon half-processed. Every
+        # step is bounded (the actor's grace periods), the outer bound is a last resort.
+        known = False
+        with trio.CancelScope(shield=True), trio.move_on_after(6 * ACTOR_GRACE_S):
+            known = await lifecycle.apply(salon_id, event)
+        answer: dict[str, Any] = {"success": True, "event": event, "salon_id": salon_id}
+        if not known:
+            answer["unknown_salon"] = True
+        return answer
+
+    return bp

@@ -1,0 +1,358 @@
+"""The outbox worker: delivers the YClients calls that state changes wrote into the ``outbox`` table.
+
+Why an outbox (reference/original-system.md fault 7): the activation callback must reach YClients
+within one hour of the salon granting access, and YClients sometimes answers 5xx, 429 or an HTML page.
+The original called YClients inline, crashed on the HTML, and lost the call. Here the call is a row,
+written in the same transaction as "WhatsApp is connected" (``Companies.record_connection``), and
+this worker keeps trying until YClients takes it, refuses it, or the window closes.
+
+Delivery guarantees, and why they hold:
+
+* **Never lost.** A row leaves the pending set only through ``mark_delivered`` / ``mark_failed``,
+  each after YClients' verdict (or the deadline). Claiming a row pushes its ``next_attempt_at`` one
+  lease ahead, so a worker killed at any point — mid-call, or between the answer and the commit —
+  leaves the row to become due again once the lease passes, and another claim retries it.
+* **Never two effective activations.** ``claim_due`` uses ``FOR UPDATE SKIP LOCKED`` and the lease,
+  so two workers (on one node or several) never hold one row at once. A repeat after a crash is an
+  at-least-once *send*, but YClients answers a repeated activation with 403 "already installed",
+  which :meth:`~actor_admin.yclients.YClientsClient.activate` reports as success: the outcome is
+  idempotent.
+* **The window.** Every pass first fails the rows whose deadline has passed (by the database's
+  clock, so every node agrees), moving their company to ``activation_failed`` with the reason
+  ``deadline_passed``; an operator can re-queue it from the admin API.
+
+One worker runs per node; it polls every ``poll_interval_s`` (1 s) and can be nudged with
+:meth:`OutboxWorker.wake` so an in-process enqueuer need not wait for the next poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import random as _random
+from collections import Counter
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, final
+
+import attrs
+import trio
+
+from ._errors import FinalError, RetryableError
+from ._retry import backoff_delay
+
+if TYPE_CHECKING:
+    from actor_admin.config import Settings
+
+    from ._client import YClientsClient
+
+log = logging.getLogger("actor_admin.yclients.outbox")
+
+ACTIVATION: Final = "activation"  # the outbox ``kind`` of the activation callback (store.ACTIVATION)
+
+# Failure reasons, as they appear in ``outbox.last_error``, events and metrics.
+DEADLINE_PASSED: Final = "deadline_passed"
+REFUSED: Final = "refused"
+BAD_PAYLOAD: Final = "bad_payload"
+UNKNOWN_KIND: Final = "unknown_kind"
+UNKNOWN_COMPANY: Final = "unknown_company"
+COMPANY_GONE: Final = "company_gone"
+
+# Companies we must not talk to YClients about any more: after ``uninstall`` API access stops, and a
+# ``frozen`` salon did not pay. Their pending activation is dropped, not sent.
+_SILENT_STATUSES: Final = frozenset({"uninstalled", "frozen"})
+
+
+@final
+@attrs.frozen
+class OutboxWorkerStatistics:
+    """Counters since the worker started, for /metrics.
+
+    Attributes:
+        delivered: rows YClients accepted (including "already installed").
+        already_installed: of those, the ones YClients said were done before (a repeat after a crash).
+        retried: failed attempts scheduled again (5xx, 429, HTML, timeouts).
+        failed: rows given up, by reason (``deadline_passed``, ``refused``, ``bad_payload``, …).
+        passes: polling passes run; ``errors``: passes that hit a store failure.
+        in_flight: calls running right now.
+    """
+
+    delivered: int
+    already_installed: int
+    retried: int
+    failed: Mapping[str, int]
+    passes: int
+    errors: int
+    in_flight: int
+
+
+@attrs.frozen
+class _Activation:
+    """The activation payload of a row, checked (``BAD_PAYLOAD`` otherwise)."""
+
+    salon_id: int
+    api_key: str
+    webhook_urls: tuple[str, ...]
+    channels: tuple[str, ...] | None
+
+    @classmethod
+    def parse(cls, salon_id: int, payload: Mapping[str, Any]) -> _Activation | str:
+        """The call to make, or the reason the row cannot be sent."""
+        api_key = payload.get("api_key")
+        urls = payload.get("webhook_urls", [])
+        channels = payload.get("channels")
+        named = payload.get("salon_id", salon_id)
+        if named != salon_id:
+            return f"payload is for salon {named!r}, the row for {salon_id}"
+        if not isinstance(api_key, str) or not api_key:
+            return "payload has no api_key"
+        if not _strings(urls):
+            return "webhook_urls must be a list of strings"
+        if channels is not None and not _strings(channels):
+            return "channels must be a list of strings"
+        return cls(salon_id, api_key, tuple(urls), None if channels is None else tuple(channels))
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+@final
+class OutboxWorker:
+    """Delivers due outbox rows; run exactly one per node with :meth:`run`.
+
+    Args:
+        store: the :class:`~actor_admin.store.Store`.
+        client: the shared :class:`~actor_admin.yclients.YClientsClient` (it throttles to 5 rps).
+        settings: the node's settings (the node id for log lines; the application id rows must name).
+        poll_interval_s: how often to look for due rows when idle.
+        batch: rows claimed per pass; they are delivered concurrently.
+        lease_s: how long a claimed row is ours; must exceed one call (the client's timeout plus
+            throttling). After it a crashed worker's row is due again.
+        base_s, max_s: the retry back-off (``base_s·2^(n-1)`` capped at ``max_s``, with jitter,
+            never sooner than YClients' ``Retry-After``).
+        random: the jitter source (a seeded ``random.Random`` in tests).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        client: YClientsClient,
+        settings: Settings | None = None,
+        *,
+        poll_interval_s: float = 1.0,
+        batch: int = 10,
+        lease_s: float = 60.0,
+        base_s: float = 1.0,
+        max_s: float = 60.0,
+        random: _random.Random | None = None,
+    ) -> None:
+        if batch < 1 or poll_interval_s <= 0 or lease_s <= 0:
+            raise ValueError("batch, poll_interval_s and lease_s must be positive")
+        self.store = store
+        self.client = client
+        self.settings = settings
+        self.poll_interval_s = poll_interval_s
+        self.batch = batch
+        self.lease_s = lease_s
+        self.base_s = base_s
+        self.max_s = max_s
+        self._random = random if random is not None else _random.Random()
+        self._wake = trio.Event()
+        self._delivered = 0
+        self._already_installed = 0
+        self._retried = 0
+        self._failed: Counter[str] = Counter()
+        self._passes = 0
+        self._errors = 0
+        self._in_flight = 0
+        self._pass_done = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"OutboxWorker(batch={self.batch}, lease_s={self.lease_s}, poll_interval_s={self.poll_interval_s})"
+
+    def statistics(self) -> OutboxWorkerStatistics:
+        return OutboxWorkerStatistics(
+            delivered=self._delivered,
+            already_installed=self._already_installed,
+            retried=self._retried,
+            failed=MappingProxyType(dict(self._failed)),
+            passes=self._passes,
+            errors=self._errors,
+            in_flight=self._in_flight,
+        )
+
+    def wake(self) -> None:
+        """Look for due rows now instead of at the next poll (a row was just enqueued)."""
+        self._wake.set()
+
+    async def wait_pass(self) -> None:
+        """Wait until the next polling pass has finished (tests and ``doctor`` use it)."""
+        await self._pass_done.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver due rows until cancelled. A store outage is logged and waited out, never fatal."""
+        log.info("outbox worker started", extra={"node": self._node_id()})
+        task_status.started()
+        while True:
+            try:
+                handled = await self.run_once()
+            except Exception as exc:  # StoreUnavailable and friends: the rows are safe in the table
+                self._errors += 1
+                handled = 0
+                log.warning("outbox pass failed, will retry: %s", exc)
+            self._passes += 1
+            done, self._pass_done = self._pass_done, trio.Event()
+            done.set()
+            if handled >= self.batch:
+                await trio.lowlevel.checkpoint()
+                continue  # a full batch: there may be more due right now
+            with trio.move_on_after(self.poll_interval_s):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    async def run_once(self) -> int:
+        """One pass: fail overdue rows, claim due ones, deliver them. Returns how many rows it handled."""
+        overdue = await self.store.outbox.fail_overdue(error=DEADLINE_PASSED)
+        for item in overdue:
+            await self._report_failure(item, DEADLINE_PASSED, "the 1-hour activation window passed")
+        items = await self.store.outbox.claim_due(self.batch, lease_s=self.lease_s)
+        if items:
+            async with trio.open_nursery() as nursery:
+                for item in items:
+                    nursery.start_soon(self._deliver, item)
+        return len(overdue) + len(items)
+
+    # -- one row ---------------------------------------------------------------------------------
+
+    async def _deliver(self, item: Any) -> None:
+        salon_id = int(item.salon_id)
+        if item.kind != ACTIVATION:
+            await self._fail(item, UNKNOWN_KIND, f"no handler for outbox kind {item.kind!r}", status=None)
+            return
+        company = await self.store.companies.get(salon_id)
+        if company is None:
+            await self._fail(item, UNKNOWN_COMPANY, "no such company", status=None)
+            return
+        if company.integration_status in _SILENT_STATUSES:
+            reason = f"company is {company.integration_status}"
+            await self._fail(item, COMPANY_GONE, reason, status=None)
+            return
+        call = _Activation.parse(salon_id, item.payload)
+        if isinstance(call, str):
+            await self._fail(item, BAD_PAYLOAD, call, status="activation_failed")
+            return
+        self._in_flight += 1
+        try:
+            result = await self.client.activate(
+                salon_id, api_key=call.api_key, webhook_urls=call.webhook_urls, channels=call.channels
+            )
+        except RetryableError as exc:
+            await self._retry(
+                item, exc.message if exc.status is None else f"{exc.status}: {exc.message}", retry_after=exc.retry_after
+            )
+            return
+        except FinalError as exc:
+            await self._fail(
+                item,
+                REFUSED,
+                f"YClients refused ({exc.status}): {exc.message}",
+                status="activation_failed",
+                http_status=exc.status,
+            )
+            return
+        except Exception as exc:
+            # Not YClients' verdict (a bug, an unexpected httpx error): keep the row and try again.
+            log.exception("activation of salon %s raised unexpectedly", salon_id, extra={"salon_id": salon_id})
+            await self._retry(item, f"{type(exc).__name__}: {exc}", retry_after=None)
+            return
+        finally:
+            self._in_flight -= 1
+        if await self.store.outbox.mark_delivered(item.id, integration_status="active"):
+            self._delivered += 1
+            self._already_installed += int(result.already_installed)
+            log.info(
+                "activation delivered for salon %s (attempt %d%s)",
+                salon_id,
+                item.attempts,
+                ", already installed" if result.already_installed else "",
+                extra={"salon_id": salon_id},
+            )
+            await self._event(
+                salon_id,
+                "activation_delivered",
+                {"outbox_id": item.id, "attempts": item.attempts, "already_installed": result.already_installed},
+            )
+
+    async def _retry(self, item: Any, error: str, *, retry_after: float | None) -> None:
+        delay = backoff_delay(
+            max(1, int(item.attempts)),
+            random=self._random,
+            base_s=self.base_s,
+            max_s=self.max_s,
+            retry_after=retry_after,
+        )
+        if await self.store.outbox.mark_retry(item.id, delay_s=delay, error=error):
+            self._retried += 1
+            log.info(
+                "activation for salon %s failed (attempt %d: %s); retrying in %.1fs",
+                item.salon_id,
+                item.attempts,
+                error,
+                delay,
+                extra={"salon_id": item.salon_id},
+            )
+
+    async def _fail(
+        self, item: Any, reason: str, detail: str, *, status: str | None, http_status: int | None = None
+    ) -> None:
+        error = f"{reason}: {detail}"
+        if await self.store.outbox.mark_failed(item.id, error, integration_status=status):
+            await self._report_failure(item, reason, detail, http_status=http_status)
+
+    async def _report_failure(self, item: Any, reason: str, detail: str, *, http_status: int | None = None) -> None:
+        self._failed[reason] += 1
+        salon_id = int(item.salon_id)
+        log.warning(
+            "activation for salon %s given up: %s (%s) after %d attempt(s)",
+            salon_id,
+            reason,
+            detail,
+            item.attempts,
+            extra={"salon_id": salon_id},
+        )
+        data: dict[str, Any] = {"outbox_id": item.id, "reason": reason, "detail": detail, "attempts": item.attempts}
+        if http_status is not None:
+            data["status"] = http_status
+        await self._event(salon_id, "activation_failed", data)
+
+    async def _event(self, salon_id: int, type_: str, data: Mapping[str, Any]) -> None:
+        # The event is the audit trail, not the state: the outbox row is already final, so a
+        # failure here is logged and not retried.
+        try:
+            await self.store.events.append(salon_id, type_, dict(data))
+        except Exception as exc:
+            log.warning("could not record %s for salon %s: %s", type_, salon_id, exc)
+
+    def _node_id(self) -> str | None:
+        return None if self.settings is None else self.settings.node_id
+
+
+async def run_outbox_worker(
+    store: Any,
+    client: YClientsClient,
+    settings: Settings | None = None,
+    *,
+    worker: OutboxWorker | None = None,
+    poll_interval_s: float = 1.0,
+    random: _random.Random | None = None,
+    task_status: trio.TaskStatus[OutboxWorker] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the node's outbox worker until cancelled; ``task_status.started`` gets the worker.
+
+    Pass ``worker`` to run one built beforehand (so the composition root can hand its
+    :meth:`~OutboxWorker.statistics` to /metrics); otherwise one is made from the other arguments.
+    """
+    if worker is None:
+        worker = OutboxWorker(store, client, settings, poll_interval_s=poll_interval_s, random=random)
+    task_status.started(worker)
+    await worker.run()

@@ -8,6 +8,8 @@ it around the server).
 
 from __future__ import annotations
 
+import contextlib
+
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
@@ -40,7 +42,11 @@ def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` (an asyncpg/OS error) means the server is unreachable rather than a real error."""
     if isinstance(exc, UNAVAILABLE_ERRORS):
         return True
-    # asyncpg reports use of a connection that the server closed as a bare InterfaceError.
+    # asyncpg reports use of a connection that the server closed as a bare InterfaceError; a connection
+    # whose operation was cut by the server's termination can also surface as an InternalClientError
+    # ("another operation is in progress"). Both mean "this connection is gone", not a query bug.
+    if isinstance(exc, asyncpg.exceptions._base.InternalClientError):
+        return True
     return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
 
 
@@ -72,8 +78,9 @@ class Database:
 
     ``run(work)`` executes ``work(conn)`` on a pooled connection in asyncio and returns its result to
     trio; with ``transaction=True`` inside one transaction. Connection-level failures become
-    :class:`StoreUnavailable`; with ``retry=True`` (for idempotent work only) the unit is retried once on
-    a fresh connection first, which hides the common case of a pooled connection the server dropped.
+    :class:`StoreUnavailable`; with ``retry=True`` (for idempotent work only) the unit is retried on
+    another connection first (up to once per pooled connection), which hides pooled connections the
+    server dropped.
     """
 
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -117,14 +124,23 @@ class Database:
         return result
 
     async def _run_aio(self, work: Callable[[Conn], Awaitable[T]], transaction: bool, retry: bool) -> T:
-        attempts = 2 if retry else 1
+        # A server restart kills every pooled connection at once and the pool does not test them on
+        # acquire, so a retried call may meet several dead ones in a row: allow one per pooled
+        # connection. Against a server that is really down each attempt fails fast (refused).
+        attempts = self._pool.get_max_size() + 1 if retry else 1
         for attempt in range(1, attempts + 1):
             try:
                 async with self._pool.acquire() as conn:
-                    if transaction:
-                        async with conn.transaction():
-                            return await work(conn)
-                    return await work(conn)
+                    try:
+                        if transaction:
+                            async with conn.transaction():
+                                return await work(conn)
+                        return await work(conn)
+                    except Exception as exc:
+                        if is_unavailable(exc):
+                            with contextlib.suppress(Exception):  # already detached: nothing to close
+                                conn.terminate()  # never hand a broken connection to the next caller
+                        raise
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise

@@ -1,0 +1,467 @@
+"""``WS /marketplace/ws`` (SPEC §4): the connect page's live view of one salon's WhatsApp session.
+
+The handshake is refused before anything else happens for a foreign ``Origin`` (403), for a
+client IP over 10 new connections a minute across the cluster (429, counted in Redis — the
+original counted in process memory, where behind several processes it limited nothing: fault 9),
+and while the node shuts down (503). After ``accept`` the viewer authenticates (the first token
+source present decides), subscribes to its salon's topic on the bus *before* asking for the
+snapshot — so no frame published in between is lost — then gets the snapshot and every frame after
+it. A viewer never owns anything: closing the tab cancels this handler and releases the
+subscription; the actor does not notice.
+
+Close codes: 4401 bad/missing token; 1008 a flood of frames (policy); 1009 a frame over 16 KiB;
+1013 the viewer fell too far behind (reconnect for fresh state); 1001 the node is going away.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import trio
+from quart import Blueprint, Response, websocket
+
+from actor_admin.actors import SessionUnavailable
+from actor_admin.cluster import SubscriberTooSlow
+from actor_admin.session import (
+    ERROR_MESSAGES,
+    PairingCode,
+    Refused,
+    RequestPairingCode,
+    RequestQr,
+    error_frame,
+    normalise_phone,
+)
+
+from ._http import error_response
+from ._marketplace import inactive_status, unavailable_error, verify_token, with_svg
+from ._services import Services
+
+log = logging.getLogger("actor_admin.api")
+
+WS_PATH: Final = "/marketplace/ws"
+AUTH_TIMEOUT_S: Final = 10.0
+MAX_FRAME_BYTES: Final = 16 * 1024
+# A page sends a ping every 25 s and a handful of commands; these bounds are far above that.
+MAX_BAD_FRAMES: Final = 20
+FLOOD_FRAMES: Final = 30
+FLOOD_WINDOW_S: Final = 10.0
+CONNECTS_PER_IP: Final = 10
+CONNECTS_WINDOW_S: Final = 60.0
+# A viewer whose socket takes longer than this to take one frame is cut off: it holds a task and
+# its subscription for nothing.
+SEND_TIMEOUT_S: Final = 10.0
+CLOSE_TIMEOUT_S: Final = 2.0
+
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_POLICY: Final = 1008
+CLOSE_TOO_BIG: Final = 1009
+CLOSE_TRY_AGAIN: Final = 1013
+CLOSE_UNAUTHORIZED: Final = 4401
+
+UNAUTHORIZED_MESSAGE: Final = "the onboarding link expired or is invalid; open the app again from YClients"
+
+
+# -- the handshake -----------------------------------------------------------------------------------
+
+
+def origin_allowed(origin: str, allowed: Iterable[str]) -> bool:
+    """Is ``origin`` in the allow-list? Exact match, or ``scheme://*.host`` for any subdomain of
+    ``host`` (at any depth) under the same scheme and port; never ``host`` itself."""
+    parts = urlsplit(origin.strip().lower())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query or "@" in parts.netloc:
+        return False
+    netloc = parts.netloc
+    for entry in allowed:
+        rule = urlsplit(entry.strip().lower().rstrip("/"))
+        if rule.scheme != parts.scheme:
+            continue
+        if rule.netloc == netloc:
+            return True
+        if rule.netloc.startswith("*."):
+            suffix = rule.netloc[1:]  # ".yclients.com" (with the port, if the rule has one)
+            label = netloc[: -len(suffix)] if netloc.endswith(suffix) else ""
+            if label and all(part and all(c.isalnum() or c == "-" for c in part) for part in label.split(".")):
+                return True
+    return False
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(entries: Iterable[str]) -> list[Network]:
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            log.warning("TRUSTED_PROXIES: ignoring %r (not an IP address or network)", entry)
+    return networks
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def client_ip(peer: str, forwarded_for: str | None, trusted: list[Network]) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy — then the right-most
+    ``X-Forwarded-For`` hop that is not itself a trusted proxy (hops further left are whatever the
+    client claimed and cannot be believed)."""
+
+    def is_trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+        return address is not None and any(address in network for network in trusted)
+
+    if not forwarded_for or not is_trusted(_ip(peer)):
+        return peer
+    for hop in reversed(forwarded_for.split(",")[-32:]):
+        address = _ip(hop)
+        if address is None:
+            return peer  # a proxy we trust wrote garbage: do not guess
+        if not is_trusted(address):
+            return str(address)
+    return peer
+
+
+def _handshake_error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    response = error_response(status, code, message)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+# -- one viewer --------------------------------------------------------------------------------------
+
+
+def _token_from_handshake() -> str | None:
+    """The token of the first present source — ``Authorization: Bearer``, ``x-auth-token``, query
+    ``token`` — even if it is empty (a present source decides); None when none is present."""
+    authorization = websocket.headers.get("Authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            return token.strip()
+    header = websocket.headers.get("X-Auth-Token")
+    if header is not None:
+        return header.strip()
+    query = websocket.args.get("token")
+    if query is not None:
+        return query
+    return None
+
+
+def _too_big(data: str | bytes) -> bool:
+    if isinstance(data, str):
+        return len(data) > MAX_FRAME_BYTES // 4 and len(data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES
+    return len(data) > MAX_FRAME_BYTES
+
+
+def _parse(data: str | bytes | None) -> dict[str, Any] | None:
+    """A client frame as a JSON object with a string ``type``, or None."""
+    if not isinstance(data, str):
+        return None  # binary frames (and quart's None for an empty one) carry nothing we speak
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        return None
+    return frame
+
+
+class _Closing(Exception):
+    """Raised inside the viewer to end it with a close code."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _first(group: BaseExceptionGroup[_Closing]) -> _Closing:
+    """The first ``_Closing`` in a (possibly nested) group: whichever task decided first wins."""
+    for exc in group.exceptions:
+        if isinstance(exc, _Closing):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            return _first(exc)
+    raise AssertionError("empty exception group")
+
+
+class Viewer:
+    """One accepted websocket: authentication, then the forwarder, the reader and the commands."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.salon_id = 0
+        self.send_lock = trio.Lock()
+        self.closed = False
+        self.bad_frames = 0
+        self.recent: collections.deque[float] = collections.deque()
+        self.command_running = False
+        # When this viewer asked for a QR and has not been sent one since (for the QR latency metric).
+        self.qr_asked_at: float | None = None
+
+    async def send(self, frame: Mapping[str, Any]) -> None:
+        text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+        async with self.send_lock:
+            if self.closed:
+                return
+            with trio.move_on_after(SEND_TIMEOUT_S) as scope:
+                await websocket.send(text)
+        if scope.cancelled_caught:
+            raise _Closing(CLOSE_TRY_AGAIN, "too slow")
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send the close frame once (bounded: the peer may not be reading at all)."""
+        with trio.move_on_after(CLOSE_TIMEOUT_S):
+            async with self.send_lock:
+                if self.closed:
+                    return
+                self.closed = True
+                await websocket.close(code, reason)
+        self.closed = True
+
+    async def run(self) -> None:
+        try:
+            if not await self._authenticate():
+                return
+            async with self.services.bus.subscribe(self.salon_id) as frames:
+                for frame in await self._initial_frames():
+                    await self.send(frame)
+                async with trio.open_nursery() as nursery:
+                    self.nursery = nursery
+                    nursery.start_soon(self._forward, frames)
+                    nursery.start_soon(self._read)
+                    nursery.start_soon(self._watch_shutdown)
+        except* _Closing as group:
+            closing = _first(group)
+            await self.close(closing.code, closing.reason)
+
+    # -- authentication ------------------------------------------------------------------------------
+
+    async def _authenticate(self) -> bool:
+        token = _token_from_handshake()
+        if token is None:
+            token = await self._auth_frame()
+        claims = verify_token(self.services, token) if token else None
+        if claims is None:
+            await self._refuse()
+            return False
+        self.salon_id = claims.salon_id
+        return True
+
+    async def _auth_frame(self) -> str | None:
+        """The token of the first message, which must be ``{"type": "auth", "token": …}``."""
+        with trio.move_on_after(AUTH_TIMEOUT_S):
+            data = await websocket.receive()
+            if _too_big(data):
+                raise _Closing(CLOSE_TOO_BIG, "frame too large")
+            frame = _parse(data)
+            if frame is not None and frame["type"] == "auth" and isinstance(frame.get("token"), str):
+                return str(frame["token"])
+        return None
+
+    async def _refuse(self) -> None:
+        await self.send(error_frame("unauthorized", UNAUTHORIZED_MESSAGE))
+        raise _Closing(CLOSE_UNAUTHORIZED, "unauthorized")
+
+    # -- server → client ---------------------------------------------------------------------------
+
+    async def _initial_frames(self) -> list[dict[str, Any]]:
+        """The state (and QR, code or reason) a viewer must see first; never starts a session for a
+        salon YClients withdrew."""
+        try:
+            inactive = await inactive_status(self.services, self.salon_id)
+        except Exception as exc:  # the store is down: the session's own snapshot still tells the truth
+            log.warning("could not read the company record: %s", exc, extra={"salon_id": self.salon_id})
+            inactive = None
+        if inactive is not None:
+            return [{"type": "state", "state": inactive}, dict(error_frame(inactive, ERROR_MESSAGES[inactive]))]
+        try:
+            return [with_svg(frame) for frame in await self.services.router.snapshot(self.salon_id)]
+        except SessionUnavailable as exc:
+            _, code, message = unavailable_error(exc)
+            view = self.services.registry.get(self.salon_id)
+            state = "failed" if exc.code == "failed" else (view.state if view is not None else "idle")
+            return [{"type": "state", "state": state}, dict(error_frame(code, message))]
+
+    async def _forward(self, frames: Any) -> None:
+        try:
+            async for frame in frames:
+                await self.send(with_svg(frame))
+                if frame.get("type") == "qr":
+                    self._qr_delivered()
+        except SubscriberTooSlow:
+            raise _Closing(CLOSE_TRY_AGAIN, "fell behind; reconnect") from None
+        raise _Closing(CLOSE_GOING_AWAY, "the bus closed")
+
+    def _qr_delivered(self) -> None:
+        """Report how long the viewer waited from ``request_qr`` to its QR (``/metrics``)."""
+        asked, self.qr_asked_at = self.qr_asked_at, None
+        metrics = self.services.metrics
+        if asked is not None and metrics is not None:
+            metrics.observe_qr_latency(trio.current_time() - asked)
+
+    async def _watch_shutdown(self) -> None:
+        await self.services.shutting_down.wait()
+        raise _Closing(CLOSE_GOING_AWAY, "server shutting down")
+
+    # -- client → server ---------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        while True:
+            data = await websocket.receive()
+            now = trio.current_time()
+            self.recent.append(now)
+            while self.recent and self.recent[0] <= now - FLOOD_WINDOW_S:
+                self.recent.popleft()
+            if len(self.recent) > FLOOD_FRAMES:
+                raise _Closing(CLOSE_POLICY, "too many frames")
+            if _too_big(data):
+                raise _Closing(CLOSE_TOO_BIG, "frame too large")
+            frame = _parse(data)
+            if frame is None:
+                await self._bad("malformed_frame", 'a frame is a JSON object with a "type"')
+                continue
+            await self._dispatch(frame)
+
+    async def _bad(self, code: str, message: str) -> None:
+        self.bad_frames += 1
+        if self.bad_frames > MAX_BAD_FRAMES:
+            raise _Closing(CLOSE_POLICY, "too many bad frames")
+        await self.send(error_frame(code, message))
+
+    async def _dispatch(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "ping":
+            await self.send({"type": "pong"})
+        elif kind == "auth":
+            await self._reauth(frame.get("token"))
+        elif kind == "request_qr":
+            if self.qr_asked_at is None:
+                self.qr_asked_at = trio.current_time()
+            await self._start_command(self._request_qr)
+        elif kind == "request_pairing_code":
+            phone_raw = frame.get("phone")
+            if not isinstance(phone_raw, str):
+                await self._bad("malformed_frame", 'request_pairing_code needs "phone" as a string')
+                return
+            phone = normalise_phone(phone_raw[:64])
+            if phone is None:
+                await self.send(error_frame("invalid_phone", "a phone number has 10 to 15 digits, country code first"))
+                return
+            await self._start_command(self._request_pairing_code, phone)
+        else:
+            await self._bad("unknown_type", "known types: auth, request_qr, request_pairing_code, ping")
+
+    async def _reauth(self, token: Any) -> None:
+        """An ``auth`` frame after authentication: a bad token ends the connection like a first one;
+        a valid one for another salon is refused (one connection watches one salon)."""
+        claims = verify_token(self.services, token) if isinstance(token, str) and token else None
+        if claims is None:
+            await self._refuse()
+        elif claims.salon_id != self.salon_id:
+            await self.send(error_frame("wrong_salon", "this connection already watches another salon"))
+
+    async def _start_command(self, command: Any, *args: Any) -> None:
+        """Run a command beside the reader (a pairing code can take seconds), one at a time."""
+        if self.command_running:
+            await self.send(error_frame("busy", "the previous request is still being handled"))
+            return
+        self.command_running = True
+
+        async def run() -> None:
+            try:
+                await command(*args)
+            except SessionUnavailable as exc:
+                _, code, message = unavailable_error(exc)
+                await self.send(error_frame(code, message))
+            except (_Closing, trio.Cancelled):
+                raise
+            except Exception as exc:  # the store or Redis is down: say so, keep the viewer
+                log.warning("viewer command failed: %s", exc, extra={"salon_id": self.salon_id})
+                await self.send(error_frame("unavailable", "the service is temporarily unavailable; try again"))
+            finally:
+                self.command_running = False
+
+        self.nursery.start_soon(run)
+
+    async def _refusal_of_inactive(self) -> bool:
+        inactive = await inactive_status(self.services, self.salon_id)
+        if inactive is None:
+            return False
+        await self.send(error_frame(inactive, ERROR_MESSAGES[inactive]))
+        return True
+
+    async def _request_qr(self) -> None:
+        if await self._refusal_of_inactive():
+            return
+        outcome = await self.services.router.ask(self.salon_id, RequestQr())
+        if isinstance(outcome, Refused):
+            await self.send(error_frame(outcome.code, outcome.message))
+        # Otherwise the state and QR frames reach this viewer (and every other) through the bus.
+
+    async def _request_pairing_code(self, phone: str) -> None:
+        if await self._refusal_of_inactive():
+            return
+        outcome = await self.services.router.ask(self.salon_id, RequestPairingCode(phone))
+        if isinstance(outcome, PairingCode):
+            await self.send({"type": "pairing_code", "code": outcome.code, "expires_in": outcome.expires_in})
+        elif isinstance(outcome, Refused):
+            await self.send(error_frame(outcome.code, outcome.message))
+
+
+# -- the blueprint -----------------------------------------------------------------------------------
+
+
+def blueprint(services: Services) -> Blueprint:
+    bp = Blueprint("marketplace_ws", __name__)
+    settings = services.settings
+    trusted = _networks(settings.trusted_proxies)
+
+    async def refusal() -> Response | None:
+        """The HTTP answer that refuses this handshake, or None to go on."""
+        if services.shutting_down.is_set():
+            return _handshake_error(503, "shutting_down", "this node is shutting down; reconnect", {"Retry-After": "1"})
+        origin = websocket.headers.get("Origin")
+        if origin is not None and not origin_allowed(origin, settings.allowed_origins):
+            return _handshake_error(403, "forbidden_origin", "this page's origin may not open the websocket")
+        if services.limiter is not None:
+            peer = str((websocket.scope.get("client") or ("unknown",))[0])
+            ip = client_ip(peer, websocket.headers.get("X-Forwarded-For"), trusted)
+            decision = await services.limiter.hit("ws:" + ip, CONNECTS_PER_IP, CONNECTS_WINDOW_S)
+            if not decision.allowed:
+                retry = str(max(1, math.ceil(decision.retry_after)))
+                return _handshake_error(
+                    429,
+                    "rate_limited",
+                    "too many new connections from this address; wait a minute",
+                    {"Retry-After": retry},
+                )
+        return None
+
+    @bp.websocket(WS_PATH)
+    async def marketplace_ws() -> Response | None:
+        refused = await refusal()
+        if refused is not None:
+            return refused
+        await websocket.accept()
+        counters = services.counters
+        counters.websockets_open += 1
+        counters.websockets_total += 1
+        try:
+            await Viewer(services).run()
+        finally:
+            counters.websockets_open -= 1
+        return None
+
+    return bp

@@ -1,0 +1,409 @@
+"""``WS /marketplace/ws`` (SPEC §4) with real websocket clients against a real node."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+from trio_websocket import ConnectionRejected
+
+from actor_admin.api import _ws
+from actor_admin.api._ws import client_ip, origin_allowed
+
+from ._marketplace_helpers import (
+    bad_tokens,
+    close_code,
+    frame_of,
+    qr_shown,
+    receive,
+    viewer,
+)
+from .conftest import TestNode
+
+ALLOWED = ("http://127.0.0.1:8000", "https://yclients.com", "https://*.yclients.com")
+
+
+# -- authentication ------------------------------------------------------------------------------------
+
+
+async def test_a_token_in_the_first_frame_opens_the_salons_view(node: TestNode) -> None:
+    await node.register(701)
+
+    async with viewer(node.ws_url, node.token(701)) as ws:
+        assert await receive(ws) == {"type": "state", "state": "idle"}
+
+
+@pytest.mark.parametrize("source", ["authorization", "x-auth-token", "query"])
+async def test_a_token_from_the_handshake_needs_no_auth_frame(node: TestNode, source: str) -> None:
+    await node.register(702)
+    token = node.token(702)
+    extra = {"Authorization": f"Bearer {token}"} if source == "authorization" else {}
+    if source == "x-auth-token":
+        extra = {"x-auth-token": token}
+
+    async with viewer(node.ws_url, extra=extra, query=f"?token={token}" if source == "query" else "") as ws:
+        assert (await receive(ws))["type"] == "state"
+
+
+@pytest.mark.parametrize("kind", ["tampered", "expired", "alg_none", "wrong_audience", "wrong_secret", "garbage"])
+async def test_a_bad_token_gets_unauthorized_and_close_4401(node: TestNode, kind: str) -> None:
+    token = bad_tokens(703, node.token(703))[kind]
+
+    async with viewer(node.ws_url, token) as ws:
+        code, frames = await close_code(ws)
+
+    assert code == 4401
+    assert frames == [{"type": "error", "code": "unauthorized", "message": frames[0]["message"]}]
+    assert not node.services.router.running(703) and not node.services.router.running(704)
+
+
+@pytest.mark.parametrize(
+    ("present", "good_later"),
+    [
+        ({"Authorization": "Bearer not-a-jwt"}, "query"),
+        ({"Authorization": "Bearer not-a-jwt"}, "x-auth-token"),
+        ({"x-auth-token": "not-a-jwt"}, "query"),
+    ],
+)
+async def test_the_first_present_source_decides_even_when_a_later_one_is_good(
+    node: TestNode, present: dict[str, str], good_later: str
+) -> None:
+    token = node.token(705)
+    extra = dict(present)
+    if good_later == "x-auth-token":
+        extra["x-auth-token"] = token
+    query = f"?token={token}" if good_later == "query" else ""
+
+    async with viewer(node.ws_url, extra=extra, query=query) as ws:
+        code, _ = await close_code(ws)
+
+    assert code == 4401
+
+
+async def test_a_good_header_wins_over_a_bad_query_token(node: TestNode) -> None:
+    async with viewer(node.ws_url, extra={"x-auth-token": node.token(706)}, query="?token=bad") as ws:
+        assert (await receive(ws))["type"] == "state"
+
+
+async def test_a_first_frame_that_is_not_auth_is_unauthorized(node: TestNode) -> None:
+    async with viewer(node.ws_url) as ws:
+        await ws.send_message('{"type": "request_qr"}')
+        code, frames = await close_code(ws)
+
+    assert code == 4401 and frames[0]["code"] == "unauthorized"
+
+
+async def test_no_auth_frame_in_time_is_unauthorized(node: TestNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_ws, "AUTH_TIMEOUT_S", 0.2)
+
+    async with viewer(node.ws_url) as ws:
+        code, frames = await close_code(ws)
+
+    assert code == 4401 and frames[0]["code"] == "unauthorized"
+
+
+async def test_re_auth_with_a_bad_token_closes_and_with_another_salon_is_refused(node: TestNode) -> None:
+    async with viewer(node.ws_url, node.token(707)) as ws:
+        await frame_of(ws, "state")
+        await ws.send_message(json.dumps({"type": "auth", "token": node.token(708)}))
+        assert (await frame_of(ws, "error"))["code"] == "wrong_salon"
+        await ws.send_message(json.dumps({"type": "auth", "token": "bad"}))
+        code, _ = await close_code(ws)
+
+    assert code == 4401
+
+
+# -- Origin and rate limit -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://yclients.com", True),
+        ("https://n123.yclients.com", True),
+        ("https://a.b.yclients.com", True),
+        ("HTTPS://N1.YCLIENTS.COM", True),
+        ("http://n1.yclients.com", False),
+        ("https://yclients.com.evil.example", False),
+        ("https://evilyclients.com", False),
+        ("https://.yclients.com", False),
+        ("https://x.yclients.com:8443", False),
+        ("https://user@x.yclients.com", False),
+        ("null", False),
+        ("http://127.0.0.1:8000", True),
+        ("http://127.0.0.1:8001", False),
+    ],
+)
+def test_origin_rules(origin: str, allowed: bool) -> None:
+    assert origin_allowed(origin, ALLOWED) is allowed
+
+
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy() -> None:
+    trusted = _ws._networks(["10.0.0.0/8"])
+
+    assert client_ip("203.0.113.9", "198.51.100.1", trusted) == "203.0.113.9"
+    assert client_ip("10.0.0.2", "198.51.100.1", trusted) == "198.51.100.1"
+    assert client_ip("10.0.0.2", "1.1.1.1, 198.51.100.1, 10.0.0.3", trusted) == "198.51.100.1"
+    assert client_ip("10.0.0.2", "garbage", trusted) == "10.0.0.2"
+
+
+@pytest.mark.parametrize("origin", [None, "https://n42.yclients.com", "PUBLIC_URL"])
+async def test_allowed_or_missing_origins_connect(node: TestNode, origin: str | None) -> None:
+    extra = {} if origin is None else {"Origin": node.base_url if origin == "PUBLIC_URL" else origin}
+
+    async with viewer(node.ws_url, node.token(711), extra=extra) as ws:
+        assert (await receive(ws))["type"] == "state"
+
+
+async def test_a_foreign_origin_is_refused_at_the_handshake_with_403(node: TestNode) -> None:
+    with pytest.raises(ConnectionRejected) as rejected:
+        async with viewer(node.ws_url, extra={"Origin": "https://evil.example"}):
+            pass
+
+    assert rejected.value.status_code == 403
+    assert node.services.counters.websockets_total == 0
+
+
+async def test_the_eleventh_connection_in_a_minute_from_one_ip_is_refused_with_429(node: TestNode) -> None:
+    for _ in range(10):
+        async with viewer(node.ws_url, node.token(712)) as ws:
+            await receive(ws)
+
+    with pytest.raises(ConnectionRejected) as rejected:
+        async with viewer(node.ws_url, node.token(712)):
+            pass
+
+    assert rejected.value.status_code == 429
+    assert dict(rejected.value.headers)[b"retry-after"]
+
+
+async def test_a_spoofed_forwarded_for_from_an_untrusted_peer_does_not_evade_the_limit(node: TestNode) -> None:
+    for n in range(10):
+        async with viewer(node.ws_url, extra={"X-Forwarded-For": f"198.51.100.{n}"}) as ws:
+            await ws.send_message("{}")
+
+    with pytest.raises(ConnectionRejected) as rejected:
+        async with viewer(node.ws_url, extra={"X-Forwarded-For": "198.51.100.99"}):
+            pass
+
+    assert rejected.value.status_code == 429
+
+
+# -- what viewers see ------------------------------------------------------------------------------------
+
+
+async def test_the_qr_reaches_the_viewer_and_a_scan_makes_it_connected_with_digits_only(node: TestNode) -> None:
+    await node.register(721)
+    async with viewer(node.ws_url, node.token(721)) as ws:
+        await frame_of(ws, "state", state="idle")
+        await ws.send_message('{"type": "request_qr"}')
+        qr = await frame_of(ws, "qr")
+        assert qr["svg"].startswith("<svg") and qr["expires_in"] > 0 and qr["seq"] >= 1
+
+        node.core.scan(qr["qr"], "+7 900 555-07-21")
+
+        assert await frame_of(ws, "connected") == {"type": "connected", "phone": "79005550721"}
+
+
+async def test_a_late_joiner_and_a_second_tab_see_the_same_qr_at_once(node: TestNode) -> None:
+    await node.register(722)
+    async with viewer(node.ws_url, node.token(722)) as first:
+        await frame_of(first, "state")
+        await first.send_message('{"type": "request_qr"}')
+        shown = await frame_of(first, "qr")
+
+        async with viewer(node.ws_url, node.token(722)) as late, viewer(node.ws_url, node.token(722)) as tab:
+            late_state, late_qr = await receive(late), await receive(late)
+            tab_state, tab_qr = await receive(tab), await receive(tab)
+
+    assert late_state == tab_state == {"type": "state", "state": "qr"}
+    assert late_qr["qr"] == tab_qr["qr"] == shown["qr"]
+    assert late_qr["svg"] == shown["svg"]
+
+
+async def test_every_viewer_gets_every_update(node: TestNode) -> None:
+    await node.register(723)
+    async with viewer(node.ws_url, node.token(723)) as a, viewer(node.ws_url, node.token(723)) as b:
+        await frame_of(a, "state")
+        await frame_of(b, "state")
+        await a.send_message('{"type": "request_qr"}')
+        qr = await frame_of(a, "qr")
+        assert (await frame_of(b, "qr"))["qr"] == qr["qr"]
+        node.core.scan(qr["qr"], "79005550723")
+        assert await frame_of(a, "connected") == await frame_of(b, "connected")
+
+
+async def test_a_pairing_code_over_the_websocket_links_the_phone(node: TestNode) -> None:
+    await node.register(724)
+    async with viewer(node.ws_url, node.token(724)) as ws:
+        await frame_of(ws, "state")
+        await ws.send_message('{"type": "request_pairing_code", "phone": "8 900 555-07-24"}')
+        code = await frame_of(ws, "pairing_code")
+        assert code["expires_in"] > 0
+
+        node.core.pair(code["code"])
+
+        assert (await frame_of(ws, "connected"))["phone"] == "79005550724"
+
+
+async def test_a_bad_phone_gets_an_invalid_phone_error_frame(node: TestNode) -> None:
+    async with viewer(node.ws_url, node.token(725)) as ws:
+        await frame_of(ws, "state")
+        await ws.send_message('{"type": "request_pairing_code", "phone": "12"}')
+        assert (await frame_of(ws, "error"))["code"] == "invalid_phone"
+
+
+async def test_a_refused_command_comes_back_as_an_error_frame_with_its_code(node: TestNode) -> None:
+    await node.register(726)
+    node.core.scan(await qr_shown(node, 726), "79005550726")
+    await node.services.registry.wait_state(726, "connected")
+
+    async with viewer(node.ws_url, node.token(726)) as ws:
+        await frame_of(ws, "state", state="connected")
+        await ws.send_message('{"type": "request_pairing_code", "phone": "79005550726"}')
+        assert (await frame_of(ws, "error"))["code"] == "already_linked"
+
+
+async def test_an_uninstalled_salon_is_shown_as_such_and_no_session_starts(node: TestNode) -> None:
+    await node.register(727)
+    await node.services.store.companies.mark_uninstalled(727)
+
+    async with viewer(node.ws_url, node.token(727)) as ws:
+        assert await receive(ws) == {"type": "state", "state": "uninstalled"}
+        assert (await receive(ws))["code"] == "uninstalled"
+        await ws.send_message('{"type": "request_qr"}')
+        assert (await frame_of(ws, "error"))["code"] == "uninstalled"
+
+    assert not node.services.router.running(727)
+
+
+# -- frames the client sends -------------------------------------------------------------------------------
+
+
+async def test_ping_gets_pong(node: TestNode) -> None:
+    async with viewer(node.ws_url, node.token(731)) as ws:
+        await frame_of(ws, "state")
+        await ws.send_message('{"type": "ping"}')
+        assert await receive(ws) == {"type": "pong"}
+
+
+@pytest.mark.parametrize(
+    ("sent", "code"),
+    [
+        ("not json", "malformed_frame"),
+        ("[1, 2]", "malformed_frame"),
+        ('{"no_type": 1}', "malformed_frame"),
+        ('{"type": 5}', "malformed_frame"),
+        ('{"type": "request_pairing_code", "phone": 7}', "malformed_frame"),
+        ('{"type": "dance"}', "unknown_type"),
+        (b"\x00\x01binary", "malformed_frame"),
+    ],
+)
+async def test_a_malformed_or_unknown_frame_gets_an_error_and_the_connection_stays_open(
+    node: TestNode, sent: str | bytes, code: str
+) -> None:
+    async with viewer(node.ws_url, node.token(732)) as ws:
+        await frame_of(ws, "state")
+        await ws.send_message(sent)
+        assert (await receive(ws))["code"] == code
+        await ws.send_message('{"type": "ping"}')
+        assert await receive(ws) == {"type": "pong"}
+
+
+async def test_a_frame_over_16_kib_closes_with_1009(node: TestNode) -> None:
+    async with viewer(node.ws_url, node.token(733)) as ws:
+        await frame_of(ws, "state")
+        await ws.send_message(json.dumps({"type": "ping", "pad": "x" * 16 * 1024}))
+        code, _ = await close_code(ws)
+
+    assert code == 1009
+
+
+async def test_a_flood_of_bad_frames_closes_with_1008(node: TestNode) -> None:
+    async with viewer(node.ws_url, node.token(734)) as ws:
+        await frame_of(ws, "state")
+        for _ in range(_ws.MAX_BAD_FRAMES + 1):
+            await ws.send_message("nonsense")
+        code, frames = await close_code(ws)
+
+    assert code == 1008
+    assert len(frames) == _ws.MAX_BAD_FRAMES
+
+
+async def test_a_flood_of_good_frames_closes_with_1008(node: TestNode) -> None:
+    async with viewer(node.ws_url, node.token(735)) as ws:
+        await frame_of(ws, "state")
+        for _ in range(_ws.FLOOD_FRAMES + 1):
+            await ws.send_message('{"type": "ping"}')
+        code, frames = await close_code(ws)
+
+    assert code == 1008
+    assert frames == [{"type": "pong"}] * _ws.FLOOD_FRAMES
+
+
+# -- resources ----------------------------------------------------------------------------------------------
+
+
+async def test_a_slow_viewer_does_not_stall_another_viewer(node: TestNode) -> None:
+    """The slow tab stops reading; the other keeps up with a stream of 20 MB while the slow one
+    is cut off (dropped by the bus) instead of holding anybody back."""
+    bus = node.services.bus
+    big = "x" * 64 * 1024
+    batch, count = 16, 320
+    async with (
+        viewer(node.ws_url, node.token(741), message_queue_size=1) as slow,
+        viewer(node.ws_url, node.token(741)) as fast,
+    ):
+        await frame_of(slow, "state")
+        await frame_of(fast, "state")
+        seen: list[int] = []
+        with trio.fail_after(20):
+            for start in range(0, count, batch):
+                for n in range(start, start + batch):
+                    await bus.publish(741, {"type": "test", "n": n, "pad": big})
+                seen += [(await frame_of(fast, "test"))["n"] for _ in range(batch)]
+
+    assert seen == list(range(count))
+    assert bus.statistics().subscribers_dropped_total == 1
+
+
+async def test_closing_the_page_releases_the_subscription_and_the_counter_and_leaves_the_session(
+    node: TestNode,
+) -> None:
+    await node.register(742)
+    async with viewer(node.ws_url, node.token(742)) as ws:
+        await frame_of(ws, "state")
+        await ws.send_message('{"type": "request_qr"}')
+        await frame_of(ws, "qr")
+        assert node.services.counters.websockets_open == 1
+        assert node.services.bus.statistics().subscribers == 1
+
+    with trio.fail_after(5):
+        # Nothing signals the end of a cancelled handler's cleanup; poll the two figures briefly.
+        while node.services.counters.websockets_open or node.services.bus.statistics().subscribers:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+    assert node.services.counters.websockets_total == 1
+    assert node.services.registry.get(742).state == "qr"  # type: ignore[union-attr]
+
+
+async def test_shutdown_closes_viewers_with_going_away_and_refuses_new_ones(node: TestNode) -> None:
+    async with viewer(node.ws_url, node.token(743)) as ws:
+        await frame_of(ws, "state")
+        node.services.shutting_down.set()
+        code, _ = await close_code(ws)
+
+    assert code == 1001
+    with pytest.raises(ConnectionRejected) as rejected:
+        async with viewer(node.ws_url, node.token(743)):
+            pass
+    assert rejected.value.status_code == 503
+
+
+async def test_the_wait_from_request_qr_to_the_qr_is_measured(node: TestNode) -> None:
+    await node.register(744)
+    await qr_shown(node, 744)
+
+    metrics = (await node.http.get("/metrics")).text
+
+    assert "actor_admin_qr_latency_seconds_count 1.0" in metrics

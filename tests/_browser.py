@@ -29,7 +29,9 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is open its asyncio loop counts as running in
+# this thread, and other tests' plain `asyncio.run(...)` helpers would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
     executable = chromium_path()

@@ -37,8 +37,12 @@ class Router:
     def __init__(self, supervisor: Supervisor[int, Any]) -> None:
         self.supervisor = supervisor
 
-    async def ask(  # noqa: ASYNC109 - the timeout is the mailbox's ask timeout, not a cancel scope
-        self, salon_id: int, command: Command | GetSnapshot, *, timeout: float = DEFAULT_ASK_TIMEOUT_S
+    async def ask(
+        self,
+        salon_id: int,
+        command: Command | GetSnapshot,
+        *,
+        timeout: float = DEFAULT_ASK_TIMEOUT_S,  # noqa: ASYNC109 - the mailbox's ask timeout, not a cancel scope
     ) -> Any:
         """Deliver ``command`` to the salon's actor (starting it if needed) and return its answer.
 

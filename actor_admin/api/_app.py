@@ -59,5 +59,5 @@ def create_app(services: Services) -> QuartTrio:
         headers.setdefault("Content-Security-Policy", content_security_policy())
         return response
 
-    app.asgi_app = BodyLimit(app.asgi_app)  # type: ignore[method-assign]
+    app.asgi_app = BodyLimit(app.asgi_app)  # type: ignore[method-assign,assignment,arg-type]
     return app

@@ -27,7 +27,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dev_server(tmp_path_factory: pytest.TempPathFactory, browser: object) -> Iterator[str]:
     port = _free_port()
     data_dir = tmp_path_factory.mktemp("dev-data")

@@ -1,0 +1,349 @@
+"""Company sessions at scale: memory per connected salon, QR-to-viewer latency, restore pacing.
+
+``run(results)`` adds, each measured in a fresh subprocess (``python -m tests.bench.bench_sessions
+--probe KIND N``) so every figure starts from a clean heap:
+
+* ``idle_session_bytes`` (10,000 salons) and ``idle_session_bytes_1k`` (1,000) — RSS growth per
+  connected salon: its ``CompanySession`` actor, the in-process simulator link, and the simulator's
+  side of it (linked device, live connection). Target ≤ 64 KiB. Real clock, the in-memory store
+  (tests/actors/memory_store.py) and no inbound stream: no database is involved. The salons are
+  linked in the simulator and their credentials stored first, then brought up with
+  ``Router.restore`` unpaced. The baseline is taken after 100 warm-up salons are connected, so
+  one-time costs (first-use code paths, allocator arenas) are not spread over the measured ones.
+* ``qr_to_viewer_p50_ms`` / ``qr_to_viewer_p99_ms`` — real clock, 1,000 salons asked for a QR at
+  once, each with one viewer subscribed on a ``LocalBus``: from the moment the simulator hands the
+  QR to the link (a wrapping transport timestamps ``QrIssued`` as it passes ``deliver``) to the
+  moment that salon's viewer receives the ``qr`` frame. Includes the inline SVG rendering; the same
+  run without it (``render_svg=None``) gives ``qr_to_viewer_p50_ms_no_svg`` / ``…_p99_ms_no_svg``.
+  Target p99 ≤ 50 ms.
+* ``restore_10k_s`` — **virtual** seconds (``MockClock(autojump_threshold=0)``) to bring 10,000
+  salons with stored credentials back to ``connected`` at the default pacing (20 a second, so the
+  floor is 500 s); ``restore_ratio`` is that over 500 (target ≤ 1.1); ``restore_10k_wall_s`` is the
+  real time the simulation took. Virtual time stands still while the CPU works, so that ratio alone
+  cannot show a CPU-bound restore: ``restore_real_clock_ratio`` is the same check on the real clock,
+  1,000 salons at 500 a second (25 × the default rate), over its 2 s floor.
+
+Also, for context, ``qr_to_viewer_p50_ms_100`` / ``qr_to_viewer_p99_ms_100`` (and ``…_no_svg_100``):
+the QR latency when 100 salons, not 1,000, ask at once.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import trio
+import trio.testing
+
+from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
+from actor_admin.cluster import LocalBus
+from actor_admin.runtime import open_supervisor
+from actor_admin.session import RequestQr
+from actor_admin.session._transport_events import CredsUpdated, Disconnected, MessageReceived, QrIssued, TransportEvent
+from actor_admin.whatsapp import Link, SimulatorCore, Transport
+from actor_admin.whatsapp._transport import Deliver
+from tests.actors.memory_store import MemoryStore
+
+IDLE_SIZES = (1_000, 10_000)
+IDLE_WARMUP = 100
+QR_SALONS = 1_000
+QR_SMALL_HERD = 100  # for context: how the latency scales with the herd
+RESTORE_SALONS = 10_000
+RESTORE_PER_SECOND = 20.0  # Router.restore's default pacing
+# Virtual time does not advance while the CPU works, so the virtual figure cannot show a restore
+# that is CPU-bound; this real-clock run checks the pacing holds at 25 × the default rate.
+RESTORE_REAL_SALONS = 1_000
+RESTORE_REAL_PER_SECOND = 500.0
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _progress(text: str) -> None:
+    print(f"  sessions: {text}", file=sys.stderr, flush=True)
+
+
+def _deps(
+    core: SimulatorCore, store: MemoryStore, *, transport: Transport | None = None, **options: Any
+) -> SessionDeps:
+    return SessionDeps(
+        transport=transport if transport is not None else core.transport(),
+        store=store,
+        bus=options.pop("bus", None) or LocalBus(),
+        registry=Registry(),
+        **options,
+    )
+
+
+# -- linking salons without a page --------------------------------------------------------------
+
+
+class _PairingSink:
+    """The simulator's sink for a pairing-only connection: keeps the QR and the new credentials."""
+
+    def __init__(self) -> None:
+        self.qr: str | None = None
+        self.credentials: bytes | None = None
+
+    def event(self, event: TransportEvent) -> None:
+        if isinstance(event, QrIssued) and self.qr is None:
+            self.qr = event.code
+        elif isinstance(event, CredsUpdated):
+            self.credentials = event.credentials
+
+    def message(self, tag: int, event: MessageReceived) -> bool:
+        return False
+
+    def keepalive(self, ok: bool) -> None:
+        pass
+
+    def ended(self, event: Disconnected | None) -> None:
+        pass
+
+
+async def _link_salons(core: SimulatorCore, store: MemoryStore, salon_ids: range) -> None:
+    """Link a device for each salon (a QR connection, scanned at once) and store its credentials,
+    as if every salon had been onboarded before this process started."""
+    for salon_id in salon_ids:
+        sink = _PairingSink()
+        core.accept(salon_id, None, sink)
+        assert sink.qr is not None
+        core.scan(sink.qr, f"7900{salon_id:07d}")
+        assert sink.credentials is not None
+        await store.credentials.save(salon_id, sink.credentials)
+
+
+async def _wait_connected(registry: Registry, count: int, *, poll_s: float) -> None:
+    # Polling the counts: one ``Registry.wait_state`` per salon would wake every waiter on every
+    # change, quadratic in the number of salons. ``poll_s`` is the measurement's resolution.
+    while registry.by_state().get("connected", 0) < count:  # noqa: ASYNC110
+        await trio.sleep(poll_s)
+
+
+# -- idle memory ----------------------------------------------------------------------------------
+
+
+async def _idle_probe(count: int) -> None:
+    core = SimulatorCore()
+    store = MemoryStore()
+    deps = _deps(core, store)
+    async with open_supervisor(company_actor_factory(deps)) as supervisor:
+        router = Router(supervisor)
+        gc.collect()
+        empty = _rss_bytes()
+
+        warm = range(10_000_000, 10_000_000 + IDLE_WARMUP)
+        await _link_salons(core, store, warm)
+        await router.restore(warm, per_second=1e9)
+        await _wait_connected(deps.registry, IDLE_WARMUP, poll_s=0.01)
+        gc.collect()
+        before = _rss_bytes()
+
+        salons = range(1, count + 1)
+        await _link_salons(core, store, salons)
+        gc.collect()
+        linked = _rss_bytes()
+        await router.restore(salons, per_second=1e9)
+        await _wait_connected(deps.registry, IDLE_WARMUP + count, poll_s=0.05)
+        await trio.testing.wait_all_tasks_blocked()
+        gc.collect()
+        after = _rss_bytes()
+        stats = core.stats()
+        assert stats["live_sessions"] == IDLE_WARMUP + count, stats
+        assert stats["max_live_per_device"] == 1, stats
+        _finish(
+            {
+                "per_salon": (after - before) / count,
+                "per_salon_from_empty": (after - empty) / count,
+                "linking_share": (linked - before) / count,
+            }
+        )
+
+
+# -- QR to viewer -------------------------------------------------------------------------------
+
+
+class _TimingTransport:
+    """Wraps a transport and notes, per QR, the trio time it was handed to the link's ``deliver``."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.issued_at: dict[str, float] = {}
+
+    async def open(self, nursery: trio.Nursery, salon_id: int, credentials: bytes | None, deliver: Deliver) -> Link:
+        issued_at = self.issued_at
+
+        def timed(event: TransportEvent) -> None:
+            if isinstance(event, QrIssued):
+                issued_at[event.code] = trio.current_time()
+            deliver(event)
+
+        return await self.inner.open(nursery, salon_id, credentials, timed)
+
+
+async def _qr_probe(count: int, with_svg: bool) -> None:
+    core = SimulatorCore()
+    timing = _TimingTransport(core.transport())
+    bus = LocalBus()
+    deps = _deps(core, MemoryStore(), transport=timing, bus=bus, render_svg=render_qr_svg if with_svg else None)
+    render_qr_svg("warm-up")  # qrcode's first use builds its tables
+    latencies: list[float] = []
+    async with open_supervisor(company_actor_factory(deps)) as supervisor:
+        router = Router(supervisor)
+        async with trio.open_nursery() as nursery:
+            subscribed = trio.Event()
+            ready = [0]
+
+            async def viewer(salon_id: int) -> None:
+                async with bus.subscribe(salon_id) as subscription:
+                    ready[0] += 1
+                    if ready[0] == count:
+                        subscribed.set()
+                    async for frame in subscription:
+                        if frame.get("type") == "qr":
+                            latencies.append(trio.current_time() - timing.issued_at[frame["qr"]])
+                            return
+
+            for salon_id in range(1, count + 1):
+                nursery.start_soon(viewer, salon_id)
+            await subscribed.wait()
+            await trio.testing.wait_all_tasks_blocked()
+            started = time.perf_counter()
+            async with trio.open_nursery() as askers:
+                for salon_id in range(1, count + 1):
+                    askers.start_soon(router.ask, salon_id, RequestQr())
+        elapsed = time.perf_counter() - started
+        assert len(latencies) == count
+        latencies.sort()
+        _finish(
+            {
+                "p50_ms": statistics.median(latencies) * 1e3,
+                "p99_ms": latencies[int(0.99 * (count - 1))] * 1e3,
+                "max_ms": latencies[-1] * 1e3,
+                "all_shown_s": elapsed,
+            }
+        )
+
+
+# -- restore pacing -------------------------------------------------------------------------------
+
+
+async def _restore_probe(count: int, per_second: float = RESTORE_PER_SECOND) -> None:
+    """Time on trio's clock (virtual under MockClock) from ``restore`` until every salon is connected."""
+    core = SimulatorCore()
+    store = MemoryStore()
+    deps = _deps(core, store)
+    salons = range(1, count + 1)
+    await _link_salons(core, store, salons)
+    async with open_supervisor(company_actor_factory(deps)) as supervisor:
+        router = Router(supervisor)
+        wall = time.perf_counter()
+        started = trio.current_time()
+        restored = await router.restore(salons, per_second=per_second)
+        await _wait_connected(deps.registry, count, poll_s=0.01)
+        elapsed = trio.current_time() - started
+        wall = time.perf_counter() - wall
+        stats = core.stats()
+        assert restored == count and stats["live_sessions"] == count, stats
+        assert stats["qr_issued_total"] == count and stats["max_live_per_device"] == 1, stats
+        _finish({"clock_s": elapsed, "wall_s": wall})
+
+
+# -- entry points ---------------------------------------------------------------------------------
+
+
+def _probe(kind: str, count: int, *options: str) -> dict[str, float]:
+    output = subprocess.run(
+        [sys.executable, "-m", "tests.bench.bench_sessions", "--probe", kind, str(count), *options],
+        cwd=_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def run(results: dict[str, float]) -> None:
+    for count in IDLE_SIZES:
+        started = time.perf_counter()
+        idle = _probe("idle", count)
+        suffix = "" if count == IDLE_SIZES[-1] else f"_{count // 1000}k"
+        results[f"idle_session_bytes{suffix}"] = idle["per_salon"]
+        _progress(
+            f"idle {count:,}: {idle['per_salon'] / 1024:.1f} KiB a salon "
+            f"({idle['linking_share'] / 1024:.1f} KiB of it the simulator device + stored credentials; "
+            f"{idle['per_salon_from_empty'] / 1024:.1f} KiB counting from an empty supervisor) "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+
+    for herd in (QR_SALONS, QR_SMALL_HERD):
+        for with_svg in (True, False):
+            started = time.perf_counter()
+            qr = _probe("qr", herd, "svg" if with_svg else "no-svg")
+            suffix = ("" if with_svg else "_no_svg") + ("" if herd == QR_SALONS else f"_{herd}")
+            results[f"qr_to_viewer_p50_ms{suffix}"] = qr["p50_ms"]
+            results[f"qr_to_viewer_p99_ms{suffix}"] = qr["p99_ms"]
+            _progress(
+                f"qr, {herd:,} salons at once, {'with' if with_svg else 'without'} SVG: "
+                f"p50 {qr['p50_ms']:.1f} ms, p99 {qr['p99_ms']:.1f} ms, max {qr['max_ms']:.1f} ms, "
+                f"all shown in {qr['all_shown_s']:.2f} s (probe {time.perf_counter() - started:.1f} s)"
+            )
+
+    restore = _probe("restore", RESTORE_SALONS)
+    floor = RESTORE_SALONS / RESTORE_PER_SECOND
+    results["restore_10k_s"] = restore["clock_s"]
+    results["restore_ratio"] = restore["clock_s"] / floor
+    results["restore_10k_wall_s"] = restore["wall_s"]
+    _progress(
+        f"restore {RESTORE_SALONS:,}: {restore['clock_s']:.1f} virtual s (floor {floor:.0f} s), "
+        f"simulated in {restore['wall_s']:.1f} wall s"
+    )
+    real = _probe("restore-real", RESTORE_REAL_SALONS, str(RESTORE_REAL_PER_SECOND))
+    real_floor = RESTORE_REAL_SALONS / RESTORE_REAL_PER_SECOND
+    results["restore_real_clock_ratio"] = real["clock_s"] / real_floor
+    _progress(
+        f"restore {RESTORE_REAL_SALONS:,} at {RESTORE_REAL_PER_SECOND:.0f}/s on the real clock: "
+        f"{real['clock_s']:.2f} s (floor {real_floor:.1f} s)"
+    )
+
+
+def _finish(measured: dict[str, float]) -> NoReturn:
+    """Print a probe's numbers for the parent and leave at once, from inside the run: tearing down
+    thousands of actors would only cost time."""
+    print(json.dumps(measured), flush=True)
+    os._exit(0)
+
+
+def _main(argv: list[str]) -> None:
+    if len(argv) >= 3 and argv[0] == "--probe":
+        kind, count = argv[1], int(argv[2])
+        if kind == "idle":
+            trio.run(_idle_probe, count)
+        elif kind == "qr":
+            trio.run(_qr_probe, count, argv[3:] != ["no-svg"])
+        elif kind == "restore":
+            trio.run(_restore_probe, count, clock=trio.testing.MockClock(autojump_threshold=0))
+        elif kind == "restore-real":
+            trio.run(_restore_probe, count, float(argv[3]))
+        raise SystemExit(f"unknown probe {kind!r} (or it ended without numbers)")
+    if not argv:
+        measured_all: dict[str, float] = {}
+        run(measured_all)
+        for name, value in sorted(measured_all.items()):
+            print(f"{name}: {value:,.3f}")
+        return
+    raise SystemExit("usage: python -m tests.bench.bench_sessions [--probe idle|qr|restore COUNT [svg|no-svg]]")
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

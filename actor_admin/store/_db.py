@@ -8,9 +8,8 @@ it around the server).
 
 from __future__ import annotations
 
-import contextlib
-
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar, final

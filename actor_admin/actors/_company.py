@@ -138,7 +138,21 @@ class CompanySession:
             event = message.event
         else:
             event = message
+        before = self.state.name
         self.state, effects = step(self.state, event, trio.current_time(), policy=self.deps.policy)
+        if self.state.name != before:
+            # One line per transition, with what caused it: operators grep a salon's history by salon_id.
+            log.info(
+                "session %s -> %s",
+                before,
+                self.state.name,
+                extra={
+                    "salon_id": self.salon_id,
+                    "state": self.state.name,
+                    "reason": self.state.reason,
+                    "cause": _cause(event),
+                },
+            )
         for effect in effects:
             await self.perform(effect)
         self._publish_view()
@@ -315,6 +329,13 @@ class CompanySession:
 
     def _clear_view(self) -> None:
         self.deps.registry.forget(self.salon_id)
+
+
+def _cause(event: Any) -> str:
+    """What made a transition, for its log line: the event's name, with WhatsApp's reason code."""
+    reason = getattr(event, "reason", None)
+    name = type(event).__name__
+    return f"{name}({reason})" if isinstance(reason, int) else name
 
 
 def company_actor_factory(deps: SessionDeps) -> Callable[[int], CompanySession]:

@@ -241,3 +241,17 @@ async def test_twenty_salons_connecting_at_once_each_get_their_own_connection(
     stats = harness.core.stats()
     assert stats["live_sessions"] == 20 and stats["linked_devices"] == 20
     assert stats["max_live_per_device"] == 1 and stats["replaced_total"] == 0
+
+
+async def test_every_state_transition_is_logged_with_salon_id_and_cause(
+    harness: Harness, autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="actor_admin.actors")
+    await harness.connect(112)
+    harness.core.drop(PHONE)
+    await harness.wait_state(112, "reconnecting")
+    transitions = [r for r in caplog.records if r.getMessage().startswith("session ")]
+    assert all(getattr(r, "salon_id", None) == 112 for r in transitions)
+    assert [r.getMessage() for r in transitions][:2] == ["session idle -> starting", "session starting -> qr"]
+    assert transitions[-1].getMessage() == "session connected -> reconnecting"
+    assert transitions[-1].cause == "Disconnected(0)"  # type: ignore[attr-defined]

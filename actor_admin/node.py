@@ -112,6 +112,7 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
+    config.loglevel = "WARNING"  # our own line says where we listen; hypercorn's would repeat it
     config.graceful_timeout = max(1.0, settings.shutdown_deadline_s / 2)
     config.websocket_ping_interval = 20.0
     config.include_server_header = False
@@ -120,10 +121,19 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
 
 async def _wait_for_signal(stop: trio.Event) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.info("received %s, shutting down", signal.Signals(signum).name)
+        await _watch_signals(signals, stop)
+
+
+async def _watch_signals(signals: Any, stop: trio.Event) -> None:
+    """The first SIGINT/SIGTERM starts the graceful stop; later ones (a second Ctrl-C, the process
+    group's copy) are absorbed so cleanup finishes instead of ending in a traceback."""
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.info("received %s again; still stopping (deadline applies)", name)
+        else:
+            log.info("received %s, shutting down", name)
             stop.set()
-            return
 
 
 def say(text: str) -> None:
@@ -133,14 +143,37 @@ def say(text: str) -> None:
 
 async def _node_main(settings: Settings, *, migrate: bool) -> int:
     from actor_admin import logs
+
+    logs.configure(settings)
+    stop = trio.Event()
+    # Signals are watched for the node's whole life, cleanup included (see _watch_signals).
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        try:
+            async with trio.open_nursery() as guard:
+                guard.start_soon(_watch_signals, signals, stop)
+                try:
+                    return await _node_body(settings, migrate=migrate, stop=stop)
+                finally:
+                    guard.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _sole(group) from None
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error inside nested single-member groups (an operator sees it, not the nesting)."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> int:
     from actor_admin.cli import CommandError
     from actor_admin.cluster import EmbeddedRedis, RedisClient
     from actor_admin.store import EmbeddedPostgres, Keyring, MigrationError, Store, StoreError
     from actor_admin.store import migrate as run_migrations
     from actor_admin.store import pending as pending_migrations
 
-    logs.configure(settings)
-    stop = trio.Event()
     async with AsyncExitStack() as stack:
         dev = settings.mode == "dev"
         database_url, redis_url = settings.database_url, settings.redis_url
@@ -190,7 +223,6 @@ async def _node_main(settings: Settings, *, migrate: bool) -> int:
         services = await stack.enter_async_context(open_services(settings, parts))
         app = create_app(services)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_wait_for_signal, stop)
             if services.nodes is not None:
                 nursery.start_soon(_keep_registered, services, settings.node_id)
             _start_workers(nursery, services)

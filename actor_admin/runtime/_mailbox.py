@@ -194,6 +194,12 @@ class Mailbox(Generic[T]):
         request._abandoned = True
         raise AskTimeout(f"no reply within {timeout} s")
 
+    @property
+    def depth(self) -> int:
+        """Messages waiting now, from the counters the mailbox keeps anyway: no record is built, so
+        summing over every actor for ``/status`` stays cheap (may read one high, see `_note_sent`)."""
+        return min(max(self._sent - self._received, 0), self.capacity)
+
     def statistics(self) -> MailboxStatistics:
         """Depth, capacity, peak and waiting senders, now."""
         channel = self._send.statistics()

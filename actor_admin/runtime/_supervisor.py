@@ -396,7 +396,7 @@ class Supervisor(Generic[K, M]):
         max_depth = 0
         for entry in self._entries.values():
             by_state[entry.state.value] += 1
-            max_depth = max(max_depth, entry.mailbox.statistics().depth)
+            max_depth = max(max_depth, entry.mailbox.depth)
         return SupervisorStatistics(
             actors=len(self._entries),
             by_state=dict(by_state),

@@ -199,3 +199,13 @@ async def test_inbox_ends_when_the_mailbox_is_closed_and_drained() -> None:
     mailbox.close()
     with pytest.raises(trio.EndOfChannel):
         await inbox.receive()
+
+
+async def test_depth_property_agrees_with_statistics() -> None:
+    mailbox: Mailbox[int] = Mailbox(capacity=4)
+    inbox = mailbox.inbox()
+    for n in range(3):
+        mailbox.send_nowait(n)
+    assert mailbox.depth == mailbox.statistics().depth == 3
+    await inbox.receive()
+    assert mailbox.depth == mailbox.statistics().depth == 2

@@ -68,7 +68,7 @@ async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Servi
     Used by the real node and by the integration tests, so both run the same wiring.
     """
     from actor_admin.cluster import InboundStream, LocalBus, NodeRegistry, RateLimiter, open_redis_bus
-    from actor_admin.yclients import YClientsClient
+    from actor_admin.yclients import SharedThrottle, YClientsClient
 
     async with AsyncExitStack() as stack:
         if parts.redis is not None:
@@ -78,7 +78,8 @@ async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Servi
             nodes = NodeRegistry(parts.redis)
         else:
             bus, limiter, inbound, nodes = LocalBus(), None, None, None
-        yclients = await stack.enter_async_context(YClientsClient.from_settings(settings))
+        throttle = SharedThrottle(limiter) if limiter is not None else None  # None: the client's own bucket
+        yclients = await stack.enter_async_context(YClientsClient.from_settings(settings, throttle=throttle))
         registry = Registry()
         deps = SessionDeps(
             transport=parts.transport,

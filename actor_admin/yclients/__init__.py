@@ -36,7 +36,7 @@ from ._signature import (
     user_id_from,
     verify_user_data,
 )
-from ._throttle import NoThrottle, Throttle, TokenBucket, TokenBucketStatistics
+from ._throttle import NoThrottle, SharedThrottle, Throttle, TokenBucket, TokenBucketStatistics
 
 __all__ = [
     "ALREADY_INSTALLED_MESSAGE",
@@ -55,6 +55,7 @@ __all__ = [
     "PaymentReceipt",
     "RetryableError",
     "SalonsPage",
+    "SharedThrottle",
     "SignatureError",
     "SignatureFailure",
     "Throttle",

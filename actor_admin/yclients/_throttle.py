@@ -3,12 +3,12 @@
 YClients allows 5 requests per second per IP (reference/yclients-marketplace.md §5) and documents neither
 its 429 format nor ``Retry-After``, so we stay under the limit ourselves instead of learning it from
 errors. :class:`Throttle` is the small interface the client needs; :class:`TokenBucket` paces one process.
-Several nodes behind one IP would share a Redis-backed implementation of the same protocol.
+:class:`SharedThrottle` adds a Redis window that several nodes behind one IP share.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, final, runtime_checkable
+from typing import Any, Protocol, final, runtime_checkable
 
 import attrs
 import trio
@@ -103,3 +103,33 @@ class NoThrottle:
 
     async def acquire(self) -> None:
         await trio.lowlevel.checkpoint()
+
+
+class _Limiter(Protocol):
+    async def hit(self, key: str, limit: int, window_s: float) -> Any: ...
+
+
+@final
+@attrs.define
+class SharedThrottle:
+    """The whole cluster's pacing: a local :class:`TokenBucket` (no burst within a process) plus a
+    sliding window in Redis that all nodes behind one IP share, so together they stay under
+    YClients' 5 requests per second. When Redis cannot be asked the limiter fails open and the
+    local bucket alone still paces this node.
+    """
+
+    limiter: _Limiter
+    rate: float = 5.0
+    key: str = "yclients:calls"
+    local: TokenBucket = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.local = TokenBucket(rate=self.rate)
+
+    async def acquire(self) -> None:
+        await self.local.acquire()
+        while True:
+            decision = await self.limiter.hit(self.key, max(1, int(self.rate)), 1.0)
+            if decision.allowed:
+                return
+            await trio.sleep(max(decision.retry_after, 0.01))

@@ -13,15 +13,13 @@ from typing import Any
 import httpx
 import jwt
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from actor_admin.api import Services, create_app
+from actor_admin.api import Services
 from actor_admin.config import Settings
-from actor_admin.node import Parts, open_services
+from actor_admin.node import Parts
 
-from .conftest import JWT_SECRET, TestNode, free_port
+from .conftest import JWT_SECRET, TestNode, free_port, serve_node
 
 WAIT_S = 5.0
 
@@ -138,8 +136,7 @@ def install_url(node: TestNode, salon_ids: Sequence[int], **kwargs: Any) -> str:
 async def served_app(node: TestNode, make_settings: Callable[[int], Settings]) -> AsyncIterator[tuple[str, Services]]:
     """Another app instance over ``node``'s PostgreSQL and Redis, served on its own port with the
     settings ``make_settings(port)``."""
-    port = free_port()
-    settings = make_settings(port)
+    settings = make_settings(free_port())
     parts = Parts(
         store=node.services.store,
         redis=node.services.redis,
@@ -147,18 +144,8 @@ async def served_app(node: TestNode, make_settings: Callable[[int], Settings]) -
         simulator=node.core if settings.mode == "dev" else None,
         fake_yclients=node.services.fake_yclients if settings.mode == "dev" else None,
     )
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    config.graceful_timeout = 1.0
-    async with open_services(settings, parts) as services, trio.open_nursery() as nursery:
-        stop = trio.Event()
-        app = create_app(services)
-        await nursery.start(lambda task_status: serve(app, config, shutdown_trigger=stop.wait, task_status=task_status))
-        yield f"http://127.0.0.1:{port}", services
-        services.shutting_down.set()
-        stop.set()
-        nursery.cancel_scope.cancel()
+    async with serve_node(settings, parts, workers=False) as services:
+        yield f"http://127.0.0.1:{settings.port}", services
 
 
 async def get(base_url: str, path: str, **kwargs: Any) -> httpx.Response:

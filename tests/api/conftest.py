@@ -10,6 +10,7 @@ import base64
 import socket
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
@@ -80,24 +81,34 @@ class TestNode:
         return await self.services.store.companies.upsert_registration(salon_id, title=title)
 
 
-@pytest.fixture
-async def node(store: Any, redis_client: Any) -> AsyncIterator[TestNode]:
-    port = free_port()
-    settings = node_settings(port)
-    core = SimulatorCore()
-    fake = create_fake_yclients(PARTNER_TOKEN, 1, settings.public_url)
-    parts = Parts(store=store, redis=redis_client, transport=core.transport(), simulator=core, fake_yclients=fake)
+@asynccontextmanager
+async def serve_node(settings: Settings, parts: Parts, *, workers: bool = True) -> AsyncIterator[Services]:
+    """Wire ``parts`` as production does and serve the app on ``settings.port`` until the block ends
+    (with the node's background workers unless ``workers=False``)."""
     config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
+    config.bind = [f"127.0.0.1:{settings.port}"]
     config.accesslog = None
     config.graceful_timeout = 1.0
     async with open_services(settings, parts) as services, trio.open_nursery() as nursery:
         stop = trio.Event()
         app = create_app(services)
         await nursery.start(lambda task_status: serve(app, config, shutdown_trigger=stop.wait, task_status=task_status))
-        _start_workers(nursery, services)
-        async with httpx.AsyncClient(base_url=settings.public_url, timeout=10) as http:
-            yield TestNode(settings, services, core, settings.public_url, http)
+        if workers:
+            _start_workers(nursery, services)
+        yield services
         services.shutting_down.set()
         stop.set()
         nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def node(store: Any, redis_client: Any) -> AsyncIterator[TestNode]:
+    settings = node_settings(free_port())
+    core = SimulatorCore()
+    fake = create_fake_yclients(PARTNER_TOKEN, 1, settings.public_url)
+    parts = Parts(store=store, redis=redis_client, transport=core.transport(), simulator=core, fake_yclients=fake)
+    async with (
+        serve_node(settings, parts) as services,
+        httpx.AsyncClient(base_url=settings.public_url, timeout=10) as http,
+    ):
+        yield TestNode(settings, services, core, settings.public_url, http)

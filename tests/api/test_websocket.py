@@ -407,3 +407,15 @@ async def test_the_wait_from_request_qr_to_the_qr_is_measured(node: TestNode) ->
     metrics = (await node.http.get("/metrics")).text
 
     assert "actor_admin_qr_latency_seconds_count 1.0" in metrics
+
+
+def test_a_frame_is_encoded_once_for_every_viewer_that_sends_it() -> None:
+    from actor_admin.api._ws import FrameEncoder
+
+    encoder = FrameEncoder()
+    frame = {"type": "qr", "qr": "2@abc", "seq": 1, "text": "Здравствуйте"}
+    first = encoder.encode(frame)
+    assert encoder.encode(frame) is first  # the same object: reused, not re-encoded
+    assert json.loads(first) == frame and "Здравствуйте" in first
+    other = {"type": "qr", "qr": "2@abc", "seq": 2}
+    assert json.loads(encoder.encode(other)) == other

@@ -51,11 +51,11 @@ from actor_admin.actors import SessionUnavailable
 from actor_admin.session import STATES, Accepted, Logout, Refused, Send, Start, normalise_phone
 from actor_admin.store import INTEGRATION_STATUSES
 
-from ._http import error_response, fail
+from ._http import error_response, fail, json_object
 from ._ops import admin_token_given, company_records
 from ._services import Services
 from ._tokens import LIFETIME_S, mint_onboarding_token
-from ._webhook import json_object, storable_text
+from ._webhook import storable_text
 
 log = logging.getLogger("actor_admin.api.admin")
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, NoReturn
 
 import trio
-from quart import Response
+from quart import Response, request
 
 MAX_BODY = 64 * 1024
 # After the limit is hit we keep reading (and discarding) up to this much so the keep-alive
@@ -40,6 +40,21 @@ class ApiError(Exception):
 
 def fail(status: int, code: str, message: str) -> NoReturn:
     raise ApiError(status, code, message)
+
+
+async def json_object(*, empty_is_object: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object: 400 ``malformed_json`` if it is not JSON, 422
+    ``invalid_body`` if it is not an object. ``empty_is_object`` lets an empty body stand for ``{}``."""
+    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+    if empty_is_object and not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        fail(400, "malformed_json", "the request body is not valid JSON")
+    if not isinstance(body, dict):
+        fail(422, "invalid_body", "the request body must be a JSON object")
+    return body
 
 
 def error_body(code: str, message: str) -> bytes:

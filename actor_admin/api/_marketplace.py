@@ -9,7 +9,6 @@ browsers never send to servers, so it cannot leak into access logs or ``Referer`
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -34,7 +33,7 @@ from actor_admin.store import MarketplaceUser, StoreError
 from actor_admin.yclients import SignatureError, user_id_from, verify_user_data
 
 from . import _pages
-from ._http import ApiError, error_response, fail
+from ._http import ApiError, error_response, fail, json_object
 from ._services import Services
 from ._tokens import OnboardingClaims, TokenError, mint_onboarding_token, verify_onboarding_token
 
@@ -175,20 +174,6 @@ def _claims(services: Services) -> OnboardingClaims:
     return claims
 
 
-async def _json_object() -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is ``{}``. 400 malformed, 422 not an object."""
-    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        fail(400, "malformed_json", "the request body is not valid JSON")
-    if not isinstance(body, dict):
-        fail(422, "invalid_body", "the request body must be a JSON object")
-    return body
-
-
 def _refusal(refused: Refused) -> ApiError:
     return ApiError(REFUSAL_STATUS.get(refused.code, 409), refused.code, refused.message)
 
@@ -298,7 +283,7 @@ def blueprint(services: Services) -> Blueprint:
     @bp.post("/marketplace/api/qr")
     async def api_qr() -> dict[str, Any]:
         claims = _claims(services)
-        await _json_object()  # the page sends {}; anything else malformed is still refused
+        await json_object(empty_is_object=True)  # the page sends {}; anything else malformed is still refused
         salon_id = claims.salon_id
         inactive = await inactive_status(services, salon_id)
         if inactive is not None:
@@ -335,7 +320,7 @@ def blueprint(services: Services) -> Blueprint:
     @bp.post("/marketplace/api/pairing-code")
     async def api_pairing_code() -> dict[str, Any]:
         claims = _claims(services)
-        body = await _json_object()
+        body = await json_object(empty_is_object=True)
         phone_raw = body.get("phone")
         if not isinstance(phone_raw, str):
             fail(422, "invalid_phone", 'give the phone number as a string, e.g. "+7 900 123-45-67"')

@@ -40,7 +40,6 @@ node's session at its next start, and the credentials are deleted for it.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from typing import Any, Final
 
@@ -50,7 +49,7 @@ from quart import Blueprint, request
 from actor_admin.runtime import ActorFailed, AskTimeout, MailboxClosed
 from actor_admin.session import Freeze, Uninstall
 
-from ._http import fail
+from ._http import fail, json_object
 from ._services import Services
 
 log = logging.getLogger("actor_admin.api.webhook")
@@ -61,18 +60,6 @@ EVENT_MAX_LEN: Final = 64
 ACTOR_GRACE_S: Final = 5.0
 
 _LIFECYCLE: Final = {"uninstall": "uninstalled", "freeze": "frozen"}
-
-
-async def json_object() -> dict[str, Any]:
-    """The request body as a JSON object: 400 ``malformed_json`` / 422 ``invalid_body`` otherwise."""
-    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        fail(400, "malformed_json", "the request body is not valid JSON")
-    if not isinstance(body, dict):
-        fail(422, "invalid_body", "the request body must be a JSON object")
-    return body
 
 
 ID_MAX: Final = 2**63 - 1  # PostgreSQL bigint: a larger id would fail in the database, not here

@@ -103,7 +103,11 @@ class CompanySession:
 
     async def __call__(self, ctx: ActorContext[int, Any], *, task_status: trio.TaskStatus[None]) -> None:
         store = self.deps.store
-        self.state = SessionState(has_credentials=await store.credentials.load(self.salon_id) is not None)
+        # The salon id seeds the back-off jitter: salons that dropped together retry spread out, and
+        # the same salon replays the same delays (deterministic tests).
+        self.state = SessionState.initial(
+            has_credentials=await store.credentials.load(self.salon_id) is not None, jitter_seed=self.salon_id
+        )
         self._publish_view()
         async with trio.open_nursery() as nursery:
             self.nursery = nursery

@@ -13,7 +13,7 @@ from trio.testing import MockClock
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
 from actor_admin.cluster import LocalBus
 from actor_admin.runtime import open_supervisor
-from actor_admin.session import Accepted, Logout, RequestQr, Send, SessionPolicy, Start, Status
+from actor_admin.session import Accepted, Logout, RequestQr, Send, SessionPolicy, Start, Status, jitter_fraction
 from actor_admin.whatsapp import SimulatorCore
 
 from .memory_store import MemoryInbound, MemoryStore
@@ -163,17 +163,6 @@ async def test_a_rogue_second_connection_gets_one_retry_then_no_fight(
         nursery.cancel_scope.cancel()
 
 
-async def test_network_drop_reconnects_with_back_off(harness: Harness, autojump_clock: MockClock) -> None:
-    await harness.connect(107)
-    dropped_at = trio.current_time()
-    harness.core.drop(PHONE)
-    await harness.wait_state(107, "reconnecting")
-    await harness.wait_state(107, "connected")
-    delay = trio.current_time() - dropped_at
-    low, high = SessionPolicy().backoff_bounds_s(1)
-    assert low <= delay <= high + 0.1
-
-
 async def test_inbound_redelivery_is_stored_and_passed_on_once(harness: Harness, autojump_clock: MockClock) -> None:
     await harness.connect(108)
     harness.core.inbound(PHONE, "79990001122", "Здравствуйте!", "wamid-1")
@@ -255,3 +244,37 @@ async def test_every_state_transition_is_logged_with_salon_id_and_cause(
     assert [r.getMessage() for r in transitions][:2] == ["session idle -> starting", "session starting -> qr"]
     assert transitions[-1].getMessage() == "session connected -> reconnecting"
     assert transitions[-1].cause == "Disconnected(0)"  # type: ignore[attr-defined]
+
+
+async def test_restart_of_the_actor_mid_qr_closes_the_old_link_and_a_viewer_gets_a_fresh_batch(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    await harness.router.ask(113, RequestQr())
+    await harness.wait_state(113, "qr")
+    first_qr = harness.core.qr_for(113)
+    await harness.router.restart(113)
+    await harness.core.wait_for(lambda: harness.core.stats()["live_sessions"] == 0)
+    await harness.router.ask(113, RequestQr())
+    await harness.wait_state(113, "qr")
+    assert harness.core.qr_for(113) not in (None, first_qr)
+    assert harness.core.stats()["live_sessions"] == 1
+
+
+async def test_drop_reconnects_after_the_exact_jittered_delay_which_resets_once_reconnected(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    await harness.connect(114)
+    policy = SessionPolicy()
+    expected = policy.backoff_s(1, jitter_fraction(114, 1))  # the salon id seeds its jitter
+
+    async def drop_and_time() -> float:
+        dropped = trio.current_time()
+        harness.core.drop(PHONE)
+        await harness.wait_state(114, "reconnecting")
+        await harness.wait_state(114, "connected")
+        return trio.current_time() - dropped
+
+    assert await drop_and_time() == pytest.approx(expected, abs=1e-6)
+    # Reconnected: the failure count is back to zero, so the next drop waits the first delay again.
+    assert await drop_and_time() == pytest.approx(expected, abs=1e-6)
+    assert policy.backoff_bounds_s(1)[0] <= expected <= policy.backoff_bounds_s(1)[1]

@@ -4,7 +4,7 @@ session is doing."""
 
 from ._company import CompanySession, GetSnapshot, LinkEvent, SessionDeps, company_actor_factory
 from ._qr import render_qr_svg
-from ._registry import Registry, SessionView
+from ._registry import MessageCounts, Registry, SessionView
 from ._router import DEFAULT_ASK_TIMEOUT_S, Router, SessionUnavailable
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "CompanySession",
     "GetSnapshot",
     "LinkEvent",
+    "MessageCounts",
     "Registry",
     "Router",
     "SessionDeps",

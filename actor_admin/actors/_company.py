@@ -197,9 +197,18 @@ class CompanySession:
             case DeleteCredentials():
                 await store.credentials.delete(salon_id)
             case StoreMessage(wa_id=wa_id, peer=peer, text=text):
+                counts = self.deps.registry.messages
                 if await store.messages.insert_inbound(salon_id, wa_id, peer, text):
+                    counts.inbound_stored += 1
                     await self._pass_on_inbound(wa_id, peer, text)
+                else:
+                    counts.inbound_duplicates += 1
             case RecordSendOutcome(idempotency_key=key, wa_id=wa_id, error=error):
+                counts = self.deps.registry.messages
+                if error is None:
+                    counts.outbound_sent += 1
+                else:
+                    counts.outbound_failed += 1
                 await store.messages.record_send_outcome(salon_id, key, wa_id=wa_id, error=error)
             case LogEvent(type=type_, data=data):
                 log.info("%s", type_, extra={"salon_id": salon_id, **dict(data)})

@@ -23,10 +23,22 @@ class SessionView:
 
 
 @final
+@attrs.define
+class MessageCounts:
+    """Messages this node's sessions handled since start, for /metrics."""
+
+    inbound_stored: int = 0
+    inbound_duplicates: int = 0  # redeliveries recognised by (salon_id, wa_id) and not passed on again
+    outbound_sent: int = 0
+    outbound_failed: int = 0
+
+
+@final
 class Registry:
     def __init__(self) -> None:
         self._views: dict[int, SessionView] = {}
         self._changed = trio.Event()
+        self.messages = MessageCounts()
 
     def update(self, salon_id: int, state: str, phone: str | None, reason: str | None) -> None:
         old = self._views.get(salon_id)

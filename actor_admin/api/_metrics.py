@@ -152,6 +152,7 @@ class _StatsCollector(Collector):
             value=trio.current_time() - s.started_at,
         )
         yield from self._sessions()
+        yield from self._messages()
         yield from self._actors()
         yield from self._websockets()
         yield from self._outbox()
@@ -160,6 +161,19 @@ class _StatsCollector(Collector):
         yield from self._bus()
         yield from self._store_pool()
         yield from self._simulator()
+
+    def _messages(self) -> Iterator[Metric]:
+        counts = self._services.registry.messages
+        family = CounterMetricFamily(
+            "actor_admin_messages",
+            "WhatsApp messages handled by this node's sessions, by direction and outcome.",
+            labels=["direction", "outcome"],
+        )
+        family.add_metric(["in", "stored"], float(counts.inbound_stored))
+        family.add_metric(["in", "duplicate"], float(counts.inbound_duplicates))
+        family.add_metric(["out", "sent"], float(counts.outbound_sent))
+        family.add_metric(["out", "failed"], float(counts.outbound_failed))
+        yield family
 
     def _sessions(self) -> Iterator[Metric]:
         by_state = GaugeMetricFamily(

@@ -172,6 +172,8 @@ async def test_inbound_redelivery_is_stored_and_passed_on_once(harness: Harness,
     assert len(harness.store.messages.inbound) == 2
     assert [fields["wa_id"] for _, fields in harness.inbound.entries] == ["wamid-1", "wamid-2"]
     assert harness.core.stats()["messages_in_total"] == 3
+    counts = harness.registry.messages
+    assert (counts.inbound_stored, counts.inbound_duplicates) == (2, 1)
 
 
 async def test_outbound_sends_are_paced_per_company(harness: Harness, autojump_clock: MockClock) -> None:
@@ -188,6 +190,7 @@ async def test_outbound_sends_are_paced_per_company(harness: Harness, autojump_c
     assert [m.text for m in sent] == ["msg 0", "msg 1", "msg 2"]
     assert 5.9 <= trio.current_time() - start <= 6.1  # 20 a minute: one every 3 s
     assert all(error is None for _, error in harness.store.messages.outcomes.values())
+    assert (harness.registry.messages.outbound_sent, harness.registry.messages.outbound_failed) == (3, 0)
 
 
 async def test_send_without_a_connection_is_refused(harness: Harness, autojump_clock: MockClock) -> None:

@@ -57,6 +57,24 @@ async def test_sessions_and_actors_are_counted_by_state(node: TestNode) -> None:
     assert samples[("actor_admin_mailbox_depth_count", ())] == 2.0
 
 
+async def test_inbound_messages_are_counted_once_and_redeliveries_as_duplicates(node: TestNode) -> None:
+    from actor_admin.session import RequestQr
+
+    await node.register(604)
+    await node.services.router.ask(604, RequestQr())
+    node.core.scan(await node.core.wait_qr(604), "79001230604")
+    with trio.fail_after(5):
+        await node.services.registry.wait_state(604, "connected")
+    for _ in range(2):  # the second is WhatsApp's redelivery of the same message id
+        node.core.inbound("79001230604", "79990000001", "Можно записаться?", "wamid-604")
+    with trio.fail_after(5):
+        while node.services.registry.messages.inbound_duplicates < 1:  # noqa: ASYNC110 - no event for it
+            await trio.sleep(0.01)
+    samples = await scrape(node)
+    assert samples[("actor_admin_messages_total", (("direction", "in"), ("outcome", "stored")))] == 1.0
+    assert samples[("actor_admin_messages_total", (("direction", "in"), ("outcome", "duplicate")))] == 1.0
+
+
 async def test_yclients_call_outcomes_appear_by_endpoint_and_status(node: TestNode) -> None:
     try:
         await node.services.yclients.activate(603, api_key="k" * 32, webhook_urls=[node.base_url + "/webhook/yclients"])

@@ -518,7 +518,7 @@
         model.error = null;
         break;
       case "error":
-        if (frame.code === "unauthorized") { authFailed(); return; }
+        if (frame.code === "unauthorized" || frame.code === "token_expired") { authFailed(); return; }
         model.pairingPending = false;
         if (frame.code === "invalid_phone" && model.mode === "phone" && !model.pairing) {
           model.phoneError = "err.invalid_phone";

@@ -66,6 +66,7 @@ CLOSE_TRY_AGAIN: Final = 1013
 CLOSE_UNAUTHORIZED: Final = 4401
 
 UNAUTHORIZED_MESSAGE: Final = "the onboarding link expired or is invalid; open the app again from YClients"
+TOKEN_EXPIRED_MESSAGE: Final = "the onboarding link has expired (it lasts one hour); open the app again from YClients"
 
 
 # -- the handshake -----------------------------------------------------------------------------------
@@ -222,6 +223,7 @@ class Viewer:
         self.services = services
         self.encoder = encoder
         self.salon_id = 0
+        self.expires_at = 0.0
         self.send_lock = trio.Lock()
         self.closed = False
         self.bad_frames = 0
@@ -262,6 +264,7 @@ class Viewer:
                     nursery.start_soon(self._forward, frames)
                     nursery.start_soon(self._read)
                     nursery.start_soon(self._watch_shutdown)
+                    nursery.start_soon(self._watch_expiry)
         except* _Closing as group:
             closing = _first(group)
             await self.close(closing.code, closing.reason)
@@ -277,6 +280,7 @@ class Viewer:
             await self._refuse()
             return False
         self.salon_id = claims.salon_id
+        self.expires_at = claims.expires_at
         return True
 
     async def _auth_frame(self) -> str | None:
@@ -334,6 +338,13 @@ class Viewer:
     async def _watch_shutdown(self) -> None:
         await self.services.shutting_down.wait()
         raise _Closing(CLOSE_GOING_AWAY, "server shutting down")
+
+    async def _watch_expiry(self) -> None:
+        """An onboarding token opens the page for one hour (YClients' activation window); an open
+        connection ends with it, as a fresh one would be refused."""
+        await trio.sleep(max(0.0, self.expires_at - self.services.wall_clock()))
+        await self.send(error_frame("token_expired", TOKEN_EXPIRED_MESSAGE))
+        raise _Closing(CLOSE_UNAUTHORIZED, "token expired")
 
     # -- client → server ---------------------------------------------------------------------------
 

@@ -419,3 +419,15 @@ def test_a_frame_is_encoded_once_for_every_viewer_that_sends_it() -> None:
     assert json.loads(first) == frame and "Здравствуйте" in first
     other = {"type": "qr", "qr": "2@abc", "seq": 2}
     assert json.loads(encoder.encode(other)) == other
+
+
+async def test_an_open_connection_ends_when_its_token_expires(node: TestNode) -> None:
+    import time
+
+    await node.register(799)
+    token = node.token(799, now=time.time() - 3600 + 1.5)  # valid for another 1.5 s
+    async with viewer(node.ws_url, token) as ws:
+        assert (await receive(ws))["type"] == "state"
+        code, frames = await close_code(ws, within=10)
+    assert code == 4401
+    assert frames[-1]["type"] == "error" and frames[-1]["code"] == "token_expired"

@@ -158,10 +158,14 @@ async def test_sigterm_stops_within_the_deadline_and_the_next_start_reconnects_w
             with trio.fail_after(10):
                 await ws.send_message(json.dumps({"type": "request_qr"}))
                 qr = await next_frame(ws, "qr")
+                # dev's /_dev/whatsapp/ forwards to the standalone simulator named by WHATSAPP_SIMULATOR_URL
+                shown = await http.get("/_dev/whatsapp/qr", params={"salon_id": 801})
+                assert shown.status_code == 200 and shown.json()["qr"] == qr["qr"]
                 scanned = await sim.post("/scan", json={"qr": qr["qr"], "phone": PHONE})
                 assert scanned.status_code == 200, scanned.text
                 await next_frame(ws, "connected")
             before = (await sim.get("/stats")).json()
+            assert (await http.get("/_dev/whatsapp/stats")).json() == before
 
             code, took = await stop(node)
             with trio.fail_after(5), pytest.raises(ConnectionClosed) as closed:

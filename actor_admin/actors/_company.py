@@ -100,6 +100,8 @@ class CompanySession:
         self.waiting: dict[int, Request[Any]] = {}
         self.request_ids = itertools.count(1)
         self.send_channel: trio.MemorySendChannel[SendMessage] | None = None
+        #: The current QR's payload and its SVG, so every frame that shows it carries the one rendering.
+        self.qr_svg: tuple[str, str] | None = None
 
     async def __call__(self, ctx: ActorContext[int, Any], *, task_status: trio.TaskStatus[None]) -> None:
         store = self.deps.store
@@ -130,7 +132,7 @@ class CompanySession:
 
     async def handle(self, message: Any) -> None:
         if isinstance(message, Request) and isinstance(message.body, GetSnapshot):
-            message.reply(snapshot_frames(self.state, trio.current_time()))
+            message.reply([self._with_svg(dict(frame)) for frame in snapshot_frames(self.state, trio.current_time())])
             return
         if isinstance(message, Request):
             request_id = next(self.request_ids)
@@ -306,11 +308,20 @@ class CompanySession:
             return
         await self.deps.store.messages.mark_published(self.salon_id, [wa_id])
 
+    def _with_svg(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """Add the SVG to a ``qr`` frame, rendering each QR once: ≈3 ms (see _qr.py) however many
+        viewers, late joiners and polls show it. Inline, not in a worker thread: a thread would let
+        virtual time run away under MockClock."""
+        if frame.get("type") != "qr" or "svg" in frame or self.deps.render_svg is None:
+            return frame
+        code = str(frame["qr"])
+        if self.qr_svg is None or self.qr_svg[0] != code:
+            self.qr_svg = (code, self.deps.render_svg(code))
+        frame["svg"] = self.qr_svg[1]
+        return frame
+
     async def _publish(self, frame: dict[str, Any]) -> None:
-        if frame.get("type") == "qr" and "svg" not in frame and self.deps.render_svg is not None:
-            # ≈3 ms (see _qr.py), rendered once per QR however many viewers watch. Done inline, not
-            # in a worker thread: a thread would let virtual time run away under MockClock.
-            frame["svg"] = self.deps.render_svg(str(frame["qr"]))
+        frame = self._with_svg(frame)
         try:
             await self.deps.bus.publish(self.salon_id, frame)
         except Exception as exc:

@@ -7,6 +7,7 @@ composition root and passed down — not a module global.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import final
 
 import attrs
@@ -54,9 +55,13 @@ class Registry:
 
     async def wait_state(self, salon_id: int, state: str) -> SessionView:
         """Wait until ``salon_id``'s session is in ``state`` (returns at once if it already is)."""
+        return await self.wait_until(salon_id, lambda view: view.state == state)
+
+    async def wait_until(self, salon_id: int, accept: Callable[[SessionView], bool]) -> SessionView:
+        """Wait until ``salon_id``'s session has a view that ``accept`` takes; return that view."""
         while True:
             view = self._views.get(salon_id)
-            if view is not None and view.state == state:
+            if view is not None and accept(view):
                 return view
             await self._changed.wait()
 

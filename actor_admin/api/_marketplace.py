@@ -17,10 +17,9 @@ from typing import Any, Final
 import trio
 from quart import Blueprint, Response, request
 
-from actor_admin.actors import SessionUnavailable, render_qr_svg
+from actor_admin.actors import SessionUnavailable
 from actor_admin.session import (
     ERROR_MESSAGES,
-    STATES,
     PairingCode,
     Refused,
     RequestPairingCode,
@@ -96,14 +95,6 @@ async def inactive_status(services: Services, salon_id: int) -> str | None:
     if company is not None and company.integration_status in INACTIVE_STATUSES:
         return str(company.integration_status)
     return None
-
-
-def with_svg(frame: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``qr`` frame as viewers get it: with the SVG rendering of its payload."""
-    out = dict(frame)
-    if out.get("type") == "qr" and "svg" not in out and isinstance(out.get("qr"), str):
-        out["svg"] = render_qr_svg(out["qr"])
-    return out
 
 
 # -- the redirect ----------------------------------------------------------------------------------
@@ -200,7 +191,7 @@ def _qr_answer(frames: list[dict[str, Any]]) -> dict[str, Any]:
                 answer["phone"] = frame["phone"]
         elif frame.get("type") == "qr" and answer["state"] == "qr":
             answer["qr"] = frame["qr"]
-            answer["svg"] = render_qr_svg(str(frame["qr"]))
+            answer["svg"] = frame.get("svg")
             answer["expires_in"] = frame.get("expires_in")
     return answer
 
@@ -208,17 +199,8 @@ def _qr_answer(frames: list[dict[str, Any]]) -> dict[str, Any]:
 async def _wait_past_starting(services: Services, salon_id: int) -> None:
     """Wait (at most ``QR_WAIT_S``) until a just-started session shows a QR — or anything else
     than ``starting``, e.g. ``connecting`` with stored credentials, which shows no QR at all."""
-    registry = services.registry
-
-    async def reach(state: str, cancel_scope: trio.CancelScope) -> None:
-        await registry.wait_state(salon_id, state)
-        cancel_scope.cancel()
-
     with trio.move_on_after(QR_WAIT_S):
-        async with trio.open_nursery() as nursery:
-            for state in STATES:
-                if state != "starting":
-                    nursery.start_soon(reach, state, nursery.cancel_scope)
+        await services.registry.wait_until(salon_id, lambda view: view.state != "starting")
 
 
 # -- the blueprint -----------------------------------------------------------------------------------

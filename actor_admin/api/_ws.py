@@ -40,7 +40,7 @@ from actor_admin.session import (
 )
 
 from ._http import error_response
-from ._marketplace import inactive_status, unavailable_error, verify_token, with_svg
+from ._marketplace import inactive_status, unavailable_error, verify_token
 from ._services import Services
 
 log = logging.getLogger("actor_admin.api")
@@ -311,7 +311,7 @@ class Viewer:
         if inactive is not None:
             return [{"type": "state", "state": inactive}, dict(error_frame(inactive, ERROR_MESSAGES[inactive]))]
         try:
-            return [with_svg(frame) for frame in await self.services.router.snapshot(self.salon_id)]
+            return await self.services.router.snapshot(self.salon_id)  # QR frames carry the actor's SVG
         except SessionUnavailable as exc:
             _, code, message = unavailable_error(exc)
             view = self.services.registry.get(self.salon_id)
@@ -321,7 +321,8 @@ class Viewer:
     async def _forward(self, frames: Any) -> None:
         try:
             async for frame in frames:
-                await self.send(with_svg(frame))
+                # The bus's own object, unchanged: the FrameEncoder then encodes it once for all viewers.
+                await self.send(frame)
                 if frame.get("type") == "qr":
                     self._qr_delivered()
         except SubscriberTooSlow:

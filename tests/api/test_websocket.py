@@ -431,3 +431,26 @@ async def test_an_open_connection_ends_when_its_token_expires(node: TestNode) ->
         code, frames = await close_code(ws, within=10)
     assert code == 4401
     assert frames[-1]["type"] == "error" and frames[-1]["code"] == "token_expired"
+
+
+async def test_a_published_frame_is_encoded_once_for_all_of_a_salons_viewers(
+    node: TestNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded: list[object] = []
+    real_dumps = json.dumps
+
+    def counting_dumps(obj: object, *args: object, **kwargs: object) -> str:
+        if isinstance(obj, dict) and obj.get("seq") == 4242:
+            encoded.append(obj)
+        return real_dumps(obj, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_ws.json, "dumps", counting_dumps)
+    await node.register(790)
+    async with viewer(node.ws_url, node.token(790)) as first, viewer(node.ws_url, node.token(790)) as second:
+        await frame_of(first, "state")
+        await frame_of(second, "state")
+        frame = {"type": "qr", "qr": "2@x", "svg": "<svg/>", "expires_in": 20, "seq": 4242}
+        await node.services.bus.publish(790, frame)
+        assert (await frame_of(first, "qr"))["seq"] == 4242
+        assert (await frame_of(second, "qr"))["seq"] == 4242
+    assert len(encoded) == 1

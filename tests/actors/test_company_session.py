@@ -168,7 +168,7 @@ async def test_inbound_redelivery_is_stored_and_passed_on_once(harness: Harness,
     harness.core.inbound(PHONE, "79990001122", "Здравствуйте!", "wamid-1")
     harness.core.inbound(PHONE, "79990001122", "Здравствуйте!", "wamid-1")
     harness.core.inbound(PHONE, "79990001122", "Ещё вопрос", "wamid-2")
-    await trio.sleep(1)
+    await trio.testing.wait_all_tasks_blocked()  # the actor has handled all three
     assert len(harness.store.messages.inbound) == 2
     assert [fields["wa_id"] for _, fields in harness.inbound.entries] == ["wamid-1", "wamid-2"]
     assert harness.core.stats()["messages_in_total"] == 3

@@ -290,12 +290,12 @@ def _transport(settings: Settings) -> tuple[Any, Any]:
 
         require_neonize()
         return NeonizeTransport(store_dir=settings.data_dir / "neonize"), None
-    from actor_admin.whatsapp import NetworkSimulatorTransport, SimulatorCore
+    from actor_admin.whatsapp import NetworkSimulatorTransport, SimulatorCore, SimulatorTransport
 
     if settings.whatsapp_simulator_url:
         return NetworkSimulatorTransport(settings.whatsapp_simulator_url), None
     core = SimulatorCore()
-    return core.transport(), core
+    return SimulatorTransport(core), core
 
 
 # -- commands ----------------------------------------------------------------------------------

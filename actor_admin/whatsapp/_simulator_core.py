@@ -24,7 +24,7 @@ import base64
 import json
 import secrets
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar, final
+from typing import Final, Protocol, TypeVar, final
 
 import attrs
 import trio
@@ -47,9 +47,6 @@ from actor_admin.session._transport_events import (
     TransportEvent,
 )
 from actor_admin.whatsapp._transport import TransportError
-
-if TYPE_CHECKING:  # the in-process front imports this module; import it back lazily
-    from actor_admin.whatsapp._simulator_inprocess import SimulatorTransport
 
 _T = TypeVar("_T")
 
@@ -238,8 +235,9 @@ class ServerConnection:
 class SimulatorCore:
     """WhatsApp's servers and the phones, in memory. Control methods stand for what a person does.
 
-    Connections come in through a front (:meth:`transport` for in-process use, or the websocket
-    endpoint of the control app); tests and the dev UI act as the phones with :meth:`scan`,
+    Connections come in through a front (``SimulatorTransport(core)`` for in-process use, or the
+    websocket endpoint of the control app); the core knows no front, only the :class:`ConnectionSink`
+    each hands to :meth:`accept`. Tests and the dev UI act as the phones with :meth:`scan`,
     :meth:`pair`, :meth:`logout`, :meth:`inbound`, :meth:`drop`, :meth:`stall`, :meth:`ban`,
     :meth:`outdate`, and look with :meth:`stats`, :meth:`qr_for`, :meth:`sent_messages`.
     """
@@ -262,12 +260,6 @@ class SimulatorCore:
         self._messages_out_total = 0
 
     # -- fronts -------------------------------------------------------------------------------
-
-    def transport(self) -> SimulatorTransport:
-        """An in-process :class:`~actor_admin.whatsapp.Transport` whose links reach this core."""
-        from actor_admin.whatsapp._simulator_inprocess import SimulatorTransport
-
-        return SimulatorTransport(self)
 
     def accept(self, salon_id: int, credentials: bytes | None, sink: ConnectionSink) -> ServerConnection:
         """A client connects: run the handshake now and return the connection.

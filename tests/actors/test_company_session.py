@@ -14,7 +14,7 @@ from actor_admin.actors import Registry, Router, SessionDeps, company_actor_fact
 from actor_admin.cluster import LocalBus
 from actor_admin.runtime import open_supervisor
 from actor_admin.session import Accepted, Logout, RequestQr, Send, SessionPolicy, Start, Status, jitter_fraction
-from actor_admin.whatsapp import SimulatorCore
+from actor_admin.whatsapp import SimulatorCore, SimulatorTransport
 
 from .memory_store import MemoryInbound, MemoryStore
 
@@ -53,7 +53,7 @@ async def harness() -> AsyncIterator[Harness]:
     core = SimulatorCore()
     store = MemoryStore()
     deps = SessionDeps(
-        transport=core.transport(),
+        transport=SimulatorTransport(core),
         store=store,
         bus=LocalBus(),
         registry=Registry(),
@@ -149,13 +149,13 @@ async def test_a_rogue_second_connection_gets_one_retry_then_no_fight(
     credentials = await harness.store.credentials.load(106)
     async with trio.open_nursery() as nursery:
         # The rogue (another process holding the same device) connects: WhatsApp kicks us (440).
-        await harness.core.transport().open(nursery, 106, credentials, lambda event: None)
+        await SimulatorTransport(harness.core).open(nursery, 106, credentials, lambda event: None)
         await harness.wait_state(106, "conflict")
         # We own the salon (ownership re-checked), so we retry exactly once, kicking the rogue...
         await harness.wait_state(106, "connected")
         assert harness.core.stats()["replaced_total"] == 2
         # ...and when the rogue comes back, we stay stopped: no 440 ping-pong.
-        await harness.core.transport().open(nursery, 106, credentials, lambda event: None)
+        await SimulatorTransport(harness.core).open(nursery, 106, credentials, lambda event: None)
         await harness.wait_state(106, "conflict")
         await trio.sleep(3600)
         assert harness.core.stats()["replaced_total"] == 3

@@ -18,6 +18,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 from actor_admin.api import Services
 from actor_admin.config import Settings
 from actor_admin.node import Parts
+from actor_admin.whatsapp import SimulatorTransport
 
 from .conftest import JWT_SECRET, TestNode, free_port, serve_node
 
@@ -140,7 +141,7 @@ async def served_app(node: TestNode, make_settings: Callable[[int], Settings]) -
     parts = Parts(
         store=node.services.store,
         redis=node.services.redis,
-        transport=node.core.transport(),
+        transport=SimulatorTransport(node.core),
         simulator=node.core if settings.mode == "dev" else None,
         fake_yclients=node.services.fake_yclients if settings.mode == "dev" else None,
     )

@@ -23,7 +23,7 @@ from hypercorn.trio import serve
 from actor_admin.api import Services, create_app, mint_onboarding_token
 from actor_admin.config import Settings, load_settings
 from actor_admin.node import Parts, _start_workers, open_services
-from actor_admin.whatsapp import SimulatorCore
+from actor_admin.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.yclients import create_fake_yclients
 
 ADMIN_TOKEN = "admin-" + "a" * 32
@@ -106,7 +106,9 @@ async def node(store: Any, redis_client: Any) -> AsyncIterator[TestNode]:
     settings = node_settings(free_port())
     core = SimulatorCore()
     fake = create_fake_yclients(PARTNER_TOKEN, 1, settings.public_url)
-    parts = Parts(store=store, redis=redis_client, transport=core.transport(), simulator=core, fake_yclients=fake)
+    parts = Parts(
+        store=store, redis=redis_client, transport=SimulatorTransport(core), simulator=core, fake_yclients=fake
+    )
     async with (
         serve_node(settings, parts) as services,
         httpx.AsyncClient(base_url=settings.public_url, timeout=10) as http,

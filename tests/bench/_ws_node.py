@@ -105,7 +105,7 @@ def _round_args() -> tuple[int, float]:
 async def main_ours(port: int) -> None:
     from actor_admin.api import create_app
     from actor_admin.node import Parts, open_services
-    from actor_admin.whatsapp import SimulatorCore
+    from actor_admin.whatsapp import SimulatorCore, SimulatorTransport
     from tests.actors.memory_store import MemoryStore
     from tests.api.conftest import node_settings
 
@@ -120,7 +120,7 @@ async def main_ours(port: int) -> None:
     template = qr_frame(0)
     seq = 0
     pauses = GcPauses()
-    async with open_services(settings, Parts(store=store, redis=None, transport=core.transport())) as services:
+    async with open_services(settings, Parts(store=store, redis=None, transport=SimulatorTransport(core))) as services:
         assert services.limiter is None  # no Redis: the per-IP handshake limit is off
         app = create_app(services)
 

@@ -48,7 +48,7 @@ from actor_admin.config import Settings, load_settings
 from actor_admin.node import Parts, open_services
 from actor_admin.runtime import open_supervisor
 from actor_admin.store import EmbeddedPostgres, Keyring, migrate_aio, open_store
-from actor_admin.whatsapp import SimulatorCore
+from actor_admin.whatsapp import SimulatorCore, SimulatorTransport
 from tests._pg import drop_database, make_database
 from tests.actors.memory_store import MemoryStore
 from tests.bench.bench_sessions import _link_salons, _wait_connected
@@ -113,10 +113,12 @@ async def _status_probe(database_url: str, redis_url: str) -> None:
         open_store(database_url, pool_size=4, credentials_keys=Keyring(settings.credentials_key)) as store,
     ):
         redis = await RedisClient.open(redis_url)
-        parts = Parts(store=store, redis=redis, transport=core.transport(), simulator=core)
+        parts = Parts(store=store, redis=redis, transport=SimulatorTransport(core), simulator=core)
         async with open_services(settings, parts) as services:
             memory = MemoryStore()
-            deps = SessionDeps(transport=core.transport(), store=memory, bus=LocalBus(), registry=services.registry)
+            deps = SessionDeps(
+                transport=SimulatorTransport(core), store=memory, bus=LocalBus(), registry=services.registry
+            )
             async with open_supervisor(company_actor_factory(deps)) as supervisor, trio.open_nursery() as nursery:
                 services.router.supervisor = supervisor
                 started = time.perf_counter()

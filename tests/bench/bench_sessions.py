@@ -47,7 +47,7 @@ from actor_admin.cluster import LocalBus
 from actor_admin.runtime import open_supervisor
 from actor_admin.session import RequestQr
 from actor_admin.session._transport_events import CredsUpdated, Disconnected, MessageReceived, QrIssued, TransportEvent
-from actor_admin.whatsapp import Link, SimulatorCore, Transport
+from actor_admin.whatsapp import Link, SimulatorCore, SimulatorTransport, Transport
 from actor_admin.whatsapp._transport import Deliver
 from tests.actors.memory_store import MemoryStore
 
@@ -77,7 +77,7 @@ def _deps(
     core: SimulatorCore, store: MemoryStore, *, transport: Transport | None = None, **options: Any
 ) -> SessionDeps:
     return SessionDeps(
-        transport=transport if transport is not None else core.transport(),
+        transport=transport if transport is not None else SimulatorTransport(core),
         store=store,
         bus=options.pop("bus", None) or LocalBus(),
         registry=Registry(),
@@ -193,7 +193,7 @@ class _TimingTransport:
 
 async def _qr_probe(count: int, with_svg: bool) -> None:
     core = SimulatorCore()
-    timing = _TimingTransport(core.transport())
+    timing = _TimingTransport(SimulatorTransport(core))
     bus = LocalBus()
     deps = _deps(core, MemoryStore(), transport=timing, bus=bus, render_svg=render_qr_svg if with_svg else None)
     render_qr_svg("warm-up")  # qrcode's first use builds its tables

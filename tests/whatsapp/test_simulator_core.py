@@ -35,6 +35,7 @@ from actor_admin.whatsapp import (
     SimulatorCore,
     SimulatorInputError,
     SimulatorLookupError,
+    SimulatorTransport,
     TransportError,
 )
 
@@ -78,7 +79,7 @@ async def open_link(
     core: SimulatorCore, nursery: trio.Nursery, credentials: bytes | None = None, salon_id: int = SALON
 ) -> tuple[Link, Recorder]:
     recorder = Recorder()
-    link = await core.transport().open(nursery, salon_id, credentials, recorder)
+    link = await SimulatorTransport(core).open(nursery, salon_id, credentials, recorder)
     return link, recorder
 
 
@@ -350,7 +351,7 @@ async def test_cancelling_the_links_nursery_drops_the_connection(
     core: SimulatorCore, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with trio.open_nursery() as own:
-        await core.transport().open(own, SALON, None, Recorder())
+        await SimulatorTransport(core).open(own, SALON, None, Recorder())
         assert core.stats()["live_sessions"] == 1
         own.cancel_scope.cancel()
     assert core.stats()["live_sessions"] == 0

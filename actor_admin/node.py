@@ -290,7 +290,8 @@ def _transport(settings: Settings) -> tuple[Any, Any]:
 
         require_neonize()
         return NeonizeTransport(store_dir=settings.data_dir / "neonize"), None
-    from actor_admin.whatsapp import NetworkSimulatorTransport, SimulatorCore, SimulatorTransport
+    from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
+    from actor_admin.whatsapp import NetworkSimulatorTransport
 
     if settings.whatsapp_simulator_url:
         return NetworkSimulatorTransport(settings.whatsapp_simulator_url), None
@@ -361,7 +362,7 @@ def run_migrate(database_url: str, *, dry_run: bool) -> int:
 
 
 def run_simulator(host: str, port: int) -> int:
-    from actor_admin.whatsapp import serve_simulator
+    from actor_admin.doubles.whatsapp import serve_simulator
 
     async def main() -> int:
         stop = trio.Event()

@@ -17,7 +17,7 @@ from typing import Any, Final
 import httpx
 from quart import Blueprint, Response, request
 
-from actor_admin.whatsapp import simulator_blueprint
+from actor_admin.doubles.whatsapp import simulator_blueprint
 from actor_admin.yclients import make_blueprints
 
 from . import _pages

@@ -1,43 +1,26 @@
-"""Talking to WhatsApp: the :class:`Transport` interface and its simulator.
+"""Talking to WhatsApp: the :class:`Transport` interface and the two real implementations of it.
 
-The real adapter (neonize) lives in its own module and is imported only by whoever chooses it, so
-importing this package never loads neonize or its native library.
+* :class:`NeonizeTransport` — real WhatsApp through neonize, an optional extra. Its module imports
+  neonize only when a client is made, so importing this package never loads neonize or its native
+  library; :func:`require_neonize` says up front whether it is usable.
+* :class:`NetworkSimulatorTransport` — real links over the network to a standalone WhatsApp
+  simulator (``WHATSAPP_SIMULATOR_URL``). The simulator itself is a double and lives in
+  :mod:`actor_admin.doubles.whatsapp`; both ends speak :mod:`actor_admin.whatsapp.simulator_protocol`.
 """
 
+from actor_admin.whatsapp._neonize import NeonizeMissing, NeonizeTransport, neonize_available, require_neonize
 from actor_admin.whatsapp._simulator_client import NetworkSimulatorTransport, link_url
-from actor_admin.whatsapp._simulator_core import (
-    PAIRING_CODE_ALPHABET,
-    PAIRING_CODE_TTL_S,
-    QR_BATCH_SIZE,
-    QR_FIRST_TTL_S,
-    QR_NEXT_TTL_S,
-    SentMessage,
-    SimulatorCore,
-    SimulatorInputError,
-    SimulatorLookupError,
-)
-from actor_admin.whatsapp._simulator_inprocess import SimulatorTransport
-from actor_admin.whatsapp._simulator_server import serve_simulator, simulator_app, simulator_blueprint
 from actor_admin.whatsapp._transport import Deliver, Link, Transport, TransportError
 
 __all__ = [
-    "PAIRING_CODE_ALPHABET",
-    "PAIRING_CODE_TTL_S",
-    "QR_BATCH_SIZE",
-    "QR_FIRST_TTL_S",
-    "QR_NEXT_TTL_S",
     "Deliver",
     "Link",
+    "NeonizeMissing",
+    "NeonizeTransport",
     "NetworkSimulatorTransport",
-    "SentMessage",
-    "SimulatorCore",
-    "SimulatorInputError",
-    "SimulatorLookupError",
-    "SimulatorTransport",
     "Transport",
     "TransportError",
     "link_url",
-    "serve_simulator",
-    "simulator_app",
-    "simulator_blueprint",
+    "neonize_available",
+    "require_neonize",
 ]

@@ -5,6 +5,14 @@ Used when ``WHATSAPP_SIMULATOR_URL`` names a standalone ``actor-admin simulator`
 setups, chaos tests). Everything the network does wrong — refused, reset, server gone, handshake
 timeout — reaches the actor as ``Disconnected(NETWORK_ERROR)``, exactly like a dial failure of the
 real client.
+
+Why it lives here and not with the simulator in :mod:`actor_admin.doubles.whatsapp`: nothing in it
+is pretend. It is a real :class:`~actor_admin.whatsapp.Transport` doing real network I/O, which
+``actor-admin serve`` runs when ``WHATSAPP_SIMULATOR_URL`` is set, and its failure handling is what
+production relies on; only the far end is a double. Keeping it next to neonize keeps the rule "real
+code never imports a double" true. The frame definitions both ends share are in
+:mod:`actor_admin.whatsapp.simulator_protocol`, which imports neither end, so the simulator's server
+imports it from here without a cycle.
 """
 
 from __future__ import annotations
@@ -31,8 +39,8 @@ from actor_admin.session._transport_events import (
     KeepaliveTimeout,
     MessageReceived,
 )
-from actor_admin.whatsapp._simulator_protocol import LINK_PATH, FrameError, dump, frame_event, parse_frame
 from actor_admin.whatsapp._transport import Deliver, Link, TransportError
+from actor_admin.whatsapp.simulator_protocol import LINK_PATH, FrameError, dump, frame_event, parse_frame
 
 # Real WhatsApp clients ping every 20–30 s (reference/whatsapp.md).
 KEEPALIVE_INTERVAL_S: Final = 20.0

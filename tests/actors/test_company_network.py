@@ -13,9 +13,10 @@ import trio
 
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory
 from actor_admin.cluster import LocalBus
+from actor_admin.doubles.whatsapp import SimulatorCore, serve_simulator
 from actor_admin.runtime import open_supervisor
 from actor_admin.session import RequestQr, SessionPolicy, Status
-from actor_admin.whatsapp import NetworkSimulatorTransport, SimulatorCore, serve_simulator
+from actor_admin.whatsapp import NetworkSimulatorTransport
 
 from .memory_store import MemoryInbound, MemoryStore
 

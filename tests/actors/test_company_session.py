@@ -12,9 +12,9 @@ from trio.testing import MockClock
 
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
 from actor_admin.cluster import LocalBus
+from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.runtime import open_supervisor
 from actor_admin.session import Accepted, Logout, RequestQr, Send, SessionPolicy, Start, Status, jitter_fraction
-from actor_admin.whatsapp import SimulatorCore, SimulatorTransport
 
 from .memory_store import MemoryInbound, MemoryStore
 

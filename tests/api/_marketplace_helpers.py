@@ -17,8 +17,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 
 from actor_admin.api import Services
 from actor_admin.config import Settings
+from actor_admin.doubles.whatsapp import SimulatorTransport
 from actor_admin.node import Parts
-from actor_admin.whatsapp import SimulatorTransport
 
 from .conftest import JWT_SECRET, TestNode, free_port, serve_node
 

@@ -104,8 +104,8 @@ def _round_args() -> tuple[int, float]:
 
 async def main_ours(port: int) -> None:
     from actor_admin.api import create_app
+    from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
     from actor_admin.node import Parts, open_services
-    from actor_admin.whatsapp import SimulatorCore, SimulatorTransport
     from tests.actors.memory_store import MemoryStore
     from tests.api.conftest import node_settings
 

@@ -45,10 +45,10 @@ from actor_admin.actors import SessionDeps, company_actor_factory
 from actor_admin.api import create_app
 from actor_admin.cluster import EmbeddedRedis, LocalBus, RedisClient
 from actor_admin.config import Settings, load_settings
+from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.node import Parts, open_services
 from actor_admin.runtime import open_supervisor
 from actor_admin.store import EmbeddedPostgres, Keyring, migrate_aio, open_store
-from actor_admin.whatsapp import SimulatorCore, SimulatorTransport
 from tests._pg import drop_database, make_database
 from tests.actors.memory_store import MemoryStore
 from tests.bench.bench_sessions import _link_salons, _wait_connected

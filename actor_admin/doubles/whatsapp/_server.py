@@ -19,14 +19,8 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actor_admin.session._transport_events import NETWORK_ERROR, Disconnected, MessageReceived, TransportEvent
-from actor_admin.whatsapp._simulator_core import (
-    ServerConnection,
-    SimulatorCore,
-    SimulatorInputError,
-    SimulatorLookupError,
-    normalise_phone,
-)
-from actor_admin.whatsapp._simulator_protocol import (
+from actor_admin.whatsapp import TransportError
+from actor_admin.whatsapp.simulator_protocol import (
     LINK_PATH,
     FrameError,
     decode_credentials,
@@ -34,7 +28,14 @@ from actor_admin.whatsapp._simulator_protocol import (
     event_frame,
     parse_frame,
 )
-from actor_admin.whatsapp._transport import TransportError
+
+from ._core import (
+    ServerConnection,
+    SimulatorCore,
+    SimulatorInputError,
+    SimulatorLookupError,
+    normalise_phone,
+)
 
 MAX_BODY_BYTES: Final = 64 * 1024
 HELLO_TIMEOUT_S: Final = 10.0

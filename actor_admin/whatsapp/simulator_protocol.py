@@ -1,5 +1,10 @@
 """The simulator's link protocol: JSON text frames over a websocket at ``<base>/link``.
 
+Shared by both ends — :class:`~actor_admin.whatsapp.NetworkSimulatorTransport` (the client, in this
+package) and the simulator's server in :mod:`actor_admin.doubles.whatsapp` — and importing neither, so
+each side imports it without a cycle. It is a public module because the double must not reach into
+this package's private ones.
+
 Documented for people in ``docs/simulator-protocol.md``. WhatsApp's reason codes travel in a
 ``disconnected`` frame, never as websocket close codes (those below 1000 do not exist). Times travel
 as durations (``ttl_s``, ``age_s``, ``ban_expires_in_s``) because the two ends' trio clocks differ.

@@ -13,6 +13,7 @@ import trio
 from quart_trio import QuartTrio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
+from actor_admin.doubles.whatsapp import SimulatorCore, serve_simulator, simulator_blueprint
 from actor_admin.session._transport_events import (
     LOGGED_OUT,
     NETWORK_ERROR,
@@ -27,15 +28,7 @@ from actor_admin.session._transport_events import (
     QrIssued,
     TransportEvent,
 )
-from actor_admin.whatsapp import (
-    Link,
-    NetworkSimulatorTransport,
-    SimulatorCore,
-    TransportError,
-    link_url,
-    serve_simulator,
-    simulator_blueprint,
-)
+from actor_admin.whatsapp import Link, NetworkSimulatorTransport, TransportError, link_url
 
 PHONE = "79001234567"
 PEER = "79007654321"

@@ -19,8 +19,9 @@ from actor_admin.session._transport_events import (
     MessageReceived,
     TransportEvent,
 )
-from actor_admin.whatsapp._simulator_core import ServerConnection, SimulatorCore
-from actor_admin.whatsapp._transport import Deliver, Link, TransportError
+from actor_admin.whatsapp import Deliver, Link, TransportError
+
+from ._core import ServerConnection, SimulatorCore
 
 
 @final

@@ -9,6 +9,14 @@ from typing import Any
 import pytest
 import trio
 
+from actor_admin.doubles.whatsapp import (
+    PAIRING_CODE_ALPHABET,
+    PAIRING_CODE_TTL_S,
+    SimulatorCore,
+    SimulatorInputError,
+    SimulatorLookupError,
+    SimulatorTransport,
+)
 from actor_admin.session._transport_events import (
     CLIENT_OUTDATED,
     CONNECTION_LOST,
@@ -28,16 +36,7 @@ from actor_admin.session._transport_events import (
     QrIssued,
     TransportEvent,
 )
-from actor_admin.whatsapp import (
-    PAIRING_CODE_ALPHABET,
-    PAIRING_CODE_TTL_S,
-    Link,
-    SimulatorCore,
-    SimulatorInputError,
-    SimulatorLookupError,
-    SimulatorTransport,
-    TransportError,
-)
+from actor_admin.whatsapp import Link, TransportError
 
 PHONE = "79001234567"
 PEER = "79007654321"

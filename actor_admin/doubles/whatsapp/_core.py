@@ -1,9 +1,9 @@
 """The WhatsApp simulator's core: a fake of WhatsApp's servers *and* of the salon owners' phones.
 
 One :class:`SimulatorCore` holds every account (phone), every linked device and every live
-connection. Two fronts drive it: the in-process :class:`~._simulator_inprocess.SimulatorTransport`
+connection. Two fronts drive it: the in-process :class:`~._inprocess.SimulatorTransport`
 (direct calls, used under ``MockClock``) and the networked websocket endpoint of
-:mod:`._simulator_server`. A front hands each connection a :class:`ConnectionSink`; the core pushes
+:mod:`._server`. A front hands each connection a :class:`ConnectionSink`; the core pushes
 the connection's events into it and tells it when the server ends the connection.
 
 Faithful where the session machine's policy depends on it (SPEC §6, reference/whatsapp.md):
@@ -46,7 +46,7 @@ from actor_admin.session._transport_events import (
     QrIssued,
     TransportEvent,
 )
-from actor_admin.whatsapp._transport import TransportError
+from actor_admin.whatsapp import TransportError
 
 _T = TypeVar("_T")
 

@@ -216,7 +216,7 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
         parts = Parts(store=store, redis=redis)
         parts.transport, parts.simulator = _transport(settings)
         if dev:
-            from actor_admin.yclients import create_fake_yclients
+            from actor_admin.doubles.yclients import create_fake_yclients
 
             parts.fake_yclients = create_fake_yclients(
                 settings.yclients_partner_token, settings.yclients_app_id, settings.public_url
@@ -381,7 +381,7 @@ def run_simulator(host: str, port: int) -> int:
 
 def run_fake_yclients(environ: Mapping[str, str], host: str, port: int) -> int:
     from actor_admin._devenv import ensure_dev_secrets
-    from actor_admin.yclients import serve_fake_yclients
+    from actor_admin.doubles.yclients import serve_fake_yclients
 
     generated = ensure_dev_secrets(Path(environ.get("DATA_DIR") or "./.data"))
     settings = load_settings("dev", environ, generated=generated)

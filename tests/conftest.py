@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests._pg",
     "tests._redis",
     "tests._browser",
+    "tests._fake_yclients",
 ]
 
 

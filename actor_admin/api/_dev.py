@@ -18,7 +18,7 @@ import httpx
 from quart import Blueprint, Response, request
 
 from actor_admin.doubles.whatsapp import simulator_blueprint
-from actor_admin.yclients import make_blueprints
+from actor_admin.doubles.yclients import make_blueprints
 
 from . import _pages
 from ._http import error_response, fail

@@ -36,7 +36,7 @@ class Services:
     nodes: Any = None  # actor_admin.cluster.NodeRegistry
     yclients: Any = None  # actor_admin.yclients.YClientsClient
     simulator: Any = None  # actor_admin.doubles.whatsapp.SimulatorCore (dev only)
-    fake_yclients: Any = None  # actor_admin.yclients.FakeYClients (dev only)
+    fake_yclients: Any = None  # actor_admin.doubles.yclients.FakeYClients (dev only)
     metrics: Any = None  # actor_admin.api._metrics.Metrics, set by create_app
     outbox_worker: Any = None  # actor_admin.yclients.OutboxWorker, set by node._start_workers
     counters: Counters = attrs.field(factory=Counters)

@@ -1,5 +1,6 @@
-"""Talking to YClients: the marketplace client, ``user_data`` signatures, pacing, retries, the outbox
-worker that delivers the activation callback, and a fake.
+"""Talking to YClients: the marketplace client, ``user_data`` signatures, pacing, retries, and the
+outbox worker that delivers the activation callback. The fake marketplace is a double and lives in
+:mod:`actor_admin.doubles.yclients`.
 
 See reference/yclients-marketplace.md for the facts this package is built on.
 """
@@ -7,6 +8,7 @@ See reference/yclients-marketplace.md for the facts this package is built on.
 from ._activation import activation_payload
 from ._client import (
     ALREADY_INSTALLED_MESSAGE,
+    PAYMENT_TIME_FORMAT,
     ActivationResult,
     ClientStatistics,
     InstallationStatus,
@@ -17,15 +19,6 @@ from ._client import (
     parse_retry_after,
 )
 from ._errors import FinalError, RetryableError, YClientsError
-from ._fake import (
-    FakeAnswer,
-    FakeYClients,
-    Fault,
-    create_fake_yclients,
-    create_standalone_app,
-    make_blueprints,
-    serve_fake_yclients,
-)
 from ._outbox import DEADLINE_PASSED, OutboxWorker, OutboxWorkerStatistics, run_outbox_worker
 from ._retry import backoff_delay, call_with_retries
 from ._signature import (
@@ -41,11 +34,9 @@ from ._throttle import NoThrottle, SharedThrottle, Throttle, TokenBucket, TokenB
 __all__ = [
     "ALREADY_INSTALLED_MESSAGE",
     "DEADLINE_PASSED",
+    "PAYMENT_TIME_FORMAT",
     "ActivationResult",
     "ClientStatistics",
-    "FakeAnswer",
-    "FakeYClients",
-    "Fault",
     "FinalError",
     "InstallationStatus",
     "NoThrottle",
@@ -66,13 +57,9 @@ __all__ = [
     "activation_payload",
     "backoff_delay",
     "call_with_retries",
-    "create_fake_yclients",
-    "create_standalone_app",
     "decode_user_data",
-    "make_blueprints",
     "parse_retry_after",
     "run_outbox_worker",
-    "serve_fake_yclients",
     "sign_user_data",
     "user_id_from",
     "verify_user_data",

@@ -23,8 +23,8 @@ from hypercorn.trio import serve
 from actor_admin.api import Services, create_app, mint_onboarding_token
 from actor_admin.config import Settings, load_settings
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
+from actor_admin.doubles.yclients import create_fake_yclients
 from actor_admin.node import Parts, _start_workers, open_services
-from actor_admin.yclients import create_fake_yclients
 
 ADMIN_TOKEN = "admin-" + "a" * 32
 PARTNER_TOKEN = "partner-" + "p" * 24

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from actor_admin.api import verify_onboarding_token
-from actor_admin.yclients import Fault
+from actor_admin.doubles.yclients import Fault
 
 from .conftest import JWT_SECRET, TestNode
 from .test_webhook import PHONE, connect, eventually, until_integration_status

@@ -9,16 +9,15 @@ from datetime import datetime
 import pytest
 import trio
 
+from actor_admin.doubles.yclients import Fault
 from actor_admin.yclients import (
-    Fault,
     FinalError,
     NoThrottle,
     RetryableError,
     YClientsClient,
     call_with_retries,
 )
-
-from .conftest import APPLICATION_ID, PARTNER_TOKEN, FakeServer
+from tests._fake_yclients import APPLICATION_ID, PARTNER_TOKEN, FakeServer
 
 API_KEY = "a" * 64
 WEBHOOKS = ["http://our.example/webhook/yclients"]

@@ -17,17 +17,16 @@ from typing import Any
 import pytest
 import trio
 
+from actor_admin.doubles.yclients import Fault
 from actor_admin.store import Store
 from actor_admin.yclients import (
     DEADLINE_PASSED,
-    Fault,
     NoThrottle,
     OutboxWorker,
     YClientsClient,
     run_outbox_worker,
 )
-
-from .conftest import APPLICATION_ID, OUR_PUBLIC_URL, PARTNER_TOKEN, FakeServer
+from tests._fake_yclients import APPLICATION_ID, OUR_PUBLIC_URL, PARTNER_TOKEN, FakeServer
 
 CALLBACK = "/marketplace/partner/callback"
 PHONE = "79001234567"

@@ -15,16 +15,14 @@ from quart import request
 from quart_trio import QuartTrio
 
 from actor_admin.config import load_settings
-from actor_admin.yclients import (
-    NoThrottle,
-    YClientsClient,
+from actor_admin.doubles.yclients import (
     create_fake_yclients,
+    create_standalone_app,
     make_blueprints,
     serve_fake_yclients,
-    verify_user_data,
 )
-
-from .conftest import APPLICATION_ID, PARTNER_TOKEN, FakeServer, serve_app
+from actor_admin.yclients import NoThrottle, YClientsClient, verify_user_data
+from tests._fake_yclients import APPLICATION_ID, PARTNER_TOKEN, FakeServer, serve_app
 
 AUTH = {"Authorization": f"Bearer {PARTNER_TOKEN}"}
 CALLBACK = "/marketplace/partner/callback"
@@ -353,8 +351,6 @@ async def test_webhook_is_forwarded_and_our_answer_returned(nursery: trio.Nurser
     seen: list[dict[str, Any]] = []
     our_url = await receiver(nursery, {"success": True, "handled": "uninstall"}, seen)
     fake = create_fake_yclients(PARTNER_TOKEN, APPLICATION_ID, our_url)
-    from actor_admin.yclients import create_standalone_app
-
     fake_url = await serve_app(nursery, create_standalone_app(fake))
     response = await http.post(fake_url + "/_fake/webhook", json={"salon_id": 42, "event": "uninstall"})
     assert response.json() == {"status": 200, "body": {"success": True, "handled": "uninstall"}}

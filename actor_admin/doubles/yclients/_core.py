@@ -1,20 +1,14 @@
-"""A fake YClients marketplace: the partner API of reference/yclients-marketplace.md §4 plus a control API.
+"""The fake YClients marketplace's core: state, rules, faults and the calls log, without a web framework.
 
-YClients has no sandbox, so this is the only place the client, the outbox and the webhook route meet
-something that answers like YClients: its envelopes (``{"success","data","meta"}``), its status codes
-(201 on activation, 403 "already installed", 401 on a bad bearer, 422 with ``meta.errors``), and its
-bad days (5xx, 429, HTML instead of JSON, slowness) on demand.
+The partner API of reference/yclients-marketplace.md §4, answered by :meth:`FakeYClients.handle_api`
+as a :class:`FakeAnswer` (status, body, headers). YClients has no sandbox, so this is the only place
+the client, the outbox and the webhook route meet something that answers like YClients: its
+envelopes (``{"success","data","meta"}``), its status codes (201 on activation, 403 "already
+installed", 401 on a bad bearer, 422 with ``meta.errors``), and its bad days (5xx, 429, HTML instead
+of JSON, slowness) on demand (:class:`Fault`, parsed from the control API by :func:`fault_from_json`).
 
-Two route groups (SPEC §6):
-
-* the **API**, mounted at ``/_dev/yclients/api`` by ``actor-admin dev`` (so that ``YCLIENTS_API_URL =
-  PUBLIC_URL + "/_dev/yclients/api"``) and at ``/`` of ``actor-admin fake-yclients``;
-* the **control API**, at ``/_dev/yclients/`` in dev and ``/_fake/`` standalone: ``GET install``,
-  ``GET calls``, ``POST faults``, ``POST webhook`` (and ``GET state``, ``GET/DELETE faults``,
-  ``POST reset`` for tests).
-
-The core (:meth:`FakeYClients.handle_api`) knows nothing of Quart; the blueprints are thin adapters.
-Every API call is recorded without its headers, so the partner token never shows in ``calls``.
+Every API call is recorded without its headers, so the partner token never shows in ``calls``. The
+Quart routes that put this on HTTP (SPEC §6) are the thin adapters of :mod:`._server`.
 """
 
 from __future__ import annotations
@@ -23,24 +17,16 @@ import fnmatch
 import hmac
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, TypeGuard, final
+from typing import Any, Final, TypeGuard, final
 from urllib.parse import quote, urlencode
 
 import attrs
 import httpx
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
-from quart import Blueprint, Response, redirect, request
-from quart_trio import QuartTrio
 
-from ._client import ALREADY_INSTALLED_MESSAGE, PAYMENT_TIME_FORMAT
-from ._signature import sign_user_data
-
-if TYPE_CHECKING:
-    from actor_admin.config import Settings
+from actor_admin.yclients import ALREADY_INSTALLED_MESSAGE, PAYMENT_TIME_FORMAT, sign_user_data
 
 JSON_TYPE: Final = "application/json; charset=utf-8"
 HTML_FAULT_PAGE: Final = (
@@ -144,30 +130,30 @@ class FakePayment:
 # -- envelopes and validation --------------------------------------------------------------------------
 
 
-def _dump(value: Any) -> bytes:
+def dump_json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _ok(data: Any = None, *, status: int = 200, meta: Any = None) -> FakeAnswer:
-    return FakeAnswer(status, _dump({"success": True, "data": data, "meta": [] if meta is None else meta}))
+    return FakeAnswer(status, dump_json({"success": True, "data": data, "meta": [] if meta is None else meta}))
 
 
 def _fail(status: int, message: str, errors: Mapping[str, list[str]] | None = None) -> FakeAnswer:
     meta: dict[str, Any] = {"message": message}
     if errors:
         meta["errors"] = dict(errors)
-    return FakeAnswer(status, _dump({"success": False, "data": None, "meta": meta}))
+    return FakeAnswer(status, dump_json({"success": False, "data": None, "meta": meta}))
 
 
 def _invalid(errors: Mapping[str, list[str]]) -> FakeAnswer:
     return _fail(422, "Переданы некорректные данные", errors)
 
 
-def _is_int(value: Any) -> TypeGuard[int]:
+def is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> TypeGuard[int | float]:
+def is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -192,7 +178,7 @@ class _Checker:
         if not self._present(field, required):
             return None
         value = self.body[field]
-        if not _is_int(value) or value <= 0:
+        if not is_int(value) or value <= 0:
             self._add(field, f"Поле {field} должно быть положительным целым числом.")
             return None
         return int(value)
@@ -201,7 +187,7 @@ class _Checker:
         if not self._present(field, required):
             return None
         value = self.body[field]
-        if not _is_number(value) or value < low or (high is not None and value > high):
+        if not is_number(value) or value < low or (high is not None and value > high):
             bound = f" от {low:g} до {high:g}" if high is not None else f" не меньше {low:g}"
             self._add(field, f"Поле {field} должно быть числом{bound}.")
             return None
@@ -241,7 +227,7 @@ class _Checker:
         if not self._present(field, True):
             return None
         value = self.body[field]
-        if not isinstance(value, list) or not value or not all(_is_int(v) and v > 0 for v in value):
+        if not isinstance(value, list) or not value or not all(is_int(v) and v > 0 for v in value):
             self._add(field, f"Поле {field} должно быть непустым массивом идентификаторов.")
             return None
         return list(value)
@@ -617,7 +603,7 @@ def _activate(fake: FakeYClients, params: Mapping[str, str], query: Any, body: A
 def _activate_redirect(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any) -> FakeAnswer:
     answer = fake._install(body, status=200)
     # The newer spec's answer to this endpoint is a bare {"success": true}.
-    return FakeAnswer(200, _dump({"success": True})) if answer.status == 200 else answer
+    return FakeAnswer(200, dump_json({"success": True})) if answer.status == 200 else answer
 
 
 @_route("POST", "/marketplace/partner/payment", takes_body=True)
@@ -800,51 +786,25 @@ def create_fake_yclients(
     )
 
 
-# -- Quart adapters ------------------------------------------------------------------------------------
-
-API_METHODS: Final = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-
-
-def _control_error(status: int, code: str, message: str) -> Response:
-    body = _dump({"error": {"code": code, "message": message}})
-    return Response(body, status=status, content_type=JSON_TYPE)
-
-
-def _json_response(value: Any, status: int = 200) -> Response:
-    return Response(_dump(value), status=status, content_type=JSON_TYPE)
-
-
-async def _control_body() -> dict[str, Any] | Response:
-    """The control request's JSON object, or the error response to send instead."""
-    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-    try:
-        parsed = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
-        return _control_error(400, "malformed_json", "the body is not valid JSON")
-    if not isinstance(parsed, dict):
-        return _control_error(422, "not_an_object", "the body must be a JSON object")
-    return parsed
-
-
-def _fault_from(body: Mapping[str, Any]) -> Fault | str:
+def fault_from_json(body: Mapping[str, Any]) -> Fault | str:
     """A :class:`Fault` from a ``POST faults`` body, or the reason it is not one."""
     path = body.get("path")
     if not isinstance(path, str) or not path:
         return "path must be a non-empty string"
     times = body.get("times", 1)
-    if not _is_int(times) or times < 1:
+    if not is_int(times) or times < 1:
         return "times must be a whole number >= 1"
     status = body.get("status")
-    if status is not None and (not _is_int(status) or not 100 <= status <= 599):
+    if status is not None and (not is_int(status) or not 100 <= status <= 599):
         return "status must be an HTTP status code"
     html = body.get("html", False)
     if not isinstance(html, bool):
         return "html must be true or false"
     delay = body.get("delay_s", 0)
-    if not _is_number(delay) or delay < 0:
+    if not is_number(delay) or delay < 0:
         return "delay_s must be a number >= 0"
     retry_after = body.get("retry_after")
-    if retry_after is not None and (not _is_number(retry_after) or retry_after < 0):
+    if retry_after is not None and (not is_number(retry_after) or retry_after < 0):
         return "retry_after must be a number >= 0"
     method = body.get("method")
     if method is not None and not isinstance(method, str):
@@ -859,166 +819,4 @@ def _fault_from(body: Mapping[str, Any]) -> Fault | str:
         delay_s=float(delay),
         retry_after=None if retry_after is None else float(retry_after),
         method=method,
-    )
-
-
-def _salon_ids_from(args: Any) -> list[int] | None:
-    """``salon_id`` (repeatable), ``salon_ids``, ``salon_ids[]`` or ``salon_ids[N]`` → ids, or None if bad."""
-    raw: list[str] = []
-    for key in args:
-        if key in ("salon_id", "salon_ids", "salon_ids[]") or re.fullmatch(r"salon_ids\[\d+\]", key):
-            raw.extend(args.getlist(key))
-    ids: list[int] = []
-    for value in raw:
-        for part in value.split(","):
-            part = part.strip()
-            if not part.isascii() or not part.isdigit() or int(part) <= 0:
-                return None
-            ids.append(int(part))
-    return list(dict.fromkeys(ids))
-
-
-def make_blueprints(
-    fake: FakeYClients,
-    *,
-    api_prefix: str | None = "/_dev/yclients/api",
-    control_prefix: str = "/_dev/yclients",
-) -> tuple[Blueprint, Blueprint]:
-    """The fake's two route groups as Quart blueprints: ``(api, control)``.
-
-    ``api_prefix=None`` (or ``""``) mounts the API at the root, as the standalone server does.
-    """
-    api = Blueprint("fake_yclients_api", __name__, url_prefix=api_prefix or None)
-    control = Blueprint("fake_yclients_control", __name__, url_prefix=control_prefix.rstrip("/") or None)
-
-    async def api_view(rest: str = "") -> Response:
-        body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-        answer = await fake.handle_api(
-            request.method,
-            "/" + rest,
-            request.args.to_dict(flat=False),
-            request.headers.get("Authorization"),
-            body,
-        )
-        return Response(
-            answer.body, status=answer.status, content_type=answer.content_type, headers=dict(answer.headers)
-        )
-
-    api.add_url_rule("/", "root", api_view, methods=API_METHODS)
-    api.add_url_rule("/<path:rest>", "any", api_view, methods=API_METHODS)
-
-    @control.get("/install")
-    async def install() -> Any:
-        salon_ids = _salon_ids_from(request.args)
-        if not salon_ids:
-            return _control_error(400, "no_salon_id", "give salon_id=N (repeat it for several salons)")
-        encoding = request.args.get("encoding", "urlsafe")
-        if encoding not in ("urlsafe", "standard", "unpadded", "standard_raw"):
-            return _control_error(422, "bad_encoding", "encoding: urlsafe, standard, unpadded or standard_raw")
-        multi = request.args.get("multi", "brackets")
-        if multi not in ("brackets", "indexed"):
-            return _control_error(422, "bad_multi", "multi: brackets or indexed")
-        user_id_raw = request.args.get("user_id")
-        if user_id_raw is not None and not (user_id_raw.isascii() and user_id_raw.isdigit()):
-            return _control_error(422, "bad_user_id", "user_id must be a whole number")
-        salon_name = request.args.get("salon_name")
-        if salon_name:
-            fake.salon_names[salon_ids[0]] = salon_name
-        payload = fake.user_data_payload(
-            salon_ids,
-            user_id=None if user_id_raw is None else int(user_id_raw),
-            name=request.args.get("name", "Анна Иванова"),
-            phone=request.args.get("phone", "79001234567"),
-            email=request.args.get("email"),
-        )
-        return redirect(fake.install_url(salon_ids, encoding=encoding, multi=multi, payload=payload), 302)
-
-    @control.get("/calls")
-    async def calls() -> Response:
-        path = request.args.get("path")
-        listed = [c for c in fake.calls if path is None or fnmatch.fnmatchcase(c["path"], path)]
-        return _json_response(listed)
-
-    @control.get("/faults")
-    async def list_faults() -> Response:
-        return _json_response([f.as_json() for f in fake.faults if f.times > 0])
-
-    @control.post("/faults")
-    async def add_fault() -> Response:
-        body = await _control_body()
-        if isinstance(body, Response):
-            return body
-        fault = _fault_from(body)
-        if isinstance(fault, str):
-            return _control_error(422, "bad_fault", fault)
-        return _json_response(fake.add_fault(fault).as_json(), 201)
-
-    @control.delete("/faults")
-    async def clear_faults() -> Response:
-        fake.faults.clear()
-        return _json_response({"ok": True})
-
-    @control.get("/state")
-    async def state() -> Response:
-        return _json_response(fake.state())
-
-    @control.post("/reset")
-    async def reset() -> Response:
-        fake.reset()
-        return _json_response({"ok": True})
-
-    @control.post("/webhook")
-    async def webhook() -> Response:
-        body = await _control_body()
-        if isinstance(body, Response):
-            return body
-        salon_id, event = body.get("salon_id"), body.get("event")
-        if not _is_int(salon_id) or salon_id <= 0:
-            return _control_error(422, "bad_salon_id", "salon_id must be a positive whole number")
-        if not isinstance(event, str) or not event:
-            return _control_error(422, "bad_event", "event must be a non-empty string")
-        token = body.get("partner_token")
-        app_id = body.get("application_id")
-        if (token is not None and not isinstance(token, str)) or (app_id is not None and not _is_int(app_id)):
-            return _control_error(422, "bad_override", "partner_token: string, application_id: number")
-        try:
-            status, answer = await fake.send_webhook(salon_id, event, partner_token=token, application_id=app_id)
-        except httpx.HTTPError as exc:
-            return _control_error(502, "webhook_failed", f"could not reach {fake.our_public_url}: {type(exc).__name__}")
-        return _json_response({"status": status, "body": answer})
-
-    return api, control
-
-
-def create_standalone_app(fake: FakeYClients) -> QuartTrio:
-    """The app of ``actor-admin fake-yclients``: the API at ``/``, the control API at ``/_fake/``."""
-    app = QuartTrio("actor_admin.fake_yclients")
-    api, control = make_blueprints(fake, api_prefix=None, control_prefix="/_fake")
-    app.register_blueprint(control)
-    app.register_blueprint(api)
-    return app
-
-
-async def serve_fake_yclients(
-    host: str,
-    port: int,
-    settings: Settings,
-    *,
-    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve a standalone fake marketplace on ``host:port`` until cancelled or ``shutdown_trigger`` returns.
-
-    It trusts ``settings.yclients_partner_token`` and ``settings.yclients_app_id`` and sends installs and
-    webhooks to ``settings.public_url``. ``task_status.started`` gets the bound addresses (port 0 works).
-    """
-    fake = create_fake_yclients(settings.yclients_partner_token, settings.yclients_app_id, settings.public_url)
-    config = HypercornConfig()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None
-    await hypercorn_serve(
-        create_standalone_app(fake),
-        config,
-        shutdown_trigger=shutdown_trigger,
-        task_status=task_status,
     )

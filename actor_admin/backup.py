@@ -27,6 +27,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 
+from actor_admin.store import EmbeddedPostgres, postgres_bin_dir
+
 
 class BackupError(Exception):
     """A backup or restore that could not be done; the message says why and what to do."""
@@ -62,8 +64,6 @@ def _candidates() -> list[Path]:
     if found:
         dirs.append(Path(found).resolve().parent)
     try:
-        from actor_admin.store import postgres_bin_dir
-
         dirs.append(postgres_bin_dir())
     except Exception:
         pass
@@ -167,7 +167,7 @@ def restore(dsn: str, path: Path) -> None:
     )
 
 
-# -- the commands ------------------------------------------------------------------------------
+# -- where the database is ---------------------------------------------------------------------
 
 
 def database_url(environ: Mapping[str, str]) -> str:
@@ -177,35 +177,9 @@ def database_url(environ: Mapping[str, str]) -> str:
         return url
     data_dir = Path(environ.get("DATA_DIR") or "./.data")
     try:
-        from actor_admin.store import EmbeddedPostgres
-
         return EmbeddedPostgres(data_dir / "pg").dsn_for("postgres")
     except Exception:
         raise BackupError(
             f"DATABASE_URL is not set and the embedded PostgreSQL of {data_dir} is not running "
             "(start `actor-admin dev`, or set DATABASE_URL)"
         ) from None
-
-
-def run_backup(environ: Mapping[str, str], path: str) -> int:
-    from actor_admin.cli import CommandError
-    from actor_admin.node import say
-
-    try:
-        written = backup(database_url(environ), Path(path))
-    except BackupError as exc:
-        raise CommandError(f"actor-admin backup: {exc}") from None
-    say(f"wrote {written} ({written.stat().st_size} bytes); restore with: actor-admin restore {written}")
-    return 0
-
-
-def run_restore(environ: Mapping[str, str], path: str) -> int:
-    from actor_admin.cli import CommandError
-    from actor_admin.node import say
-
-    try:
-        restore(database_url(environ), Path(path))
-    except BackupError as exc:
-        raise CommandError(f"actor-admin restore: {exc}") from None
-    say(f"restored {path}; start the node (credentials need the same CREDENTIALS_KEY)")
-    return 0

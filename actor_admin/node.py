@@ -1,5 +1,6 @@
 """The composition root: wires settings, databases, actors and the web front end, and owns their
-lifetimes. Nothing else builds long-lived objects or opens connections.
+lifetimes. Nothing else builds long-lived objects or opens connections. The commands that run a node
+(``dev``, ``serve``) are in :mod:`actor_admin.commands`; this module only wires one.
 
 Order matters (trio-stack.md): ``trio.run`` → trio-asyncio's loop → store and Redis → the
 supervisor's nursery → ``hypercorn.trio.serve``. The asyncio loop is opened around the server, not
@@ -11,10 +12,8 @@ from __future__ import annotations
 import functools
 import logging
 import signal
-import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -23,13 +22,35 @@ import trio_asyncio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from actor_admin import __version__
+from actor_admin import __version__, logs
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
 from actor_admin.api import Services, create_app
-from actor_admin.config import Settings, SettingsError, load_settings
+from actor_admin.cluster import (
+    EmbeddedRedis,
+    InboundStream,
+    LocalBus,
+    NodeRegistry,
+    RateLimiter,
+    RedisClient,
+    open_redis_bus,
+)
+from actor_admin.config import Settings
+from actor_admin.console import CommandError, say, watch_signals
+from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
+from actor_admin.doubles.yclients import create_fake_yclients
 from actor_admin.runtime import Backoff, SupervisorPolicy, open_supervisor
 from actor_admin.session import SessionPolicy
-from actor_admin.yclients import activation_payload
+from actor_admin.store import EmbeddedPostgres, Keyring, MigrationError, Store, StoreError
+from actor_admin.store import migrate as run_migrations
+from actor_admin.store import pending as pending_migrations
+from actor_admin.whatsapp import NeonizeTransport, NetworkSimulatorTransport, require_neonize
+from actor_admin.yclients import (
+    OutboxWorker,
+    SharedThrottle,
+    YClientsClient,
+    activation_payload,
+    run_outbox_worker,
+)
 
 log = logging.getLogger("actor_admin.node")
 
@@ -67,9 +88,6 @@ async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Servi
 
     Used by the real node and by the integration tests, so both run the same wiring.
     """
-    from actor_admin.cluster import InboundStream, LocalBus, NodeRegistry, RateLimiter, open_redis_bus
-    from actor_admin.yclients import SharedThrottle, YClientsClient
-
     async with AsyncExitStack() as stack:
         if parts.redis is not None:
             bus: Any = await stack.enter_async_context(open_redis_bus(parts.redis))
@@ -120,38 +138,21 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     return config
 
 
-async def _wait_for_signal(stop: trio.Event) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        await _watch_signals(signals, stop)
+async def run_node(settings: Settings, *, migrate: bool) -> int:
+    """Run a node until SIGINT/SIGTERM, then stop it gracefully; return the exit status.
 
+    ``migrate``: apply pending migrations first (else only warn about them).
 
-async def _watch_signals(signals: Any, stop: trio.Event) -> None:
-    """The first SIGINT/SIGTERM starts the graceful stop; later ones (a second Ctrl-C, the process
-    group's copy) are absorbed so cleanup finishes instead of ending in a traceback."""
-    async for signum in signals:
-        name = signal.Signals(signum).name
-        if stop.is_set():
-            log.info("received %s again; still stopping (deadline applies)", name)
-        else:
-            log.info("received %s, shutting down", name)
-            stop.set()
-
-
-def say(text: str) -> None:
-    """Progress for a person at a terminal (stderr, so stdout stays clean for tools)."""
-    print(text, file=sys.stderr, flush=True)
-
-
-async def _node_main(settings: Settings, *, migrate: bool) -> int:
-    from actor_admin import logs
-
+    Raises:
+        CommandError: the databases cannot be reached or migrated (a message for the operator).
+    """
     logs.configure(settings)
     stop = trio.Event()
-    # Signals are watched for the node's whole life, cleanup included (see _watch_signals).
+    # Signals are watched for the node's whole life, cleanup included (see console.watch_signals).
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
             async with trio.open_nursery() as guard:
-                guard.start_soon(_watch_signals, signals, stop)
+                guard.start_soon(watch_signals, signals, stop)
                 try:
                     return await _node_body(settings, migrate=migrate, stop=stop)
                 finally:
@@ -169,12 +170,6 @@ def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> int:
-    from actor_admin.cli import CommandError
-    from actor_admin.cluster import EmbeddedRedis, RedisClient
-    from actor_admin.store import EmbeddedPostgres, Keyring, MigrationError, Store, StoreError
-    from actor_admin.store import migrate as run_migrations
-    from actor_admin.store import pending as pending_migrations
-
     async with AsyncExitStack() as stack:
         dev = settings.mode == "dev"
         database_url, redis_url = settings.database_url, settings.redis_url
@@ -216,8 +211,6 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
         parts = Parts(store=store, redis=redis)
         parts.transport, parts.simulator = _transport(settings)
         if dev:
-            from actor_admin.doubles.yclients import create_fake_yclients
-
             parts.fake_yclients = create_fake_yclients(
                 settings.yclients_partner_token, settings.yclients_app_id, settings.public_url
             )
@@ -260,8 +253,6 @@ async def _keep_registered(services: Services, node_id: str) -> None:
 
 def _start_workers(nursery: trio.Nursery, services: Services) -> None:
     """Background workers: the YClients outbox (activation calls, retried within their window)."""
-    from actor_admin.yclients import OutboxWorker, run_outbox_worker
-
     worker = OutboxWorker(services.store, services.yclients, services.settings)
     services.outbox_worker = worker
     nursery.start_soon(
@@ -286,147 +277,9 @@ async def _restore(services: Services) -> None:
 def _transport(settings: Settings) -> tuple[Any, Any]:
     """The WhatsApp transport this node uses, and the in-process simulator when it is one."""
     if settings.whatsapp_transport == "neonize":
-        from actor_admin.whatsapp._neonize import NeonizeTransport, require_neonize
-
         require_neonize()
         return NeonizeTransport(store_dir=settings.data_dir / "neonize"), None
-    from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
-    from actor_admin.whatsapp import NetworkSimulatorTransport
-
     if settings.whatsapp_simulator_url:
         return NetworkSimulatorTransport(settings.whatsapp_simulator_url), None
     core = SimulatorCore()
     return SimulatorTransport(core), core
-
-
-# -- commands ----------------------------------------------------------------------------------
-
-
-def _run(main: Callable[[], Any]) -> int:
-    try:
-        return int(trio.run(main))
-    except KeyboardInterrupt:
-        return 0
-
-
-def run_dev(environ: Mapping[str, str], *, host: str | None = None, port: int | None = None) -> int:
-    from actor_admin._devenv import ensure_dev_secrets
-    from actor_admin.cli import CommandError
-
-    env = dict(environ)
-    if host:
-        env["HOST"] = host
-    if port is not None:
-        env["PORT"] = str(port)
-    data_dir = Path(env.get("DATA_DIR") or "./.data")
-    generated = ensure_dev_secrets(data_dir)
-    try:
-        settings = load_settings("dev", env, generated=generated)
-    except SettingsError as exc:
-        raise CommandError("actor-admin dev: " + "; ".join(exc.problems)) from None
-    say(f"dev secrets: {data_dir / 'dev.env'} (environment variables override them)")
-    return _run(lambda: _node_main(settings, migrate=True))
-
-
-def run_serve(settings: Settings, *, migrate: bool) -> int:
-    from actor_admin.cli import CommandError
-
-    if settings.whatsapp_transport == "neonize":
-        from actor_admin.whatsapp._neonize import NeonizeMissing, require_neonize
-
-        try:
-            require_neonize()
-        except NeonizeMissing as exc:
-            raise CommandError(f"actor-admin serve: {exc}") from None
-    return _run(lambda: _node_main(settings, migrate=migrate))
-
-
-def run_migrate(database_url: str, *, dry_run: bool) -> int:
-    from actor_admin.cli import CommandError
-    from actor_admin.store import MigrationError, StoreError
-    from actor_admin.store import migrate as run_migrations
-
-    async def main() -> int:
-        async with trio_asyncio.open_loop():
-            try:
-                names = await run_migrations(database_url, dry_run=dry_run, progress=lambda n: say(f"applying {n}"))
-            except MigrationError as exc:
-                raise CommandError(f"actor-admin migrate: {exc}") from None
-            except StoreError as exc:
-                raise CommandError(f"actor-admin migrate: cannot reach PostgreSQL: {exc}") from None
-        verb = "would apply" if dry_run else "applied"
-        say(f"{verb} {len(names)} migration(s)" + (": " + ", ".join(names) if names else " (schema up to date)"))
-        return 0
-
-    return int(trio.run(main))
-
-
-def run_simulator(host: str, port: int) -> int:
-    from actor_admin.doubles.whatsapp import serve_simulator
-
-    async def main() -> int:
-        stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_wait_for_signal, stop)
-            binds = await nursery.start(
-                lambda task_status: serve_simulator(host, port, shutdown_trigger=stop.wait, task_status=task_status)
-            )
-            say(f"WhatsApp simulator listening on {', '.join(map(str, binds))} (control API at /, links at /link)")
-            await stop.wait()
-            nursery.cancel_scope.cancel()
-        return 0
-
-    return _run(main)
-
-
-def run_fake_yclients(environ: Mapping[str, str], host: str, port: int) -> int:
-    from actor_admin._devenv import ensure_dev_secrets
-    from actor_admin.doubles.yclients import serve_fake_yclients
-
-    generated = ensure_dev_secrets(Path(environ.get("DATA_DIR") or "./.data"))
-    settings = load_settings("dev", environ, generated=generated)
-
-    async def main() -> int:
-        stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_wait_for_signal, stop)
-            binds = await nursery.start(
-                lambda task_status: serve_fake_yclients(
-                    host, port, settings, shutdown_trigger=stop.wait, task_status=task_status
-                )
-            )
-            say(f"fake YClients listening on {', '.join(map(str, binds))} (API at /, control at /_fake/)")
-            await stop.wait()
-            nursery.cancel_scope.cancel()
-        return 0
-
-    return _run(main)
-
-
-def run_rotate_key(environ: Mapping[str, str], *, old_keys: list[str]) -> int:
-    import base64
-    import binascii
-
-    from actor_admin.cli import CommandError
-    from actor_admin.store import Keyring, Store
-
-    settings = load_settings("serve" if environ.get("DATABASE_URL") else "dev", environ)
-    if settings.database_url is None:
-        raise CommandError("actor-admin rotate-key: DATABASE_URL is not set")
-    try:
-        previous = [base64.b64decode(k, validate=True) for k in old_keys]
-    except (binascii.Error, ValueError):
-        raise CommandError("actor-admin rotate-key: --old-key must be base64 of 32 bytes") from None
-    database_url = settings.database_url
-
-    async def main() -> int:
-        async with trio_asyncio.open_loop():
-            store = await Store.open(database_url, credentials_keys=Keyring(settings.credentials_key, previous))
-            try:
-                count = await store.credentials.rotate()
-            finally:
-                await store.aclose()
-        say(f"re-encrypted {count} credential blob(s) with the current CREDENTIALS_KEY")
-        return 0
-
-    return int(trio.run(main))

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from actor_admin.node import activation_payload
 from actor_admin.store import Keyring, Store, migrate, open_store
+from actor_admin.yclients import activation_payload
 from tests._pg import TEST_CREDENTIALS_KEY, drop_database, make_database
 from tests.api.conftest import node_settings
 

@@ -31,7 +31,17 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 
+from actor_admin.cluster import RedisClient
 from actor_admin.config import Settings, SettingsError, load_settings, read_dotenv, redact_url
+from actor_admin.store import (
+    Companies,
+    Database,
+    EmbeddedPostgres,
+    MigrationChecksumMismatch,
+    Outbox,
+    SchemaTooNew,
+    pending,
+)
 
 CHECK_TIMEOUT_S = 5.0
 #: An outbox item older than this means the worker is not delivering (the activation window is 1 h).
@@ -151,8 +161,6 @@ def _context(environ: Mapping[str, str], url: str | None) -> Context:
 def _embedded_postgres_dsn(data_dir: Path) -> str | None:
     """The DSN of ``dev``'s embedded server when it runs (read from its ``postmaster.pid``)."""
     try:
-        from actor_admin.store import EmbeddedPostgres
-
         return EmbeddedPostgres(data_dir / "pg").dsn_for("postgres")
     except Exception:
         return None
@@ -249,8 +257,6 @@ def _pg_hint(dsn: str, kind: str) -> str:
 
 
 async def _check_schema(ctx: Context) -> Result:
-    from actor_admin.store import MigrationChecksumMismatch, SchemaTooNew, pending
-
     if not ctx.postgres_ok or ctx.database_url is None:
         return Result(False, "not checked: PostgreSQL is not reachable", "fix postgres first")
     try:
@@ -277,15 +283,11 @@ async def _check_schema(ctx: Context) -> Result:
 
 
 async def _open_db(ctx: Context) -> Any:
-    from actor_admin.store import Database
-
     assert ctx.database_url is not None
     return await Database.open(ctx.database_url, pool_size=1)
 
 
 async def _check_outbox(ctx: Context) -> Result:
-    from actor_admin.store import Outbox
-
     if not ctx.schema_ok:
         return Result(False, "not checked: the schema is not ready", "fix postgres/schema first")
     db = await _open_db(ctx)
@@ -309,8 +311,6 @@ async def _check_outbox(ctx: Context) -> Result:
 
 
 async def _check_activations(ctx: Context) -> Result:
-    from actor_admin.store import Companies
-
     if not ctx.schema_ok:
         return Result(False, "not checked: the schema is not ready", "fix postgres/schema first")
     db = await _open_db(ctx)
@@ -334,8 +334,6 @@ async def _check_activations(ctx: Context) -> Result:
 
 
 async def _check_redis(ctx: Context) -> Result:
-    from actor_admin.cluster import RedisClient
-
     url = ctx.redis_url
     if url is None:
         if ctx.mode == "dev":

@@ -50,6 +50,7 @@ from quart import Blueprint, Response, request
 from actor_admin.actors import SessionUnavailable
 from actor_admin.session import STATES, Accepted, Logout, Refused, Send, Start, normalise_phone
 from actor_admin.store import INTEGRATION_STATUSES
+from actor_admin.yclients import activation_payload
 
 from ._http import error_response, fail, json_object
 from ._ops import admin_token_given, company_records
@@ -220,8 +221,6 @@ def blueprint(services: Services) -> Blueprint:
 
     @bp.post("/companies/<int:salon_id>/activate")
     async def activate(salon_id: int) -> tuple[dict[str, Any], int]:
-        from actor_admin.yclients import activation_payload
-
         await company_or_404(salon_id)
         make = activation_payload(settings)
         record = await store.companies.requeue_activation(salon_id, activation_payload=lambda key: make(salon_id, key))

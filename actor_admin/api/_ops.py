@@ -20,6 +20,7 @@ from quart import Blueprint, Response, jsonify, request
 from actor_admin import __version__
 from actor_admin._resources import web_dir
 from actor_admin.runtime import ActorState, ActorStatistics
+from actor_admin.store import MigrationError, load_migrations
 
 from ._http import error_response
 from ._metrics import CONTENT_TYPE, Metrics, refresh_probes
@@ -46,8 +47,6 @@ class Expected:
 
     @classmethod
     def load(cls) -> Expected:
-        from actor_admin.store import MigrationError, load_migrations
-
         try:
             return cls(tuple(m.name for m in load_migrations()))
         except MigrationError:

@@ -11,6 +11,8 @@ are already being imported when it runs).
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -235,6 +237,13 @@ def test_the_doubles_are_not_exported_by_the_real_clients() -> None:
         assert not hasattr(actor_admin.yclients, name), name
 
 
+def test_importing_the_whatsapp_package_does_not_load_neonize() -> None:
+    # A fresh interpreter: this one may have loaded neonize for another test.
+    probe = "import sys, actor_admin.whatsapp; print(sorted(m for m in sys.modules if m.split('.')[0] == 'neonize'))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
+
+
 # -- the checker itself, on small packages written for the occasion --------------------------------------
 
 
@@ -332,3 +341,4 @@ def test_a_package_importing_its_own_modules_is_no_cycle(tmp_path: Path) -> None
     )
     assert cycles_of(package_dir) == []
     assert not any(imp.in_function for imp in imports_of(package_dir, "pkg"))
+

@@ -1,8 +1,8 @@
 """The real WhatsApp transport: neonize (whatsmeow compiled to a shared library) behind :class:`Transport`.
 
-neonize is an optional extra (``pip install 'actor-admin[whatsapp]'``); nothing imports this module
-unless it runs real WhatsApp, and even then neonize itself is imported only when a client is made,
-so :func:`neonize_available` can be asked first.
+neonize is an optional extra (``pip install 'actor-admin[whatsapp]'``). :mod:`actor_admin.whatsapp`
+exports this module's transport, so neonize itself is imported only when a client is made, never at
+import time; :func:`neonize_available` can be asked first.
 
 Threads. neonize's ``connect()`` blocks for the whole life of the connection and its callbacks
 arrive on threads Go created. A link runs ``connect()`` in a worker thread it owns (an unbounded

@@ -340,7 +340,7 @@ def _retry_later(b: _Step, reason: str) -> None:
         _linking_ended(b, "connection_lost")
         return
     failures = b.state.failures + 1
-    delay = b.policy.backoff_s(failures, jitter_fraction(b.state.jitter_seed, failures))
+    delay = b.policy.backoff.delay(failures - 1, jitter_fraction(b.state.jitter_seed, failures))
     b.update(failures=failures)
     b.log("disconnected", reason=reason, retry_in_s=round(delay, 3))
     _reconnect(b, delay=delay, reason=reason)

@@ -1,5 +1,5 @@
-"""Talking to YClients: the marketplace client, ``user_data`` signatures, pacing, retries, the outbox
-worker that delivers the activation callback, and a fake.
+"""Talking to YClients: the marketplace client, ``user_data`` signatures, pacing, the outbox
+worker that delivers the activation callback with retries, and a fake.
 
 See reference/yclients-marketplace.md for the facts this package is built on.
 """
@@ -27,7 +27,6 @@ from ._fake import (
     serve_fake_yclients,
 )
 from ._outbox import DEADLINE_PASSED, OutboxWorker, OutboxWorkerStatistics, run_outbox_worker
-from ._retry import backoff_delay, call_with_retries
 from ._signature import (
     SignatureError,
     SignatureFailure,
@@ -64,8 +63,6 @@ __all__ = [
     "YClientsClient",
     "YClientsError",
     "activation_payload",
-    "backoff_delay",
-    "call_with_retries",
     "create_fake_yclients",
     "create_standalone_app",
     "decode_user_data",

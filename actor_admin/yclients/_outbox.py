@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, Any, Final, final
 import attrs
 import trio
 
+from actor_admin.backoff import Backoff
+
 from ._errors import FinalError, RetryableError
-from ._retry import backoff_delay
 
 if TYPE_CHECKING:
     from actor_admin.config import Settings
@@ -60,6 +61,10 @@ COMPANY_GONE: Final = "company_gone"
 # Companies we must not talk to YClients about any more: after ``uninstall`` API access stops, and a
 # ``frozen`` salon did not pay. Their pending activation is dropped, not sent.
 _SILENT_STATUSES: Final = frozenset({"uninstalled", "frozen"})
+
+# Retries of a failed call: 1 s doubling to 60 s, ±20 %, so many activations failing together
+# (a YClients outage) do not all come back in the same instant.
+DEFAULT_BACKOFF: Final = Backoff()
 
 
 @final
@@ -128,8 +133,8 @@ class OutboxWorker:
         batch: rows claimed per pass; they are delivered concurrently.
         lease_s: how long a claimed row is ours; must exceed one call (the client's timeout plus
             throttling). After it a crashed worker's row is due again.
-        base_s, max_s: the retry back-off (``base_s·2^(n-1)`` capped at ``max_s``, with jitter,
-            never sooner than YClients' ``Retry-After``).
+        backoff: the delays between attempts of one row (never sooner than YClients'
+            ``Retry-After``).
         random: the jitter source (a seeded ``random.Random`` in tests).
     """
 
@@ -142,8 +147,7 @@ class OutboxWorker:
         poll_interval_s: float = 1.0,
         batch: int = 10,
         lease_s: float = 60.0,
-        base_s: float = 1.0,
-        max_s: float = 60.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
         random: _random.Random | None = None,
     ) -> None:
         if batch < 1 or poll_interval_s <= 0 or lease_s <= 0:
@@ -154,8 +158,7 @@ class OutboxWorker:
         self.poll_interval_s = poll_interval_s
         self.batch = batch
         self.lease_s = lease_s
-        self.base_s = base_s
-        self.max_s = max_s
+        self.backoff = backoff
         self._random = random if random is not None else _random.Random()
         self._wake = trio.Event()
         self._delivered = 0
@@ -284,13 +287,10 @@ class OutboxWorker:
             )
 
     async def _retry(self, item: Any, error: str, *, retry_after: float | None) -> None:
-        delay = backoff_delay(
-            max(1, int(item.attempts)),
-            random=self._random,
-            base_s=self.base_s,
-            max_s=self.max_s,
-            retry_after=retry_after,
-        )
+        # ``attempts`` counts this row's calls so far, the failed one included (claiming counts it).
+        delay = self.backoff.delay(max(0, int(item.attempts) - 1), self._random.random())
+        if retry_after is not None:
+            delay = max(delay, retry_after)  # never sooner than YClients asked
         if await self.store.outbox.mark_retry(item.id, delay_s=delay, error=error):
             self._retried += 1
             log.info(

@@ -268,7 +268,7 @@ async def test_drop_reconnects_after_the_exact_jittered_delay_which_resets_once_
 ) -> None:
     await harness.connect(114)
     policy = SessionPolicy()
-    expected = policy.backoff_s(1, jitter_fraction(114, 1))  # the salon id seeds its jitter
+    expected = policy.backoff.delay(0, jitter_fraction(114, 1))  # the salon id seeds its jitter
 
     async def drop_and_time() -> float:
         dropped = trio.current_time()
@@ -280,4 +280,5 @@ async def test_drop_reconnects_after_the_exact_jittered_delay_which_resets_once_
     assert await drop_and_time() == pytest.approx(expected, abs=1e-6)
     # Reconnected: the failure count is back to zero, so the next drop waits the first delay again.
     assert await drop_and_time() == pytest.approx(expected, abs=1e-6)
-    assert policy.backoff_bounds_s(1)[0] <= expected <= policy.backoff_bounds_s(1)[1]
+    low, high = policy.backoff.bounds(0)
+    assert low <= expected <= high

@@ -200,7 +200,7 @@ def test_operator_start_clears_conflict_and_its_spent_retry() -> None:
 
 
 def _no_jitter() -> SessionPolicy:
-    return SessionPolicy(backoff_jitter=0.0, max_reconnects=100)
+    return SessionPolicy(backoff=attrs.evolve(SessionPolicy().backoff, jitter=0.0), max_reconnects=100)
 
 
 def test_backoff_delays_double_from_5_s_and_cap_at_60_s() -> None:
@@ -231,7 +231,7 @@ def test_backoff_jitter_stays_within_20_percent(seed: int) -> None:
     for failures in range(1, 7):
         effects = d(Disconnected(NETWORK_ERROR), after=1)
         (timer,) = of_type(effects, SetTimer)
-        low, high = policy.backoff_bounds_s(failures)
+        low, high = policy.backoff.bounds(failures - 1)
         assert low <= timer.at - d.now <= high
         d.fire(TIMER_BACKOFF)
 

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from actor_admin.runtime import SupervisorPolicy
+
 Mode = Literal["dev", "serve"]
 
 DEFAULT_YCLIENTS_API_URL = "https://api.yclients.com"
@@ -45,21 +47,6 @@ class SettingsError(Exception):
 
 
 @attrs.frozen
-class SupervisionSettings:
-    """Restart policy knobs for the actor supervisor (defaults from the Foundation issue)."""
-
-    backoff_initial_s: float = 1.0
-    backoff_factor: float = 2.0
-    backoff_max_s: float = 60.0
-    backoff_jitter: float = 0.2
-    backoff_reset_after_s: float = 60.0
-    intensity_max_restarts: int = 10
-    intensity_window_s: float = 600.0
-    mailbox_capacity: int = 64
-    stop_grace_s: float = 5.0
-
-
-@attrs.frozen
 class Settings:
     mode: Mode
     database_url: str | None
@@ -83,7 +70,8 @@ class Settings:
     shutdown_deadline_s: float = 10.0
     trusted_proxies: tuple[str, ...] = ()
     pg_pool_size: int = 10
-    supervision: SupervisionSettings = attrs.field(factory=SupervisionSettings)
+    #: The company actors' supervisor; its defaults are documented on :class:`SupervisorPolicy`.
+    supervision: SupervisorPolicy = attrs.field(factory=SupervisorPolicy)
 
     def redacted(self) -> dict[str, object]:
         """A view safe for logs and /status: secrets replaced by a marker."""

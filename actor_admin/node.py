@@ -27,27 +27,13 @@ from actor_admin import __version__
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
 from actor_admin.api import Services, create_app
 from actor_admin.config import Settings, SettingsError, load_settings
-from actor_admin.runtime import Backoff, SupervisorPolicy, open_supervisor
+from actor_admin.runtime import open_supervisor
 from actor_admin.session import SessionPolicy
 from actor_admin.yclients import activation_payload
 
 log = logging.getLogger("actor_admin.node")
 
 RESTORE_PER_SECOND = 20.0
-
-
-def supervisor_policy(settings: Settings) -> SupervisorPolicy:
-    s = settings.supervision
-    return SupervisorPolicy(
-        backoff=Backoff(
-            initial_s=s.backoff_initial_s, factor=s.backoff_factor, max_s=s.backoff_max_s, jitter=s.backoff_jitter
-        ),
-        backoff_reset_after_s=s.backoff_reset_after_s,
-        intensity_max_restarts=s.intensity_max_restarts,
-        intensity_window_s=s.intensity_window_s,
-        mailbox_capacity=s.mailbox_capacity,
-        stop_grace_s=s.stop_grace_s,
-    )
 
 
 @attrs.define
@@ -92,7 +78,7 @@ async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Servi
             render_svg=render_qr_svg,
         )
         supervisor = await stack.enter_async_context(
-            open_supervisor(company_actor_factory(deps), policy=supervisor_policy(settings))
+            open_supervisor(company_actor_factory(deps), policy=settings.supervision)
         )
         yield Services(
             settings=settings,

@@ -44,10 +44,10 @@ from actor_admin.session import (
     StoreCredentials,
     StoreMessage,
     Timer,
+    TransportEvent,
     snapshot_frames,
     step,
 )
-from actor_admin.session._transport_events import TransportEvent
 from actor_admin.whatsapp import Link, Transport
 
 from ._registry import Registry

@@ -5,6 +5,10 @@ performs the effects (transport calls, store writes, publishes, timers) and feed
 happened. Nothing here does I/O, reads a clock or draws random numbers, which is what lets every
 policy be tested as a table. Read :mod:`._policy` for the per-reason disconnect policy and its
 numbers, :mod:`._machine` for the transitions, :mod:`._effects` for what the actor must do.
+
+This package is the session's public vocabulary: the transports (``actor_admin.whatsapp``) import
+the events they report, and the front end the commands, outcomes and frames, from here — never
+from the private modules.
 """
 
 from ._effects import (

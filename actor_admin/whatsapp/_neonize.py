@@ -38,7 +38,7 @@ from typing import Any, Final, Protocol, TypeVar, final
 import attrs
 import trio
 
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     LOGGED_OUT,
     NETWORK_ERROR,
     CredsUpdated,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     BAD_SESSION,
     BANNED,
     CLIENT_OUTDATED,

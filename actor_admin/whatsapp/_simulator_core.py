@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final, Protocol, TypeVar, final
 import attrs
 import trio
 
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     CLIENT_OUTDATED,
     CONNECTION_LOST,
     CONNECTION_REPLACED,

@@ -18,7 +18,7 @@ from quart import Blueprint, Response, jsonify, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from actor_admin.session._transport_events import NETWORK_ERROR, Disconnected, MessageReceived, TransportEvent
+from actor_admin.session import NETWORK_ERROR, Disconnected, MessageReceived, TransportEvent
 from actor_admin.whatsapp._simulator_core import (
     ServerConnection,
     SimulatorCore,

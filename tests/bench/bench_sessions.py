@@ -45,8 +45,7 @@ import trio.testing
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
 from actor_admin.cluster import LocalBus
 from actor_admin.runtime import open_supervisor
-from actor_admin.session import RequestQr
-from actor_admin.session._transport_events import CredsUpdated, Disconnected, MessageReceived, QrIssued, TransportEvent
+from actor_admin.session import CredsUpdated, Disconnected, MessageReceived, QrIssued, RequestQr, TransportEvent
 from actor_admin.whatsapp import Link, SimulatorCore, Transport
 from actor_admin.whatsapp._transport import Deliver
 from tests.actors.memory_store import MemoryStore

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import trio
 
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     CLIENT_OUTDATED,
     CONNECTION_LOST,
     CONNECTION_REPLACED,

@@ -30,7 +30,6 @@ from ._models import (
     MessageStatus,
     OutboxItem,
     OutboxStats,
-    phone_digits,
 )
 from ._repos import ACTIVATION_WINDOW_S, Companies, Credentials, Events, Messages, Outbox
 from ._store import Store, open_store
@@ -74,7 +73,6 @@ __all__ = [
     "migrate_aio",
     "open_store",
     "pending",
-    "phone_digits",
     "postgres_bin_dir",
     "sql_dir",
 ]

@@ -14,6 +14,8 @@ from typing import Any, final
 
 import asyncpg
 
+from actor_admin.session import phone_from_jid
+
 from ._crypto import Keyring
 from ._db import Conn, Database
 from ._models import (
@@ -30,7 +32,6 @@ from ._models import (
     OutboxItem,
     OutboxStats,
     from_row,
-    phone_digits,
 )
 
 ACTIVATION_WINDOW_S = 3600.0
@@ -150,14 +151,17 @@ class Companies:
     ) -> ConnectionRecord | None:
         """Persist "WhatsApp is connected as ``phone``" and, atomically with it, the activation call.
 
-        ``phone`` is stored as digits only (a device suffix such as ``:15`` is dropped). When the company
+        ``phone`` is stored as :func:`~actor_admin.session.phone_from_jid` reads it (digits only, a
+        device suffix such as ``:15`` dropped; ValueError when no digit is left). When the company
         is ``pending_whatsapp`` and ``activation_payload`` is given, a fresh ``api_key`` is generated,
         the status becomes ``activating`` and an ``activation`` outbox row is written in the same
         transaction with ``payload = activation_payload(api_key)`` and ``deadline = registered_at +
         window_s``. In any other status only the connection fields change, so a reconnect never
         activates twice. Returns None if there is no such company.
         """
-        digits = phone_digits(phone)
+        digits = phone_from_jid(phone)
+        if not digits:
+            raise ValueError(f"not a phone number: {phone!r}")
 
         async def work(conn: Conn) -> ConnectionRecord | None:
             status = await conn.fetchval(

@@ -28,7 +28,6 @@ import hashlib
 import logging
 import math
 import os
-import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from actor_admin.session import (
     Disconnected,
     PairingCodeIssued,
     TransportEvent,
+    normalise_phone,
 )
 from actor_admin.whatsapp._neonize_map import (
     PAIRING_CODE_TTL_S,
@@ -72,7 +72,6 @@ INSTALL_HINT: Final = "pip install 'actor-admin[whatsapp]'"
 # Reasons after which the device is gone from the phone: its store is worthless, so no last
 # snapshot is taken.
 _UNLINKED_REASONS: Final = frozenset({401, 403, 406, 411})
-_PHONE: Final = re.compile(r"\d{5,20}")
 _PAIR_SUCCESS: Final = 2  # neonize.PairStatus.SUCCESS
 
 T = TypeVar("T")
@@ -692,8 +691,9 @@ class NeonizeLink:
 
 
 def _check_phone(phone: str) -> None:
-    if not _PHONE.fullmatch(phone):
-        raise TransportError(f"not a phone number (digits only): {phone!r}")
+    """The session hands over numbers as :func:`~actor_admin.session.normalise_phone` returns them."""
+    if normalise_phone(phone) != phone:
+        raise TransportError(f"not a phone number (10 to 15 digits, country code first): {phone!r}")
 
 
 @final

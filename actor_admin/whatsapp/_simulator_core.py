@@ -45,6 +45,7 @@ from actor_admin.session import (
     PairSuccess,
     QrIssued,
     TransportEvent,
+    normalise_phone,
 )
 from actor_admin.whatsapp._transport import TransportError
 
@@ -84,18 +85,16 @@ class SimulatorInputError(ValueError):
         self.message = message
 
 
-def normalise_phone(raw: object, *, field: str = "phone") -> str:
-    """Digits only, 10–15 of them (``"+7 900 123-45-67"`` → ``"79001234567"``).
+def checked_phone(raw: object, *, field: str = "phone") -> str:
+    """``raw`` as the product stores phone numbers (:func:`actor_admin.session.normalise_phone`:
+    ``"+7 900 123-45-67"`` → ``"79001234567"``), so a phone typed here matches the one the product
+    asks for.
 
     Raises:
-        SimulatorInputError: not a string, or not 10–15 digits once separators are removed.
+        SimulatorInputError: not a string, or not 10–15 digits once normalised.
     """
-    if not isinstance(raw, str):
-        raise SimulatorInputError(f"invalid_{field}", f"{field} must be a string of digits")
-    digits = raw.strip()
-    for separator in " +-()":
-        digits = digits.replace(separator, "")
-    if not (digits.isascii() and digits.isdigit() and 10 <= len(digits) <= 15):
+    digits = normalise_phone(raw) if isinstance(raw, str) else None
+    if digits is None:
         raise SimulatorInputError(f"invalid_{field}", f"{field} must have 10 to 15 digits, got {raw!r}")
     return digits
 
@@ -319,7 +318,7 @@ class SimulatorCore:
             SimulatorLookupError: the QR is not the one a live connection shows now, or expired.
             SimulatorInputError: ``phone`` is not 10–15 digits.
         """
-        phone = normalise_phone(phone)
+        phone = checked_phone(phone)
         connection = self._qrs.get(qr) if isinstance(qr, str) else None
         if (
             connection is None
@@ -353,7 +352,7 @@ class SimulatorCore:
         Raises:
             SimulatorLookupError: the phone has no linked device.
         """
-        devices = self._linked_devices(normalise_phone(phone))
+        devices = self._linked_devices(checked_phone(phone))
         if not devices:
             raise SimulatorLookupError("unknown_phone", "this phone has no linked device")
         for device in devices:
@@ -371,8 +370,8 @@ class SimulatorCore:
             SimulatorLookupError: the phone has no linked device.
             SimulatorInputError: malformed phone, peer, text or id.
         """
-        phone = normalise_phone(phone)
-        peer = normalise_phone(peer, field="from")
+        phone = checked_phone(phone)
+        peer = checked_phone(peer, field="from")
         if not isinstance(text, str) or not text:
             raise SimulatorInputError("invalid_text", "text must be a non-empty string")
         if wa_id is None:
@@ -397,7 +396,7 @@ class SimulatorCore:
         Raises:
             SimulatorLookupError: the account has no live connection.
         """
-        connections = self._live_of_phone(normalise_phone(phone))
+        connections = self._live_of_phone(checked_phone(phone))
         if not connections:
             raise SimulatorLookupError("no_live_session", "this phone has no live connection")
         for connection in connections:
@@ -414,7 +413,7 @@ class SimulatorCore:
         Raises:
             SimulatorLookupError: the account has no live connection.
         """
-        connections = self._live_of_phone(normalise_phone(phone))
+        connections = self._live_of_phone(checked_phone(phone))
         if not connections:
             raise SimulatorLookupError("no_live_session", "this phone has no live connection")
         for connection in connections:
@@ -432,7 +431,7 @@ class SimulatorCore:
         Raises:
             SimulatorInputError: ``seconds`` is not a positive number.
         """
-        phone = normalise_phone(phone)
+        phone = checked_phone(phone)
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < 10**9:
             raise SimulatorInputError("invalid_seconds", "seconds must be a positive number")
         expires_at = trio.current_time() + seconds
@@ -515,7 +514,7 @@ class SimulatorCore:
         if not connection.live or connection.device is not None:
             raise TransportError("pairing codes are only issued on a live connection that is not logged in")
         try:
-            phone = normalise_phone(phone)
+            phone = checked_phone(phone)
         except SimulatorInputError as exc:
             raise TransportError(exc.message) from None
         self._forget_codes(connection)
@@ -541,7 +540,7 @@ class SimulatorCore:
         if connection.stalled:
             raise TransportError("timed out: the connection does not answer")
         try:
-            to = normalise_phone(to, field="to")
+            to = checked_phone(to, field="to")
         except SimulatorInputError as exc:
             raise TransportError(exc.message) from None
         if not isinstance(text, str) or not text:

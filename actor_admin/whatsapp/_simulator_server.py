@@ -24,7 +24,7 @@ from actor_admin.whatsapp._simulator_core import (
     SimulatorCore,
     SimulatorInputError,
     SimulatorLookupError,
-    normalise_phone,
+    checked_phone,
 )
 from actor_admin.whatsapp._simulator_protocol import (
     LINK_PATH,
@@ -131,7 +131,7 @@ def simulator_blueprint(core: SimulatorCore) -> Blueprint:
     async def scan() -> Response:
         body = await _body()
         qr = _field(body, "qr", str)
-        phone = normalise_phone(_field(body, "phone", str))
+        phone = checked_phone(_field(body, "phone", str))
         return jsonify({"jid": core.scan(qr, phone), "phone": phone})
 
     @bp.post("/pair")
@@ -156,7 +156,7 @@ def simulator_blueprint(core: SimulatorCore) -> Blueprint:
 
     @bp.get("/phones/<phone>/messages")
     async def outbound_log(phone: str) -> Response:
-        sent = core.sent_messages(normalise_phone(phone))
+        sent = core.sent_messages(checked_phone(phone))
         return jsonify(
             {
                 "messages": [

@@ -12,6 +12,8 @@ from typing import Any
 
 import attrs
 
+from actor_admin.session import phone_from_jid
+
 
 @attrs.define
 class MemoryCompany:
@@ -33,7 +35,7 @@ class _Companies:
     async def record_connection(self, salon_id: int, phone: str, *, activation_payload: Any = None) -> Any:
         row = self.rows.setdefault(salon_id, MemoryCompany(salon_id))
         row.whatsapp_connected = True
-        row.whatsapp_phone = phone.split("@")[0].split(":")[0]
+        row.whatsapp_phone = phone_from_jid(phone)
         if activation_payload is not None and row.integration_status == "pending_whatsapp":
             row.integration_status = "activating"
             self.root.outbox.append(dict(activation_payload("k" * 64)))

@@ -80,6 +80,7 @@ from ._phone import normalise_phone, phone_from_jid
 from ._policy import (
     REASON_NAMES,
     REASON_POLICY,
+    UNLINKED_REASONS,
     ReasonAction,
     SessionPolicy,
     action_for,
@@ -98,6 +99,10 @@ from ._transport_events import (
     LOGGED_OUT,
     MULTIDEVICE_MISMATCH,
     NETWORK_ERROR,
+    QR_BATCH_S,
+    QR_BATCH_SIZE,
+    QR_FIRST_TTL_S,
+    QR_NEXT_TTL_S,
     RESTART_REQUIRED,
     TEMPORARILY_BANNED,
     UNAVAILABLE_SERVICE,
@@ -112,6 +117,7 @@ from ._transport_events import (
     PairSuccess,
     QrIssued,
     TransportEvent,
+    qr_ttl_s,
 )
 
 __all__ = [
@@ -129,6 +135,10 @@ __all__ = [
     "LOGGED_OUT",
     "MULTIDEVICE_MISMATCH",
     "NETWORK_ERROR",
+    "QR_BATCH_S",
+    "QR_BATCH_SIZE",
+    "QR_FIRST_TTL_S",
+    "QR_NEXT_TTL_S",
     "REASON_NAMES",
     "REASON_POLICY",
     "RESTART_REQUIRED",
@@ -144,6 +154,7 @@ __all__ = [
     "TIMER_PAIRING_REQUEST",
     "TIMER_SILENCE",
     "UNAVAILABLE_SERVICE",
+    "UNLINKED_REASONS",
     "Accepted",
     "Alert",
     "AskPairingCode",
@@ -209,6 +220,7 @@ __all__ = [
     "pairing_code_frame",
     "phone_from_jid",
     "qr_frame",
+    "qr_ttl_s",
     "reason_name",
     "snapshot_frames",
     "state_frame",

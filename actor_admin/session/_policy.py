@@ -69,6 +69,7 @@ from ._transport_events import (
     LOGGED_OUT,
     MULTIDEVICE_MISMATCH,
     NETWORK_ERROR,
+    QR_BATCH_S,
     RESTART_REQUIRED,
     TEMPORARILY_BANNED,
     UNAVAILABLE_SERVICE,
@@ -101,6 +102,11 @@ REASON_POLICY: Final[Mapping[int, ReasonAction]] = {
     UNAVAILABLE_SERVICE: ReasonAction.TRANSIENT,
     NETWORK_ERROR: ReasonAction.TRANSIENT,
 }
+
+# The codes after which the device is gone from the phone (its credentials are worthless).
+UNLINKED_REASONS: Final[frozenset[int]] = frozenset(
+    code for code, action in REASON_POLICY.items() if action is ReasonAction.UNLINKED
+)
 
 # snake_case names for reason codes: the session's ``reason``, /status ``last_error``, event data.
 REASON_NAMES: Final[Mapping[int, str]] = {
@@ -157,7 +163,7 @@ class SessionPolicy:
     conflict_retry_delay_s: float = attrs.field(default=60.0, validator=_positive)
     ban_fallback_s: float = attrs.field(default=3600.0, validator=_positive)
     connect_timeout_s: float = attrs.field(default=60.0, validator=_positive)
-    qr_link_timeout_s: float = attrs.field(default=200.0, validator=_positive)
+    qr_link_timeout_s: float = attrs.field(default=QR_BATCH_S + 40.0, validator=_positive)
     keepalive_grace_s: float = attrs.field(default=30.0, validator=_positive)
     silence_timeout_s: float | None = attrs.field(default=None, validator=_optional_positive)
     pairing_request_timeout_s: float = attrs.field(default=30.0, validator=_positive)

@@ -8,9 +8,6 @@ from actor_admin.whatsapp._simulator_client import NetworkSimulatorTransport, li
 from actor_admin.whatsapp._simulator_core import (
     PAIRING_CODE_ALPHABET,
     PAIRING_CODE_TTL_S,
-    QR_BATCH_SIZE,
-    QR_FIRST_TTL_S,
-    QR_NEXT_TTL_S,
     SentMessage,
     SimulatorCore,
     SimulatorInputError,
@@ -23,9 +20,6 @@ from actor_admin.whatsapp._transport import Deliver, Link, Transport, TransportE
 __all__ = [
     "PAIRING_CODE_ALPHABET",
     "PAIRING_CODE_TTL_S",
-    "QR_BATCH_SIZE",
-    "QR_FIRST_TTL_S",
-    "QR_NEXT_TTL_S",
     "Deliver",
     "Link",
     "NetworkSimulatorTransport",

@@ -40,6 +40,8 @@ import trio
 from actor_admin.session import (
     LOGGED_OUT,
     NETWORK_ERROR,
+    QR_BATCH_S,
+    UNLINKED_REASONS,
     CredsUpdated,
     Disconnected,
     PairingCodeIssued,
@@ -48,7 +50,6 @@ from actor_admin.session import (
 )
 from actor_admin.whatsapp._neonize_map import (
     PAIRING_CODE_TTL_S,
-    QR_BATCH_S,
     format_jid,
     format_pairing_code,
     is_terminal,
@@ -69,9 +70,6 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT: Final = "pip install 'actor-admin[whatsapp]'"
 
-# Reasons after which the device is gone from the phone: its store is worthless, so no last
-# snapshot is taken.
-_UNLINKED_REASONS: Final = frozenset({401, 403, 406, 411})
 _PAIR_SUCCESS: Final = 2  # neonize.PairStatus.SUCCESS
 
 T = TypeVar("T")
@@ -527,7 +525,8 @@ class NeonizeLink:
             creds = self._quietly(self._snapshot_if_changed, None)
         elif is_terminal(event):
             reason = map_event(event, 0.0)
-            unlinked = isinstance(reason, Disconnected) and reason.reason in _UNLINKED_REASONS
+            # After an unlinking reason the device is gone from the phone: its store is worthless.
+            unlinked = isinstance(reason, Disconnected) and reason.reason in UNLINKED_REASONS
             if self._connected and not unlinked:
                 creds = self._quietly(self._snapshot_if_changed, None)
             # Stop before reporting: whatsmeow may already be reconnecting on its own, and the

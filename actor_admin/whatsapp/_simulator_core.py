@@ -35,6 +35,7 @@ from actor_admin.session import (
     CONNECTION_REPLACED,
     LOGGED_OUT,
     NETWORK_ERROR,
+    QR_BATCH_SIZE,
     RESTART_REQUIRED,
     TEMPORARILY_BANNED,
     Connected,
@@ -46,6 +47,7 @@ from actor_admin.session import (
     QrIssued,
     TransportEvent,
     normalise_phone,
+    qr_ttl_s,
 )
 from actor_admin.whatsapp._transport import TransportError
 
@@ -54,9 +56,6 @@ if TYPE_CHECKING:  # the in-process front imports this module; import it back la
 
 _T = TypeVar("_T")
 
-QR_BATCH_SIZE: Final = 6
-QR_FIRST_TTL_S: Final = 60.0
-QR_NEXT_TTL_S: Final = 20.0
 PAIRING_CODE_TTL_S: Final = 60.0
 # whatsmeow encodes pairing codes in this base32 alphabet (no 0, O, I, U: nothing to misread).
 PAIRING_CODE_ALPHABET: Final = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
@@ -563,7 +562,7 @@ class SimulatorCore:
 
     def _issue_qr(self, connection: ServerConnection, *, seq: int) -> None:
         self._forget_codes(connection)
-        ttl = QR_FIRST_TTL_S if seq == 1 else QR_NEXT_TTL_S
+        ttl = qr_ttl_s(seq)
         qr = _Qr(_qr_payload(), seq, trio.current_time() + ttl)
         connection.qr = qr
         self._qrs[qr.raw] = connection

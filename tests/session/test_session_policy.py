@@ -15,6 +15,8 @@ from actor_admin.session import (
     LOGGED_OUT,
     MULTIDEVICE_MISMATCH,
     NETWORK_ERROR,
+    QR_BATCH_S,
+    QR_BATCH_SIZE,
     RESTART_REQUIRED,
     TEMPORARILY_BANNED,
     TIMER_BACKOFF,
@@ -24,6 +26,7 @@ from actor_admin.session import (
     TIMER_KEEPALIVE,
     TIMER_SILENCE,
     UNAVAILABLE_SERVICE,
+    UNLINKED_REASONS,
     Alert,
     CheckOwnership,
     Connect,
@@ -49,6 +52,7 @@ from actor_admin.session import (
     StoreCredentials,
     Timer,
     jitter_fraction,
+    qr_ttl_s,
 )
 
 from ._session_driver import JID, PHONE, connected, frames, just_restarted, of_type, refusals, showing_qr
@@ -121,6 +125,17 @@ def test_unlinking_reasons_delete_credentials_and_mark_disconnected(reason: int)
     assert len(of_type(effects, PersistUnlinked)) == 1
     assert not of_type(effects, Connect)
     assert not d.state.has_credentials and d.state.phone is None
+
+
+def test_the_unlinking_reasons_transports_check_are_the_policys() -> None:
+    # neonize skips its last credential snapshot after exactly these codes.
+    assert {LOGGED_OUT, FORBIDDEN, BANNED, MULTIDEVICE_MISMATCH} == UNLINKED_REASONS
+
+
+def test_whatsapp_qr_batch_lasts_160_s_and_the_link_guard_outlasts_it() -> None:
+    assert [qr_ttl_s(seq) for seq in range(1, QR_BATCH_SIZE + 1)] == [60.0, 20.0, 20.0, 20.0, 20.0, 20.0]
+    assert sum(qr_ttl_s(seq) for seq in range(1, QR_BATCH_SIZE + 1)) == QR_BATCH_S == 160.0
+    assert SessionPolicy().qr_link_timeout_s > QR_BATCH_S
 
 
 def test_client_outdated_fails_without_retrying() -> None:

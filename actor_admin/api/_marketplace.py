@@ -20,6 +20,7 @@ from quart import Blueprint, Response, request
 from actor_admin.actors import SessionUnavailable
 from actor_admin.session import (
     ERROR_MESSAGES,
+    INACTIVE_STATES,
     PairingCode,
     Refused,
     RequestPairingCode,
@@ -47,9 +48,6 @@ _INDEXED: Final = re.compile(r"salon_ids\[\d{1,6}\]")
 # How long ``POST /marketplace/api/qr`` waits for a just-started session to show its first QR, so
 # a polling page gets the QR in the answer instead of on its next poll.
 QR_WAIT_S: Final = 5.0
-# Integration statuses in which YClients withdrew the app: no session may start until a new
-# marketplace redirect re-activates the salon.
-INACTIVE_STATUSES: Final = frozenset({"frozen", "uninstalled"})
 
 # Where each refusal of the session machine lands in HTTP.
 REFUSAL_STATUS: Final[Mapping[str, int]] = {
@@ -92,7 +90,7 @@ async def inactive_status(services: Services, salon_id: int) -> str | None:
     valid for an hour) must not link WhatsApp again behind YClients' back.
     """
     company = await services.store.companies.get(salon_id)
-    if company is not None and company.integration_status in INACTIVE_STATUSES:
+    if company is not None and company.integration_status in INACTIVE_STATES:
         return str(company.integration_status)
     return None
 
@@ -144,7 +142,7 @@ def _marketplace_user(user_data: Mapping[str, Any]) -> MarketplaceUser:
 async def _reactivate(services: Services, salon_id: int) -> None:
     """A salon re-installed while its actor still runs frozen/uninstalled: wake it with ``Start``."""
     view = services.registry.get(salon_id)
-    if view is None or view.state not in INACTIVE_STATUSES or not services.router.running(salon_id):
+    if view is None or view.state not in INACTIVE_STATES or not services.router.running(salon_id):
         return
     try:
         await services.router.ask(salon_id, Start(), timeout=5.0)
@@ -293,7 +291,7 @@ def blueprint(services: Services) -> Blueprint:
         company = await services.store.companies.get(salon_id)
         if company is None:
             return {"salon_id": salon_id, "state": "idle", "phone": None}
-        if company.integration_status in INACTIVE_STATUSES:
+        if company.integration_status in INACTIVE_STATES:
             return {"salon_id": salon_id, "state": company.integration_status, "phone": None}
         if company.whatsapp_connected:
             return {"salon_id": salon_id, "state": "connected", "phone": company.whatsapp_phone}

@@ -87,7 +87,7 @@ from ._policy import (
     jitter_fraction,
     reason_name,
 )
-from ._state import LINK_STATES, LINKING_STATES, STATES, CurrentQr, Pairing, SessionState, StateName
+from ._state import INACTIVE_STATES, LINK_STATES, LINKING_STATES, STATES, CurrentQr, Pairing, SessionState, StateName
 from ._transport_events import (
     BAD_SESSION,
     BANNED,
@@ -130,6 +130,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "ERROR_MESSAGES",
     "FORBIDDEN",
+    "INACTIVE_STATES",
     "LINKING_STATES",
     "LINK_STATES",
     "LOGGED_OUT",

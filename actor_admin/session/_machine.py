@@ -66,7 +66,7 @@ from ._inputs import (
 )
 from ._phone import normalise_phone, phone_from_jid
 from ._policy import ReasonAction, SessionPolicy, action_for, jitter_fraction, reason_name
-from ._state import LINK_STATES, LINKING_STATES, CurrentQr, Pairing, SessionState, StateName
+from ._state import INACTIVE_STATES, LINK_STATES, LINKING_STATES, CurrentQr, Pairing, SessionState, StateName
 from ._transport_events import (
     CONNECTION_LOST,
     LOGGED_OUT,
@@ -126,7 +126,7 @@ _TIMERS_OF: Final[Mapping[StateName, frozenset[str]]] = {
 
 # States a session stays in until something (a viewer, an operator, a timer) moves it; viewers
 # get an error frame explaining why, also when they join later.
-_STUCK_STATES: Final = frozenset({"idle", "logged_out", "conflict", "failed", "frozen", "uninstalled"})
+_STUCK_STATES: Final = frozenset({"idle", "logged_out", "conflict", "failed"}) | INACTIVE_STATES
 
 _UNLINKED_MESSAGE = "WhatsApp was unlinked from this salon's phone. Link it again with a new QR code."
 ERROR_MESSAGES: Final[Mapping[str, str]] = {
@@ -577,7 +577,7 @@ _REFUSALS: Final[Mapping[str, Refused]] = {
 
 def _inactive(state: SessionState) -> Refused | None:
     """The refusal for a frozen or uninstalled session, which only ``Start`` may wake."""
-    return _REFUSALS.get(state.name) if state.name in ("frozen", "uninstalled") else None
+    return _REFUSALS.get(state.name) if state.name in INACTIVE_STATES else None
 
 
 def _ban_refusal(state: SessionState, now: float) -> Refused | None:
@@ -597,7 +597,7 @@ def _on_start(b: _Step, request_id: int | None) -> None:
     _reset_history(b)
     if s.has_credentials:
         _begin(b)
-    elif s.name in ("frozen", "uninstalled", "failed", "conflict", "reconnecting"):
+    elif s.name in INACTIVE_STATES | {"failed", "conflict", "reconnecting"}:
         b.enter("idle", reason=None)
     b.log("started", state=b.state.name)
     b.reply(request_id, Accepted(b.state.name))

@@ -14,7 +14,7 @@ from typing import Any, final
 
 import asyncpg
 
-from actor_admin.session import phone_from_jid
+from actor_admin.session import INACTIVE_STATES, phone_from_jid
 
 from ._crypto import Keyring
 from ._db import Conn, Database
@@ -254,8 +254,9 @@ class Companies:
             rows = await conn.fetch(
                 """
                 SELECT c.* FROM companies c JOIN whatsapp_credentials w USING (salon_id)
-                WHERE c.integration_status NOT IN ('frozen', 'uninstalled') ORDER BY c.salon_id
-                """
+                WHERE c.integration_status <> ALL($1::text[]) ORDER BY c.salon_id
+                """,
+                sorted(INACTIVE_STATES),
             )
             return [from_row(Company, r) for r in rows]
 

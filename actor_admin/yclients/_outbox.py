@@ -38,6 +38,7 @@ import attrs
 import trio
 
 from actor_admin.backoff import Backoff
+from actor_admin.session import INACTIVE_STATES
 
 from ._errors import FinalError, RetryableError
 
@@ -58,9 +59,6 @@ UNKNOWN_KIND: Final = "unknown_kind"
 UNKNOWN_COMPANY: Final = "unknown_company"
 COMPANY_GONE: Final = "company_gone"
 
-# Companies we must not talk to YClients about any more: after ``uninstall`` API access stops, and a
-# ``frozen`` salon did not pay. Their pending activation is dropped, not sent.
-_SILENT_STATUSES: Final = frozenset({"uninstalled", "frozen"})
 
 # Retries of a failed call: 1 s doubling to 60 s, ±20 %, so many activations failing together
 # (a YClients outage) do not all come back in the same instant.
@@ -236,7 +234,9 @@ class OutboxWorker:
         if company is None:
             await self._fail(item, UNKNOWN_COMPANY, "no such company", status=None)
             return
-        if company.integration_status in _SILENT_STATUSES:
+        # After ``uninstall`` API access stops, and a ``frozen`` salon did not pay: a pending
+        # activation of such a salon is dropped, not sent.
+        if company.integration_status in INACTIVE_STATES:
             reason = f"company is {company.integration_status}"
             await self._fail(item, COMPANY_GONE, reason, status=None)
             return

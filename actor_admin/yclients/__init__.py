@@ -4,7 +4,7 @@ worker that delivers the activation callback with retries, and a fake.
 See reference/yclients-marketplace.md for the facts this package is built on.
 """
 
-from ._activation import activation_payload
+from ._activation import WEBHOOK_PATH, activation_payload
 from ._client import (
     ALREADY_INSTALLED_MESSAGE,
     ActivationResult,
@@ -40,6 +40,7 @@ from ._throttle import NoThrottle, SharedThrottle, Throttle, TokenBucket, TokenB
 __all__ = [
     "ALREADY_INSTALLED_MESSAGE",
     "DEADLINE_PASSED",
+    "WEBHOOK_PATH",
     "ActivationResult",
     "ClientStatistics",
     "FakeAnswer",

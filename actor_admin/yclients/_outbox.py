@@ -40,6 +40,7 @@ import trio
 from actor_admin.backoff import Backoff
 from actor_admin.session import INACTIVE_STATES
 
+from ._activation import ActivationRequest
 from ._errors import FinalError, RetryableError
 
 if TYPE_CHECKING:
@@ -86,37 +87,6 @@ class OutboxWorkerStatistics:
     passes: int
     errors: int
     in_flight: int
-
-
-@attrs.frozen
-class _Activation:
-    """The activation payload of a row, checked (``BAD_PAYLOAD`` otherwise)."""
-
-    salon_id: int
-    api_key: str
-    webhook_urls: tuple[str, ...]
-    channels: tuple[str, ...] | None
-
-    @classmethod
-    def parse(cls, salon_id: int, payload: Mapping[str, Any]) -> _Activation | str:
-        """The call to make, or the reason the row cannot be sent."""
-        api_key = payload.get("api_key")
-        urls = payload.get("webhook_urls", [])
-        channels = payload.get("channels")
-        named = payload.get("salon_id", salon_id)
-        if named != salon_id:
-            return f"payload is for salon {named!r}, the row for {salon_id}"
-        if not isinstance(api_key, str) or not api_key:
-            return "payload has no api_key"
-        if not _strings(urls):
-            return "webhook_urls must be a list of strings"
-        if channels is not None and not _strings(channels):
-            return "channels must be a list of strings"
-        return cls(salon_id, api_key, tuple(urls), None if channels is None else tuple(channels))
-
-
-def _strings(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
 
 
 @final
@@ -240,7 +210,7 @@ class OutboxWorker:
             reason = f"company is {company.integration_status}"
             await self._fail(item, COMPANY_GONE, reason, status=None)
             return
-        call = _Activation.parse(salon_id, item.payload)
+        call = ActivationRequest.from_json(salon_id, item.payload)
         if isinstance(call, str):
             await self._fail(item, BAD_PAYLOAD, call, status="activation_failed")
             return

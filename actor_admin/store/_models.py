@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import attrs
 
 IntegrationStatus = Literal[
     "pending_whatsapp", "activating", "active", "activation_failed", "frozen", "uninstalled"
 ]
-INTEGRATION_STATUSES: tuple[IntegrationStatus, ...] = (
-    "pending_whatsapp", "activating", "active", "activation_failed", "frozen", "uninstalled"
-)
+INTEGRATION_STATUSES: tuple[IntegrationStatus, ...] = get_args(IntegrationStatus)
 Direction = Literal["in", "out"]
 MessageStatus = Literal["received", "queued", "sent", "delivered", "read", "failed"]
 

@@ -32,6 +32,8 @@ from typing import Any, Final, Protocol, Self, final
 import attrs
 import trio
 
+from actor_admin.backoff import Backoff
+
 from ._client import RedisClient
 from ._errors import RedisUnavailable
 
@@ -43,8 +45,9 @@ DEFAULT_SUBSCRIBER_BUFFER: Final = 64
 DEFAULT_OUTBOX_SIZE: Final = 1024
 _PUBLISH_BATCH: Final = 128
 _WARN_EVERY_S: Final = 60.0
-_RECONNECT_MIN_S: Final = 0.1
-_RECONNECT_MAX_S: Final = 5.0
+# Re-dialling a lost pub/sub connection: 0.1 s doubling to 5 s. One connection per process, so
+# there is no crowd to spread out: no jitter.
+_RECONNECT: Final = Backoff(initial_s=0.1, factor=2.0, max_s=5.0, jitter=0.0)
 
 
 class SubscriberTooSlow(Exception):
@@ -369,7 +372,7 @@ class RedisBus:
 
     async def _reader(self) -> None:
         """Own the pub/sub connection: (re)connect, subscribe, and fan incoming frames out."""
-        delay = _RECONNECT_MIN_S
+        failures = 0
         while True:
             try:
                 async with self._lock:
@@ -379,9 +382,9 @@ class RedisBus:
                     await self._sync_locked()
                 self._connected = True
                 self._connected_event.set()
-                if delay > _RECONNECT_MIN_S:
+                if failures:
                     log.info("bus: pub/sub connection to Redis restored")
-                delay = _RECONNECT_MIN_S
+                failures = 0
                 while True:
                     message = await self._client.run_aio(self._pubsub.get_message, timeout=None, timeout_s=math.inf)
                     self._handle(message)
@@ -395,8 +398,8 @@ class RedisBus:
                     self._connected = False
                     self._connected_event = trio.Event()
                 await self._drop_pubsub()
-            await trio.sleep(delay)
-            delay = min(delay * 2, _RECONNECT_MAX_S)
+            await trio.sleep(_RECONNECT.delay(failures, 0.5))
+            failures += 1
 
     def _handle(self, message: Any) -> None:
         if not isinstance(message, dict):

@@ -26,6 +26,7 @@ from actor_admin.session import (
     Disconnect,
     Effect,
     EnqueueActivation,
+    Frame,
     LinkFailed,
     LogEvent,
     LogoutDevice,
@@ -132,7 +133,7 @@ class CompanySession:
 
     async def handle(self, message: Any) -> None:
         if isinstance(message, Request) and isinstance(message.body, GetSnapshot):
-            message.reply([self._with_svg(dict(frame)) for frame in snapshot_frames(self.state, trio.current_time())])
+            message.reply([self._with_svg(frame) for frame in snapshot_frames(self.state, trio.current_time())])
             return
         if isinstance(message, Request):
             request_id = next(self.request_ids)
@@ -221,7 +222,7 @@ class CompanySession:
                 owned = True if self.deps.owns is None else await self.deps.owns(salon_id)
                 self._feed(OwnershipChecked(owned))
             case Publish(frame=frame):
-                await self._publish(dict(frame))
+                await self._publish(frame)
             case SetTimer(name=name, at=at):
                 self._set_timer(name, at)
             case CancelTimer(name=name):
@@ -308,19 +309,18 @@ class CompanySession:
             return
         await self.deps.store.messages.mark_published(self.salon_id, [wa_id])
 
-    def _with_svg(self, frame: dict[str, Any]) -> dict[str, Any]:
-        """Add the SVG to a ``qr`` frame, rendering each QR once: ≈3 ms (see _qr.py) however many
+    def _with_svg(self, frame: Frame) -> Frame:
+        """A ``qr`` frame with its SVG, rendering each QR once: ≈3 ms (see _qr.py) however many
         viewers, late joiners and polls show it. Inline, not in a worker thread: a thread would let
         virtual time run away under MockClock."""
-        if frame.get("type") != "qr" or "svg" in frame or self.deps.render_svg is None:
+        if frame["type"] != "qr" or "svg" in frame or self.deps.render_svg is None:
             return frame
-        code = str(frame["qr"])
+        code = frame["qr"]
         if self.qr_svg is None or self.qr_svg[0] != code:
             self.qr_svg = (code, self.deps.render_svg(code))
-        frame["svg"] = self.qr_svg[1]
-        return frame
+        return {**frame, "svg": self.qr_svg[1]}
 
-    async def _publish(self, frame: dict[str, Any]) -> None:
+    async def _publish(self, frame: Frame) -> None:
         frame = self._with_svg(frame)
         try:
             await self.deps.bus.publish(self.salon_id, frame)

@@ -15,7 +15,7 @@ from typing import Any, final
 import trio
 
 from actor_admin.runtime import ActorFailed, AskTimeout, MailboxClosed, Supervisor
-from actor_admin.session import Command, Start
+from actor_admin.session import Command, Frame, Start
 
 from ._company import GetSnapshot
 
@@ -59,9 +59,10 @@ class Router:
         except MailboxClosed:
             raise SessionUnavailable("stopped", "the WhatsApp session is stopping") from None
 
-    async def snapshot(self, salon_id: int) -> list[dict[str, Any]]:
-        """The frames a new viewer must see first."""
-        return [dict(frame) for frame in await self.ask(salon_id, GetSnapshot())]
+    async def snapshot(self, salon_id: int) -> list[Frame]:
+        """The frames a new viewer must see first (a ``qr`` frame with its SVG)."""
+        frames: list[Frame] = await self.ask(salon_id, GetSnapshot())
+        return frames
 
     async def stop(self, salon_id: int, *, grace: float | None = None) -> bool:
         return await self.supervisor.stop(salon_id, grace=grace)

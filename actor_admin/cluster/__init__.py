@@ -8,7 +8,6 @@ lost or rebuilt (SPEC §7), and every Redis failure surfaces as :class:`RedisUna
 from ._bus import (
     Bus,
     BusStatistics,
-    Frame,
     LocalBus,
     RedisBus,
     SubscriberTooSlow,
@@ -31,7 +30,6 @@ __all__ = [
     "Decision",
     "EmbeddedRedis",
     "EmbeddedRedisError",
-    "Frame",
     "InboundStream",
     "Lease",
     "LeaseHolder",

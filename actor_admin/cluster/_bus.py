@@ -25,21 +25,20 @@ import json
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final, Protocol, Self, final
+from typing import Any, Final, Protocol, Self, cast, final
 
 import attrs
 import trio
 
 from actor_admin.backoff import Backoff
+from actor_admin.session import Frame
 
 from ._client import RedisClient
 from ._errors import RedisUnavailable
 
 log = logging.getLogger("actor_admin.cluster")
-
-Frame = dict[str, Any]
 
 DEFAULT_SUBSCRIBER_BUFFER: Final = 64
 DEFAULT_OUTBOX_SIZE: Final = 1024
@@ -77,7 +76,7 @@ class BusStatistics:
 class Bus(Protocol):
     """What actors (publish) and websocket handlers (subscribe) use."""
 
-    async def publish(self, salon_id: int, frame: Mapping[str, Any]) -> None:
+    async def publish(self, salon_id: int, frame: Frame) -> None:
         """Send ``frame`` (JSON-serialisable) to every subscriber of ``salon_id`` on every node."""
         ...
 
@@ -209,10 +208,10 @@ class LocalBus:
         self._fanout = _Fanout(buffer_size)
         self._published_total = 0
 
-    async def publish(self, salon_id: int, frame: Mapping[str, Any]) -> None:
+    async def publish(self, salon_id: int, frame: Frame) -> None:
         await trio.lowlevel.checkpoint()
         self._published_total += 1
-        self._fanout.deliver(salon_id, dict(frame))
+        self._fanout.deliver(salon_id, frame.copy())
 
     @asynccontextmanager
     async def subscribe(self, salon_id: int) -> AsyncIterator[Subscription]:
@@ -268,10 +267,10 @@ class RedisBus:
         """The Redis channel of ``salon_id``'s topic."""
         return self._client.key("company", salon_id)
 
-    async def publish(self, salon_id: int, frame: Mapping[str, Any]) -> None:
+    async def publish(self, salon_id: int, frame: Frame) -> None:
         """Deliver to local subscribers now and queue for other nodes; never waits on Redis."""
         await trio.lowlevel.checkpoint()
-        frame = dict(frame)
+        frame = frame.copy()
         payload = json.dumps({"o": self._origin, "s": salon_id, "f": frame}, separators=(",", ":"))
         self._published_total += 1
         self._fanout.deliver(salon_id, frame)
@@ -417,7 +416,7 @@ class RedisBus:
                 log.warning("bus: ignoring a malformed frame on %s", message.get("channel"))
                 return
             if origin != self._origin and isinstance(frame, dict):
-                self._fanout.deliver(salon_id, frame)
+                self._fanout.deliver(salon_id, cast(Frame, frame))  # another node's actor published it
 
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

@@ -12,7 +12,6 @@ from the private modules.
 """
 
 from ._effects import (
-    Accepted,
     Alert,
     AskPairingCode,
     CancelTimer,
@@ -22,22 +21,31 @@ from ._effects import (
     Disconnect,
     Effect,
     EnqueueActivation,
-    Frame,
     LogEvent,
     LogoutDevice,
-    Outcome,
-    PairingCode,
     PersistConnection,
     PersistUnlinked,
     Publish,
     RecordSendOutcome,
-    Refused,
     Reply,
     SendMessage,
     SetTimer,
-    Status,
     StoreCredentials,
     StoreMessage,
+)
+from ._frames import (
+    ConnectedFrame,
+    ErrorFrame,
+    Frame,
+    PairingCodeFrame,
+    PongFrame,
+    QrFrame,
+    StateFrame,
+    error_frame,
+    pairing_code_frame,
+    pong_frame,
+    snapshot_frames,
+    state_frame,
 )
 from ._inputs import (
     Command,
@@ -58,7 +66,6 @@ from ._inputs import (
 )
 from ._machine import (
     DEFAULT_POLICY,
-    ERROR_MESSAGES,
     TIMER_BACKOFF,
     TIMER_BAN_EXPIRY,
     TIMER_CONFLICT_RETRY,
@@ -68,14 +75,10 @@ from ._machine import (
     TIMER_PAIRING_EXPIRY,
     TIMER_PAIRING_REQUEST,
     TIMER_SILENCE,
-    error_frame,
-    pairing_code_frame,
-    qr_frame,
-    snapshot_frames,
-    state_frame,
     status_of,
     step,
 )
+from ._outcomes import Accepted, Outcome, PairingCode, Refused, Status
 from ._phone import normalise_phone, phone_from_jid
 from ._policy import (
     REASON_NAMES,
@@ -88,6 +91,7 @@ from ._policy import (
     reason_name,
 )
 from ._state import INACTIVE_STATES, LINK_STATES, LINKING_STATES, STATES, CurrentQr, Pairing, SessionState, StateName
+from ._texts import ERROR_MESSAGES, INACTIVE_REFUSALS, INVALID_PHONE
 from ._transport_events import (
     BAD_SESSION,
     BANNED,
@@ -130,7 +134,9 @@ __all__ = [
     "DEFAULT_POLICY",
     "ERROR_MESSAGES",
     "FORBIDDEN",
+    "INACTIVE_REFUSALS",
     "INACTIVE_STATES",
+    "INVALID_PHONE",
     "LINKING_STATES",
     "LINK_STATES",
     "LOGGED_OUT",
@@ -164,6 +170,7 @@ __all__ = [
     "Command",
     "Connect",
     "Connected",
+    "ConnectedFrame",
     "CredsUpdated",
     "CurrentQr",
     "DeleteCredentials",
@@ -171,6 +178,7 @@ __all__ = [
     "Disconnected",
     "Effect",
     "EnqueueActivation",
+    "ErrorFrame",
     "Event",
     "Feedback",
     "Frame",
@@ -189,10 +197,13 @@ __all__ = [
     "Pairing",
     "PairingCode",
     "PairingCodeFailed",
+    "PairingCodeFrame",
     "PairingCodeIssued",
     "PersistConnection",
     "PersistUnlinked",
+    "PongFrame",
     "Publish",
+    "QrFrame",
     "QrIssued",
     "ReasonAction",
     "RecordSendOutcome",
@@ -206,6 +217,7 @@ __all__ = [
     "SessionState",
     "SetTimer",
     "Start",
+    "StateFrame",
     "StateName",
     "Status",
     "Stop",
@@ -220,7 +232,7 @@ __all__ = [
     "normalise_phone",
     "pairing_code_frame",
     "phone_from_jid",
-    "qr_frame",
+    "pong_frame",
     "qr_ttl_s",
     "reason_name",
     "snapshot_frames",

@@ -25,7 +25,6 @@ from actor_admin.session import (
     DeleteCredentials,
     Disconnect,
     Effect,
-    EnqueueActivation,
     Frame,
     LinkFailed,
     LogEvent,
@@ -82,6 +81,8 @@ class SessionDeps:
     registry: Registry
     policy: SessionPolicy = attrs.field(factory=SessionPolicy)
     inbound: Any = None  # actor_admin.cluster.InboundStream, or None
+    #: Does this node own the salon? None answers yes: nothing takes leases yet (cluster/_lease.py),
+    #: and one node owns every salon.
     owns: Callable[[int], Awaitable[bool]] | None = None
     activation_payload: Callable[[int, str], Mapping[str, Any]] | None = None
     render_svg: Callable[[str], str] | None = None
@@ -190,8 +191,6 @@ class CompanySession:
                     self._feed(MessageSent(effect.idempotency_key, None, "send queue full"))
             case PersistConnection(phone=phone):
                 await store.companies.record_connection(salon_id, phone, activation_payload=self._activation_payload())
-            case EnqueueActivation():
-                pass  # done atomically with PersistConnection by the store (record_connection)
             case PersistUnlinked(reason=reason):
                 await store.companies.mark_disconnected(salon_id)
                 await store.events.append(salon_id, "whatsapp_unlinked", {"reason": reason})

@@ -9,10 +9,10 @@
 - ``SetTimer(name, at)`` replaces any timer of that name; the actor feeds ``Timer(name)`` at ``at``.
   ``CancelTimer`` may name a timer that already fired; late or duplicate ``Timer`` events are safe
   (the machine checks its own record of deadlines).
-- ``PersistConnection`` and ``EnqueueActivation`` come together when a connection opens; the actor
-  applies them in one transaction, and the store enqueues the YClients activation only while the
-  company's ``integration_status`` still needs it (the machine does not know that status, so it asks
-  on every ``Connected``).
+- ``PersistConnection`` comes with every opened connection; the actor records it and, in the same
+  transaction, the store enqueues the YClients activation while the company's
+  ``integration_status`` still needs it (the machine does not know that status, so it asks on
+  every ``Connected``).
 - ``Publish`` frames are the websocket frames of SPEC §4 except that a ``qr`` frame carries no
   ``svg``: rendering needs the qrcode library, so the publisher adds ``svg`` from ``qr``.
 """
@@ -74,7 +74,8 @@ class SendMessage:
 @final
 @attrs.frozen
 class PersistConnection:
-    """``whatsapp_connected = true``, ``whatsapp_phone = phone`` (digits only), ``connected_at = now``."""
+    """``whatsapp_connected = true``, ``whatsapp_phone = phone`` (digits only), ``connected_at = now``,
+    and the YClients activation into the outbox if it is still due (see the module docstring)."""
 
     phone: str
 
@@ -99,14 +100,6 @@ class StoreCredentials:
 @attrs.frozen
 class DeleteCredentials:
     """Delete the stored device credentials."""
-
-
-@final
-@attrs.frozen
-class EnqueueActivation:
-    """Put the YClients activation call in the outbox (idempotent; see the module docstring)."""
-
-    phone: str
 
 
 @final
@@ -154,7 +147,7 @@ class Alert:
 @final
 @attrs.frozen
 class CheckOwnership:
-    """Re-check this node's lease on the company; feed back ``OwnershipChecked``."""
+    """Re-check that this node still owns the company; feed back ``OwnershipChecked``."""
 
 
 @final
@@ -201,7 +194,6 @@ Effect = (
     | PersistUnlinked
     | StoreCredentials
     | DeleteCredentials
-    | EnqueueActivation
     | StoreMessage
     | RecordSendOutcome
     | LogEvent

@@ -30,7 +30,6 @@ from ._effects import (
     DeleteCredentials,
     Disconnect,
     Effect,
-    EnqueueActivation,
     LogEvent,
     LogoutDevice,
     PersistConnection,
@@ -423,11 +422,7 @@ def _on_connected(b: _Step, event: Connected) -> None:
     phone = phone_from_jid(event.jid) or b.state.phone or ""
     b.update(phone=phone or None, has_credentials=True, failures=0)
     b.enter("connected", reason=None)
-    b.emit(
-        Publish(connected_frame(phone)),
-        PersistConnection(phone),
-        EnqueueActivation(phone),
-    )
+    b.emit(Publish(connected_frame(phone)), PersistConnection(phone))
     b.log("connected", phone=phone)
     if b.policy.silence_timeout_s is not None:
         b.set_timer(TIMER_SILENCE, b.now + b.policy.silence_timeout_s)
@@ -748,8 +743,8 @@ def step(
                 b.emit(StoreMessage(wa_id, peer, text, at))
         case MessageSent(idempotency_key=key, wa_id=wa_id, error=error):
             b.emit(RecordSendOutcome(key, wa_id, error))
-        case _:
-            pass  # not an event this machine knows: nothing happens
+        case _ as unknown:
+            assert_never(unknown)
     silence = policy.silence_timeout_s
     if silence is not None and was_connected and b.state.name == "connected" and isinstance(event, _ACTIVITY):
         b.set_timer(TIMER_SILENCE, now + silence)

@@ -2,7 +2,8 @@
 
 Why not PostgreSQL here: under ``MockClock(autojump_threshold=0)`` virtual time jumps whenever
 every task waits, including while a query is on the wire, which would fire the driver's own
-timeouts. The real store is exercised by tests/actors/test_company_integration.py on real time.
+timeouts. The actor against the real store, on real time, is exercised through a whole node by
+tests/api/ (e.g. test_activation_e2e.py).
 Its behaviour mirrors actor_admin.store's contract (atomic inbound insert, activation once).
 """
 

@@ -35,7 +35,6 @@ from actor_admin.session import (
     DeleteCredentials,
     Disconnect,
     Disconnected,
-    EnqueueActivation,
     KeepaliveRestored,
     KeepaliveTimeout,
     LinkFailed,
@@ -78,12 +77,11 @@ def test_515_reconnects_at_once_with_the_new_credentials() -> None:
     assert d.name == "connecting"
 
 
-def test_connected_after_515_persists_phone_digits_and_enqueues_activation() -> None:
+def test_connected_after_515_persists_the_phone_as_digits() -> None:
     d = just_restarted()
     effects = d(Connected(JID))
     assert d.name == "connected"
     assert of_type(effects, PersistConnection) == [PersistConnection(PHONE)]
-    assert of_type(effects, EnqueueActivation) == [EnqueueActivation(PHONE)]
     assert {"type": "connected", "phone": PHONE} in frames(effects)
     assert {"type": "state", "state": "connected", "phone": PHONE} in frames(effects)
 

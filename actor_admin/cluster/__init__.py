@@ -14,7 +14,7 @@ from ._bus import (
     Subscription,
     open_redis_bus,
 )
-from ._client import DEFAULT_PREFIX, RedisClient, RedisScript
+from ._client import RedisClient
 from ._embedded import EmbeddedRedis, EmbeddedRedisError
 from ._errors import RedisUnavailable
 from ._inbound import DEFAULT_INBOUND_MAXLEN, InboundStream
@@ -24,7 +24,6 @@ from ._nodes import NodeRegistry
 
 __all__ = [
     "DEFAULT_INBOUND_MAXLEN",
-    "DEFAULT_PREFIX",
     "Bus",
     "BusStatistics",
     "Decision",
@@ -40,7 +39,6 @@ __all__ = [
     "RateLimiter",
     "RedisBus",
     "RedisClient",
-    "RedisScript",
     "RedisUnavailable",
     "SubscriberTooSlow",
     "Subscription",

@@ -74,7 +74,6 @@ from ._machine import (
     TIMER_PAIRING_EXPIRY,
     TIMER_PAIRING_REQUEST,
     TIMER_SILENCE,
-    status_of,
     step,
 )
 from ._outcomes import Accepted, Outcome, PairingCode, Refused, Status
@@ -85,9 +84,6 @@ from ._policy import (
     UNLINKED_REASONS,
     ReasonAction,
     SessionPolicy,
-    action_for,
-    jitter_fraction,
-    reason_name,
 )
 from ._state import INACTIVE_STATES, LINK_STATES, LINKING_STATES, STATES, CurrentQr, Pairing, SessionState, StateName
 from ._texts import ERROR_MESSAGES, INACTIVE_REFUSALS, INVALID_PHONE
@@ -224,17 +220,13 @@ __all__ = [
     "Timer",
     "TransportEvent",
     "Uninstall",
-    "action_for",
     "error_frame",
-    "jitter_fraction",
     "normalise_phone",
     "pairing_code_frame",
     "phone_from_jid",
     "pong_frame",
     "qr_ttl_s",
-    "reason_name",
     "snapshot_frames",
     "state_frame",
-    "status_of",
     "step",
 ]

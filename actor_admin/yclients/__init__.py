@@ -14,7 +14,6 @@ from ._client import (
     PaymentReceipt,
     SalonsPage,
     YClientsClient,
-    parse_retry_after,
 )
 from ._errors import FinalError, RetryableError, YClientsError
 from ._fake import (
@@ -30,7 +29,6 @@ from ._outbox import DEADLINE_PASSED, OutboxWorker, OutboxWorkerStatistics, run_
 from ._signature import (
     SignatureError,
     SignatureFailure,
-    decode_user_data,
     sign_user_data,
     user_id_from,
     verify_user_data,
@@ -66,9 +64,7 @@ __all__ = [
     "activation_payload",
     "create_fake_yclients",
     "create_standalone_app",
-    "decode_user_data",
     "make_blueprints",
-    "parse_retry_after",
     "run_outbox_worker",
     "serve_fake_yclients",
     "sign_user_data",

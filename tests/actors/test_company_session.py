@@ -13,7 +13,8 @@ from trio.testing import MockClock
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
 from actor_admin.cluster import LocalBus
 from actor_admin.runtime import open_supervisor
-from actor_admin.session import Accepted, Logout, RequestQr, Send, SessionPolicy, Start, Status, jitter_fraction
+from actor_admin.session import Accepted, Logout, RequestQr, Send, SessionPolicy, Start, Status
+from actor_admin.session._policy import jitter_fraction
 from actor_admin.whatsapp import SimulatorCore
 
 from .memory_store import MemoryInbound, MemoryStore

@@ -50,9 +50,9 @@ from actor_admin.session import (
     Start,
     StoreCredentials,
     Timer,
-    jitter_fraction,
     qr_ttl_s,
 )
+from actor_admin.session._policy import jitter_fraction
 
 from ._session_driver import JID, PHONE, connected, frames, just_restarted, of_type, refusals, showing_qr
 

@@ -29,6 +29,7 @@ from actor_admin.session import (
     LinkFailed,
     LogEvent,
     LogoutDevice,
+    MessageReceived,
     MessageSent,
     OwnershipChecked,
     PairingCodeFailed,
@@ -198,14 +199,14 @@ class CompanySession:
                 await store.credentials.save(salon_id, credentials)
             case DeleteCredentials():
                 await store.credentials.delete(salon_id)
-            case StoreMessage(wa_id=wa_id, peer=peer, text=text):
+            case StoreMessage(message=MessageReceived(wa_id=wa_id, peer=peer, text=text)):
                 counts = self.deps.registry.messages
                 if await store.messages.insert_inbound(salon_id, wa_id, peer, text):
                     counts.inbound_stored += 1
                     await self._pass_on_inbound(wa_id, peer, text)
                 else:
                     counts.inbound_duplicates += 1
-            case RecordSendOutcome(idempotency_key=key, wa_id=wa_id, error=error):
+            case RecordSendOutcome(outcome=MessageSent(idempotency_key=key, wa_id=wa_id, error=error)):
                 counts = self.deps.registry.messages
                 if error is None:
                     counts.outbound_sent += 1

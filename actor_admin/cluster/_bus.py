@@ -196,8 +196,15 @@ class _Fanout:
             for subscriber in list(subscribers):
                 self.remove(subscriber)
 
-    def counts(self) -> tuple[int, int]:
-        return len(self._topics), sum(len(s) for s in self._topics.values())
+    def statistics(self, published_total: int) -> BusStatistics:
+        """This process's side of the bus: its topics, subscribers and deliveries."""
+        return BusStatistics(
+            topics=len(self._topics),
+            subscribers=sum(len(s) for s in self._topics.values()),
+            published_total=published_total,
+            delivered_total=self.delivered_total,
+            subscribers_dropped_total=self.dropped_total,
+        )
 
 
 @final
@@ -224,14 +231,7 @@ class LocalBus:
             receive.close()
 
     def statistics(self) -> BusStatistics:
-        topics, subscribers = self._fanout.counts()
-        return BusStatistics(
-            topics=topics,
-            subscribers=subscribers,
-            published_total=self._published_total,
-            delivered_total=self._fanout.delivered_total,
-            subscribers_dropped_total=self._fanout.dropped_total,
-        )
+        return self._fanout.statistics(self._published_total)
 
 
 @final
@@ -310,13 +310,8 @@ class RedisBus:
         await self._connected_event.wait()
 
     def statistics(self) -> BusStatistics:
-        topics, subscribers = self._fanout.counts()
-        return BusStatistics(
-            topics=topics,
-            subscribers=subscribers,
-            published_total=self._published_total,
-            delivered_total=self._fanout.delivered_total,
-            subscribers_dropped_total=self._fanout.dropped_total,
+        return attrs.evolve(
+            self._fanout.statistics(self._published_total),
             outbox_dropped_total=self._outbox_dropped_total,
             publish_failures_total=self._publish_failures_total,
             connected=self._connected,

@@ -26,6 +26,7 @@ import attrs
 
 from ._frames import Frame
 from ._outcomes import Outcome
+from ._transport_events import MessageReceived, MessageSent
 
 # --- the link -----------------------------------------------------------------------------
 
@@ -107,10 +108,7 @@ class DeleteCredentials:
 class StoreMessage:
     """Store an inbound message (unique per company and ``wa_id``) and publish it to the stream."""
 
-    wa_id: str
-    peer: str
-    text: str
-    at: float
+    message: MessageReceived
 
 
 @final
@@ -118,9 +116,7 @@ class StoreMessage:
 class RecordSendOutcome:
     """Record how a send ended: ``wa_id`` when sent, ``error`` when not."""
 
-    idempotency_key: str
-    wa_id: str | None
-    error: str | None
+    outcome: MessageSent
 
 
 @final

@@ -738,11 +738,11 @@ def step(
             _on_keepalive_timeout(b)
         case KeepaliveRestored():
             _on_keepalive_restored(b)
-        case MessageReceived(wa_id=wa_id, peer=peer, text=text, at=at):
+        case MessageReceived():
             if state.name != "uninstalled":
-                b.emit(StoreMessage(wa_id, peer, text, at))
-        case MessageSent(idempotency_key=key, wa_id=wa_id, error=error):
-            b.emit(RecordSendOutcome(key, wa_id, error))
+                b.emit(StoreMessage(event))
+        case MessageSent():
+            b.emit(RecordSendOutcome(event))
         case _ as unknown:
             assert_never(unknown)
     silence = policy.silence_timeout_s

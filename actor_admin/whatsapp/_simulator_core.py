@@ -351,9 +351,7 @@ class SimulatorCore:
         Raises:
             SimulatorLookupError: the phone has no linked device.
         """
-        devices = self._linked_devices(checked_phone(phone))
-        if not devices:
-            raise SimulatorLookupError("unknown_phone", "this phone has no linked device")
+        devices = self._devices_of(checked_phone(phone))
         for device in devices:
             self._unlink(device, "logged out from the phone")
         return len(devices)
@@ -377,9 +375,7 @@ class SimulatorCore:
             wa_id = new_message_id()
         elif not isinstance(wa_id, str) or not wa_id or len(wa_id) > 128:
             raise SimulatorInputError("invalid_id", "id must be a non-empty string of at most 128 characters")
-        devices = self._linked_devices(phone)
-        if not devices:
-            raise SimulatorLookupError("unknown_phone", "this phone has no linked device")
+        devices = self._devices_of(phone)
         self._messages_in_total += 1
         message = _Inbound(wa_id, peer, text, trio.current_time())
         for device in devices:
@@ -395,9 +391,7 @@ class SimulatorCore:
         Raises:
             SimulatorLookupError: the account has no live connection.
         """
-        connections = self._live_of_phone(checked_phone(phone))
-        if not connections:
-            raise SimulatorLookupError("no_live_session", "this phone has no live connection")
+        connections = self._live_connections_of(checked_phone(phone))
         for connection in connections:
             self._end(connection, Disconnected(NETWORK_ERROR, "network connection dropped"))
         return len(connections)
@@ -412,9 +406,7 @@ class SimulatorCore:
         Raises:
             SimulatorLookupError: the account has no live connection.
         """
-        connections = self._live_of_phone(checked_phone(phone))
-        if not connections:
-            raise SimulatorLookupError("no_live_session", "this phone has no live connection")
+        connections = self._live_connections_of(checked_phone(phone))
         for connection in connections:
             if connection.stalled != stalled:
                 connection.stalled = stalled
@@ -673,6 +665,20 @@ class SimulatorCore:
 
     def _linked_devices(self, phone: str) -> list[_Device]:
         return [d for d in self._devices.values() if d.phone == phone and d.linked]
+
+    def _devices_of(self, phone: str) -> list[_Device]:
+        """``phone``'s linked devices, for a control call that needs one."""
+        devices = self._linked_devices(phone)
+        if not devices:
+            raise SimulatorLookupError("unknown_phone", "this phone has no linked device")
+        return devices
+
+    def _live_connections_of(self, phone: str) -> list[ServerConnection]:
+        """``phone``'s live connections, for a control call that needs one."""
+        connections = self._live_of_phone(phone)
+        if not connections:
+            raise SimulatorLookupError("no_live_session", "this phone has no live connection")
+        return connections
 
     def _live_of_phone(self, phone: str) -> list[ServerConnection]:
         return [

@@ -39,6 +39,7 @@ import trio
 
 from actor_admin.backoff import Backoff
 from actor_admin.session import INACTIVE_STATES
+from actor_admin.store import ACTIVATION
 
 from ._activation import ActivationRequest
 from ._errors import FinalError, RetryableError
@@ -49,8 +50,6 @@ if TYPE_CHECKING:
     from ._client import YClientsClient
 
 log = logging.getLogger("actor_admin.yclients.outbox")
-
-ACTIVATION: Final = "activation"  # the outbox ``kind`` of the activation callback (store.ACTIVATION)
 
 # Failure reasons, as they appear in ``outbox.last_error``, events and metrics.
 DEADLINE_PASSED: Final = "deadline_passed"

@@ -10,9 +10,9 @@ import base64
 import binascii
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -20,6 +20,7 @@ import attrs
 from actor_admin.runtime import SupervisorPolicy
 
 Mode = Literal["dev", "serve"]
+T = TypeVar("T")
 
 DEFAULT_YCLIENTS_API_URL = "https://api.yclients.com"
 DEFAULT_DEV_PUBLIC_URL = "http://127.0.0.1:8000"
@@ -143,25 +144,21 @@ def load_settings(
             problems.append(f"{name} is missing — {HOW_TO_MAKE.get(name, 'set it')}")
         return value
 
-    def integer(name: str, default: int) -> int:
+    def parsed(name: str, default: T, convert: Callable[[str], T], what: str) -> T:
         raw = env.get(name)
         if raw is None:
             return default
         try:
-            return int(raw)
+            return convert(raw)
         except ValueError:
-            problems.append(f"{name} must be a whole number, got {raw!r}")
+            problems.append(f"{name} must be {what}, got {raw!r}")
             return default
 
+    def integer(name: str, default: int) -> int:
+        return parsed(name, default, int, "a whole number")
+
     def number(name: str, default: float) -> float:
-        raw = env.get(name)
-        if raw is None:
-            return default
-        try:
-            return float(raw)
-        except ValueError:
-            problems.append(f"{name} must be a number, got {raw!r}")
-            return default
+        return parsed(name, default, float, "a number")
 
     serve = mode == "serve"
     database_url = required("DATABASE_URL") if serve else env.get("DATABASE_URL")

@@ -1,6 +1,6 @@
 """The Bus: per-company topics carrying state and QR frames to websocket viewers on any node.
 
-A viewer subscribes to its company's topic; the company's actor (on whichever node holds the lease)
+A viewer subscribes to its company's topic; the company's actor (on whichever node runs it)
 publishes frames. Two implementations share one interface:
 
 * :class:`LocalBus` — in-process only (unit tests, single-node setups without Redis).

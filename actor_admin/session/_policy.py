@@ -42,8 +42,9 @@ Defaults of :class:`SessionPolicy` and why:
   delivers nothing"). ``silence_timeout_s`` (off by default) additionally reconnects a connected
   session that reported nothing at all for that long — useful only with a transport that reports
   activity periodically; WhatsApp itself may stay silent for hours on a quiet number.
-- ``conflict_retry_delay_s`` 60 s before the single retry after a 440 (time for a stale owner to
-  notice it lost its lease); ``ban_fallback_s`` 1 hour when a 402 carries no expiry.
+- ``conflict_retry_delay_s`` 60 s before the single retry after a 440 (time for the other
+  connection, e.g. a stale process, to go away); ``ban_fallback_s`` 1 hour when a 402 carries no
+  expiry.
 - ``pairing_request_timeout_s`` 30 s for the transport to produce a pairing code.
 """
 

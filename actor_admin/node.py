@@ -33,8 +33,6 @@ from actor_admin.yclients import activation_payload
 
 log = logging.getLogger("actor_admin.node")
 
-RESTORE_PER_SECOND = 20.0
-
 
 @attrs.define
 class Parts:
@@ -265,7 +263,7 @@ async def _restore(services: Services) -> None:
     if not companies:
         return
     say(f"reconnecting {len(companies)} salon(s) with stored WhatsApp credentials …")
-    count = await services.router.restore([c.salon_id for c in companies], per_second=RESTORE_PER_SECOND)
+    count = await services.router.restore([c.salon_id for c in companies])
     say(f"reconnected {count} salon(s)")
 
 

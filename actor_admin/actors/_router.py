@@ -22,6 +22,8 @@ from ._company import GetSnapshot
 log = logging.getLogger("actor_admin.actors")
 
 DEFAULT_ASK_TIMEOUT_S = 10.0
+# Start-up reconnects per second: a restart of thousands of salons must not stampede WhatsApp.
+RESTORE_PER_SECOND = 20.0
 
 
 class SessionUnavailable(Exception):
@@ -77,7 +79,7 @@ class Router:
         self,
         salon_ids: Iterable[int],
         *,
-        per_second: float = 20.0,
+        per_second: float = RESTORE_PER_SECOND,
         progress: Callable[[int], Awaitable[None] | None] | None = None,
     ) -> int:
         """Start (and ``Start``) each salon's actor, at most ``per_second`` a second."""

@@ -10,14 +10,17 @@ import base64
 import binascii
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
 
+from actor_admin.runtime import SupervisorPolicy
+
 Mode = Literal["dev", "serve"]
+T = TypeVar("T")
 
 DEFAULT_YCLIENTS_API_URL = "https://api.yclients.com"
 DEFAULT_DEV_PUBLIC_URL = "http://127.0.0.1:8000"
@@ -45,21 +48,6 @@ class SettingsError(Exception):
 
 
 @attrs.frozen
-class SupervisionSettings:
-    """Restart policy knobs for the actor supervisor (defaults from the Foundation issue)."""
-
-    backoff_initial_s: float = 1.0
-    backoff_factor: float = 2.0
-    backoff_max_s: float = 60.0
-    backoff_jitter: float = 0.2
-    backoff_reset_after_s: float = 60.0
-    intensity_max_restarts: int = 10
-    intensity_window_s: float = 600.0
-    mailbox_capacity: int = 64
-    stop_grace_s: float = 5.0
-
-
-@attrs.frozen
 class Settings:
     mode: Mode
     database_url: str | None
@@ -83,7 +71,8 @@ class Settings:
     shutdown_deadline_s: float = 10.0
     trusted_proxies: tuple[str, ...] = ()
     pg_pool_size: int = 10
-    supervision: SupervisionSettings = attrs.field(factory=SupervisionSettings)
+    #: The company actors' supervisor; its defaults are documented on :class:`SupervisorPolicy`.
+    supervision: SupervisorPolicy = attrs.field(factory=SupervisorPolicy)
 
     def redacted(self) -> dict[str, object]:
         """A view safe for logs and /status: secrets replaced by a marker."""
@@ -155,25 +144,21 @@ def load_settings(
             problems.append(f"{name} is missing — {HOW_TO_MAKE.get(name, 'set it')}")
         return value
 
-    def integer(name: str, default: int) -> int:
+    def parsed(name: str, default: T, convert: Callable[[str], T], what: str) -> T:
         raw = env.get(name)
         if raw is None:
             return default
         try:
-            return int(raw)
+            return convert(raw)
         except ValueError:
-            problems.append(f"{name} must be a whole number, got {raw!r}")
+            problems.append(f"{name} must be {what}, got {raw!r}")
             return default
 
+    def integer(name: str, default: int) -> int:
+        return parsed(name, default, int, "a whole number")
+
     def number(name: str, default: float) -> float:
-        raw = env.get(name)
-        if raw is None:
-            return default
-        try:
-            return float(raw)
-        except ValueError:
-            problems.append(f"{name} must be a number, got {raw!r}")
-            return default
+        return parsed(name, default, float, "a number")
 
     serve = mode == "serve"
     database_url = required("DATABASE_URL") if serve else env.get("DATABASE_URL")

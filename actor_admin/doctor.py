@@ -25,7 +25,7 @@ import shutil
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -42,6 +42,8 @@ from actor_admin.store import (
     SchemaTooNew,
     pending,
 )
+
+T = TypeVar("T")
 
 CHECK_TIMEOUT_S = 5.0
 #: An outbox item older than this means the worker is not delivering (the activation window is 1 h).
@@ -287,15 +289,23 @@ async def _open_db(ctx: Context) -> Any:
     return await Database.open(ctx.database_url, pool_size=1)
 
 
-async def _check_outbox(ctx: Context) -> Result:
-    if not ctx.schema_ok:
-        return Result(False, "not checked: the schema is not ready", "fix postgres/schema first")
+_SCHEMA_NOT_READY = Result(False, "not checked: the schema is not ready", "fix postgres/schema first")
+
+
+async def _read(ctx: Context, query: Callable[[Any], Awaitable[T]]) -> T:
+    """``query(db)`` on a connection of its own, within the check timeout."""
     db = await _open_db(ctx)
     try:
         with trio.fail_after(CHECK_TIMEOUT_S):
-            stats = await Outbox(db).stats()
+            return await query(db)
     finally:
         await db.aclose()
+
+
+async def _check_outbox(ctx: Context) -> Result:
+    if not ctx.schema_ok:
+        return _SCHEMA_NOT_READY
+    stats = await _read(ctx, lambda db: Outbox(db).stats())
     oldest = stats.oldest_pending_s
     detail = f"{stats.pending} pending" + (f", oldest {oldest:.0f} s" if oldest is not None else "")
     detail += f", {stats.failed} given up"
@@ -312,13 +322,10 @@ async def _check_outbox(ctx: Context) -> Result:
 
 async def _check_activations(ctx: Context) -> Result:
     if not ctx.schema_ok:
-        return Result(False, "not checked: the schema is not ready", "fix postgres/schema first")
-    db = await _open_db(ctx)
-    try:
-        with trio.fail_after(CHECK_TIMEOUT_S):
-            companies, total = await Companies(db).list(integration_status="activation_failed", page_size=SHOW_AT_MOST)
-    finally:
-        await db.aclose()
+        return _SCHEMA_NOT_READY
+    companies, total = await _read(
+        ctx, lambda db: Companies(db).list(integration_status="activation_failed", page_size=SHOW_AT_MOST)
+    )
     if total:
         ids = ", ".join(str(c.salon_id) for c in companies) + (" …" if total > len(companies) else "")
         return Result(

@@ -38,7 +38,7 @@ from actor_admin.config import Settings
 from actor_admin.console import CommandError, say, watch_signals
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.doubles.yclients import create_fake_yclients
-from actor_admin.runtime import Backoff, SupervisorPolicy, open_supervisor
+from actor_admin.runtime import open_supervisor
 from actor_admin.session import SessionPolicy
 from actor_admin.store import EmbeddedPostgres, Keyring, MigrationError, Store, StoreError
 from actor_admin.store import migrate as run_migrations
@@ -53,22 +53,6 @@ from actor_admin.yclients import (
 )
 
 log = logging.getLogger("actor_admin.node")
-
-RESTORE_PER_SECOND = 20.0
-
-
-def supervisor_policy(settings: Settings) -> SupervisorPolicy:
-    s = settings.supervision
-    return SupervisorPolicy(
-        backoff=Backoff(
-            initial_s=s.backoff_initial_s, factor=s.backoff_factor, max_s=s.backoff_max_s, jitter=s.backoff_jitter
-        ),
-        backoff_reset_after_s=s.backoff_reset_after_s,
-        intensity_max_restarts=s.intensity_max_restarts,
-        intensity_window_s=s.intensity_window_s,
-        mailbox_capacity=s.mailbox_capacity,
-        stop_grace_s=s.stop_grace_s,
-    )
 
 
 @attrs.define
@@ -110,7 +94,7 @@ async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Servi
             render_svg=render_qr_svg,
         )
         supervisor = await stack.enter_async_context(
-            open_supervisor(company_actor_factory(deps), policy=supervisor_policy(settings))
+            open_supervisor(company_actor_factory(deps), policy=settings.supervision)
         )
         yield Services(
             settings=settings,
@@ -270,7 +254,7 @@ async def _restore(services: Services) -> None:
     if not companies:
         return
     say(f"reconnecting {len(companies)} salon(s) with stored WhatsApp credentials …")
-    count = await services.router.restore([c.salon_id for c in companies], per_second=RESTORE_PER_SECOND)
+    count = await services.router.restore([c.salon_id for c in companies])
     say(f"reconnected {count} salon(s)")
 
 

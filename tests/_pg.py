@@ -22,7 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from actor_admin.store import EmbeddedPostgres, Keyring, Store, migrate_aio, open_store
+from actor_admin.store import EmbeddedPostgres, Keyring, Store, open_store
+from actor_admin.store._migrations import migrate_aio
 
 TEST_CREDENTIALS_KEY = bytes(range(32))
 """The credentials key of the ``store`` fixture (tests may build other keyrings)."""

@@ -2,16 +2,13 @@
 ``Router`` through which everything else reaches it, and the node's ``Registry`` of what each
 session is doing."""
 
-from ._company import CompanySession, GetSnapshot, LinkEvent, SessionDeps, company_actor_factory
+from ._company import CompanySession, SessionDeps, company_actor_factory
 from ._qr import render_qr_svg
 from ._registry import MessageCounts, Registry, SessionView
-from ._router import DEFAULT_ASK_TIMEOUT_S, Router, SessionUnavailable
+from ._router import Router, SessionUnavailable
 
 __all__ = [
-    "DEFAULT_ASK_TIMEOUT_S",
     "CompanySession",
-    "GetSnapshot",
-    "LinkEvent",
     "MessageCounts",
     "Registry",
     "Router",

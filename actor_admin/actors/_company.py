@@ -25,10 +25,11 @@ from actor_admin.session import (
     DeleteCredentials,
     Disconnect,
     Effect,
-    EnqueueActivation,
+    Frame,
     LinkFailed,
     LogEvent,
     LogoutDevice,
+    MessageReceived,
     MessageSent,
     OwnershipChecked,
     PairingCodeFailed,
@@ -44,10 +45,10 @@ from actor_admin.session import (
     StoreCredentials,
     StoreMessage,
     Timer,
+    TransportEvent,
     snapshot_frames,
     step,
 )
-from actor_admin.session._transport_events import TransportEvent
 from actor_admin.whatsapp import Link, Transport
 
 from ._registry import Registry
@@ -81,6 +82,8 @@ class SessionDeps:
     registry: Registry
     policy: SessionPolicy = attrs.field(factory=SessionPolicy)
     inbound: Any = None  # actor_admin.cluster.InboundStream, or None
+    #: Does this node own the salon? None answers yes: nothing takes leases yet (cluster/_lease.py),
+    #: and one node owns every salon.
     owns: Callable[[int], Awaitable[bool]] | None = None
     activation_payload: Callable[[int, str], Mapping[str, Any]] | None = None
     render_svg: Callable[[str], str] | None = None
@@ -132,7 +135,7 @@ class CompanySession:
 
     async def handle(self, message: Any) -> None:
         if isinstance(message, Request) and isinstance(message.body, GetSnapshot):
-            message.reply([self._with_svg(dict(frame)) for frame in snapshot_frames(self.state, trio.current_time())])
+            message.reply([self._with_svg(frame) for frame in snapshot_frames(self.state, trio.current_time())])
             return
         if isinstance(message, Request):
             request_id = next(self.request_ids)
@@ -189,8 +192,6 @@ class CompanySession:
                     self._feed(MessageSent(effect.idempotency_key, None, "send queue full"))
             case PersistConnection(phone=phone):
                 await store.companies.record_connection(salon_id, phone, activation_payload=self._activation_payload())
-            case EnqueueActivation():
-                pass  # done atomically with PersistConnection by the store (record_connection)
             case PersistUnlinked(reason=reason):
                 await store.companies.mark_disconnected(salon_id)
                 await store.events.append(salon_id, "whatsapp_unlinked", {"reason": reason})
@@ -198,14 +199,14 @@ class CompanySession:
                 await store.credentials.save(salon_id, credentials)
             case DeleteCredentials():
                 await store.credentials.delete(salon_id)
-            case StoreMessage(wa_id=wa_id, peer=peer, text=text):
+            case StoreMessage(message=MessageReceived(wa_id=wa_id, peer=peer, text=text)):
                 counts = self.deps.registry.messages
                 if await store.messages.insert_inbound(salon_id, wa_id, peer, text):
                     counts.inbound_stored += 1
                     await self._pass_on_inbound(wa_id, peer, text)
                 else:
                     counts.inbound_duplicates += 1
-            case RecordSendOutcome(idempotency_key=key, wa_id=wa_id, error=error):
+            case RecordSendOutcome(outcome=MessageSent(idempotency_key=key, wa_id=wa_id, error=error)):
                 counts = self.deps.registry.messages
                 if error is None:
                     counts.outbound_sent += 1
@@ -221,7 +222,7 @@ class CompanySession:
                 owned = True if self.deps.owns is None else await self.deps.owns(salon_id)
                 self._feed(OwnershipChecked(owned))
             case Publish(frame=frame):
-                await self._publish(dict(frame))
+                await self._publish(frame)
             case SetTimer(name=name, at=at):
                 self._set_timer(name, at)
             case CancelTimer(name=name):
@@ -308,19 +309,18 @@ class CompanySession:
             return
         await self.deps.store.messages.mark_published(self.salon_id, [wa_id])
 
-    def _with_svg(self, frame: dict[str, Any]) -> dict[str, Any]:
-        """Add the SVG to a ``qr`` frame, rendering each QR once: ≈3 ms (see _qr.py) however many
+    def _with_svg(self, frame: Frame) -> Frame:
+        """A ``qr`` frame with its SVG, rendering each QR once: ≈3 ms (see _qr.py) however many
         viewers, late joiners and polls show it. Inline, not in a worker thread: a thread would let
         virtual time run away under MockClock."""
-        if frame.get("type") != "qr" or "svg" in frame or self.deps.render_svg is None:
+        if frame["type"] != "qr" or "svg" in frame or self.deps.render_svg is None:
             return frame
-        code = str(frame["qr"])
+        code = frame["qr"]
         if self.qr_svg is None or self.qr_svg[0] != code:
             self.qr_svg = (code, self.deps.render_svg(code))
-        frame["svg"] = self.qr_svg[1]
-        return frame
+        return {**frame, "svg": self.qr_svg[1]}
 
-    async def _publish(self, frame: dict[str, Any]) -> None:
+    async def _publish(self, frame: Frame) -> None:
         frame = self._with_svg(frame)
         try:
             await self.deps.bus.publish(self.salon_id, frame)

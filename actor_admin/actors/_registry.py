@@ -13,11 +13,13 @@ from typing import final
 import attrs
 import trio
 
+from actor_admin.session import StateName
+
 
 @final
 @attrs.frozen
 class SessionView:
-    state: str
+    state: StateName
     phone: str | None
     reason: str | None
     since: float
@@ -41,7 +43,7 @@ class Registry:
         self._changed = trio.Event()
         self.messages = MessageCounts()
 
-    def update(self, salon_id: int, state: str, phone: str | None, reason: str | None) -> None:
+    def update(self, salon_id: int, state: StateName, phone: str | None, reason: str | None) -> None:
         old = self._views.get(salon_id)
         if old is not None and (old.state, old.phone, old.reason) == (state, phone, reason):
             return

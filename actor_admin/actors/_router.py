@@ -15,13 +15,15 @@ from typing import Any, final
 import trio
 
 from actor_admin.runtime import ActorFailed, AskTimeout, MailboxClosed, Supervisor
-from actor_admin.session import Command, Start
+from actor_admin.session import Command, Frame, Start
 
 from ._company import GetSnapshot
 
 log = logging.getLogger("actor_admin.actors")
 
 DEFAULT_ASK_TIMEOUT_S = 10.0
+# Start-up reconnects per second: a restart of thousands of salons must not stampede WhatsApp.
+RESTORE_PER_SECOND = 20.0
 
 
 class SessionUnavailable(Exception):
@@ -59,9 +61,10 @@ class Router:
         except MailboxClosed:
             raise SessionUnavailable("stopped", "the WhatsApp session is stopping") from None
 
-    async def snapshot(self, salon_id: int) -> list[dict[str, Any]]:
-        """The frames a new viewer must see first."""
-        return [dict(frame) for frame in await self.ask(salon_id, GetSnapshot())]
+    async def snapshot(self, salon_id: int) -> list[Frame]:
+        """The frames a new viewer must see first (a ``qr`` frame with its SVG)."""
+        frames: list[Frame] = await self.ask(salon_id, GetSnapshot())
+        return frames
 
     async def stop(self, salon_id: int, *, grace: float | None = None) -> bool:
         return await self.supervisor.stop(salon_id, grace=grace)
@@ -76,7 +79,7 @@ class Router:
         self,
         salon_ids: Iterable[int],
         *,
-        per_second: float = 20.0,
+        per_second: float = RESTORE_PER_SECOND,
         progress: Callable[[int], Awaitable[None] | None] | None = None,
     ) -> int:
         """Start (and ``Start``) each salon's actor, at most ``per_second`` a second."""

@@ -48,7 +48,7 @@ from typing import Any, Final
 from quart import Blueprint, Response, request
 
 from actor_admin.actors import SessionUnavailable
-from actor_admin.session import STATES, Accepted, Logout, Refused, Send, Start, normalise_phone
+from actor_admin.session import INACTIVE_STATES, STATES, Accepted, Logout, Refused, Send, Start, normalise_phone
 from actor_admin.store import INTEGRATION_STATUSES
 from actor_admin.yclients import activation_payload
 
@@ -66,9 +66,6 @@ MESSAGES_LIMIT_MAX: Final = 200
 TEXT_MAX_LEN: Final = 4096
 KEY_MAX_LEN: Final = 200
 SESSION_STATES: Final = frozenset(STATES) - frozenset(INTEGRATION_STATUSES)
-# Statuses whose session must not be brought back by an operator's "restart": the marketplace
-# stopped it, and only a new install (the signed redirect) re-activates it.
-_NO_RESTART: Final = frozenset({"frozen", "uninstalled"})
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -165,7 +162,7 @@ def blueprint(services: Services) -> Blueprint:
     @bp.post("/companies/<int:salon_id>/restart")
     async def restart(salon_id: int) -> dict[str, Any]:
         company = await company_or_404(salon_id)
-        if company.integration_status in _NO_RESTART:
+        if company.integration_status in INACTIVE_STATES:
             fail(
                 409,
                 company.integration_status,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 
 from quart import Response, request
@@ -11,29 +10,23 @@ from werkzeug.exceptions import HTTPException
 
 from actor_admin._resources import web_dir
 
+from . import _admin, _dev, _marketplace, _ops, _webhook, _ws
 from ._http import ApiError, BodyLimit, content_security_policy, error_response
 from ._services import Services
 
 log = logging.getLogger("actor_admin.api")
 
-# Blueprint modules, each exposing ``blueprint(services) -> quart.Blueprint``. A module that does
-# not exist yet is skipped, so areas can land one at a time.
-BLUEPRINTS = ("_ops", "_marketplace", "_ws", "_webhook", "_admin")
-DEV_BLUEPRINTS = ("_dev",)
+# The modules of the routes, each exposing ``blueprint(services) -> quart.Blueprint``; the dev
+# doubles' only in ``actor-admin dev``.
+BLUEPRINTS = (_ops, _marketplace, _ws, _webhook, _admin)
+DEV_BLUEPRINTS = (_dev,)
 
 
 def create_app(services: Services) -> QuartTrio:
     app = QuartTrio("actor_admin", static_folder=str(web_dir()), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = None  # BodyLimit enforces 64 KiB before Quart sees a body
     app.config["JSON_SORT_KEYS"] = False
-    names = BLUEPRINTS + (DEV_BLUEPRINTS if services.settings.mode == "dev" else ())
-    for name in names:
-        try:
-            module = importlib.import_module(f"actor_admin.api.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"actor_admin.api.{name}":
-                raise
-            continue
+    for module in BLUEPRINTS + (DEV_BLUEPRINTS if services.settings.mode == "dev" else ()):
         app.register_blueprint(module.blueprint(services))
 
     @app.errorhandler(ApiError)

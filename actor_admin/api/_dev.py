@@ -1,5 +1,5 @@
-"""The dev doubles (SPEC §6), mounted only by ``actor-admin dev`` (``create_app`` skips this module
-in serve, so every route here is a 404 there).
+"""The dev doubles (SPEC §6), mounted only by ``actor-admin dev`` (``create_app`` leaves this
+blueprint out in serve, so every route here is a 404 there).
 
 * ``GET /`` — the landing page that walks a person through install → QR → scan → activation.
 * ``/_dev/whatsapp/…`` — the WhatsApp simulator's control API: the in-process simulator's own

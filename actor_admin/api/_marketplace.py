@@ -18,23 +18,15 @@ import trio
 from quart import Blueprint, Response, request
 
 from actor_admin.actors import SessionUnavailable
-from actor_admin.session import (
-    ERROR_MESSAGES,
-    PairingCode,
-    Refused,
-    RequestPairingCode,
-    RequestQr,
-    Start,
-    Status,
-    normalise_phone,
-)
+from actor_admin.session import INACTIVE_STATES, Frame, Refused, Start
 from actor_admin.store import MarketplaceUser, StoreError
 from actor_admin.yclients import SignatureError, user_id_from, verify_user_data
 
 from . import _pages
 from ._http import ApiError, error_response, fail, json_object
+from ._onboarding import request_pairing_code, request_qr, unavailable, verify_token
 from ._services import Services
-from ._tokens import OnboardingClaims, TokenError, mint_onboarding_token, verify_onboarding_token
+from ._tokens import OnboardingClaims, mint_onboarding_token
 
 log = logging.getLogger("actor_admin.api")
 
@@ -47,9 +39,6 @@ _INDEXED: Final = re.compile(r"salon_ids\[\d{1,6}\]")
 # How long ``POST /marketplace/api/qr`` waits for a just-started session to show its first QR, so
 # a polling page gets the QR in the answer instead of on its next poll.
 QR_WAIT_S: Final = 5.0
-# Integration statuses in which YClients withdrew the app: no session may start until a new
-# marketplace redirect re-activates the salon.
-INACTIVE_STATUSES: Final = frozenset({"frozen", "uninstalled"})
 
 # Where each refusal of the session machine lands in HTTP.
 REFUSAL_STATUS: Final[Mapping[str, int]] = {
@@ -64,37 +53,9 @@ REFUSAL_STATUS: Final[Mapping[str, int]] = {
     "pairing_failed": 502,
     "pairing_unavailable": 503,
     "stopped": 503,
+    "busy": 503,
+    "unavailable": 503,
 }
-
-
-# -- shared with the websocket -------------------------------------------------------------------
-
-
-def verify_token(services: Services, token: str) -> OnboardingClaims | None:
-    """The claims of a valid onboarding token, or None (signature, audience, expiry all checked)."""
-    try:
-        return verify_onboarding_token(services.settings.jwt_secret, token, now=services.wall_clock())
-    except TokenError:
-        return None
-
-
-def unavailable_error(exc: SessionUnavailable) -> tuple[int, str, str]:
-    """``(status, code, message)`` for a session that could not answer."""
-    if exc.code == "timeout":
-        return 503, "busy", "the WhatsApp session is busy; try again in a moment"
-    return 503, "unavailable", f"the WhatsApp session is unavailable ({exc.code}); try again shortly"
-
-
-async def inactive_status(services: Services, salon_id: int) -> str | None:
-    """``frozen``/``uninstalled`` when YClients withdrew the app from this salon, else None.
-
-    Checked before any session is started for a viewer: an uninstalled salon's page (its token is
-    valid for an hour) must not link WhatsApp again behind YClients' back.
-    """
-    company = await services.store.companies.get(salon_id)
-    if company is not None and company.integration_status in INACTIVE_STATUSES:
-        return str(company.integration_status)
-    return None
 
 
 # -- the redirect ----------------------------------------------------------------------------------
@@ -144,7 +105,7 @@ def _marketplace_user(user_data: Mapping[str, Any]) -> MarketplaceUser:
 async def _reactivate(services: Services, salon_id: int) -> None:
     """A salon re-installed while its actor still runs frozen/uninstalled: wake it with ``Start``."""
     view = services.registry.get(salon_id)
-    if view is None or view.state not in INACTIVE_STATUSES or not services.router.running(salon_id):
+    if view is None or view.state not in INACTIVE_STATES or not services.router.running(salon_id):
         return
     try:
         await services.router.ask(salon_id, Start(), timeout=5.0)
@@ -169,30 +130,18 @@ def _refusal(refused: Refused) -> ApiError:
     return ApiError(REFUSAL_STATUS.get(refused.code, 409), refused.code, refused.message)
 
 
-def _inactive_error(status: str) -> ApiError:
-    return ApiError(409, status, ERROR_MESSAGES.get(status, "the integration is not active in YClients"))
-
-
-async def _ask(services: Services, salon_id: int, command: Any) -> Any:
-    try:
-        return await services.router.ask(salon_id, command)
-    except SessionUnavailable as exc:
-        status, code, message = unavailable_error(exc)
-        raise ApiError(status, code, message) from None
-
-
-def _qr_answer(frames: list[dict[str, Any]]) -> dict[str, Any]:
+def _qr_answer(frames: list[Frame]) -> dict[str, Any]:
     """The polling answer from a session snapshot: state, phone, and the QR when in ``qr``."""
     answer: dict[str, Any] = {"state": "idle"}
     for frame in frames:
-        if frame.get("type") == "state":
-            answer["state"] = frame.get("state")
+        if frame["type"] == "state":
+            answer["state"] = frame["state"]
             if frame.get("phone"):
                 answer["phone"] = frame["phone"]
-        elif frame.get("type") == "qr" and answer["state"] == "qr":
+        elif frame["type"] == "qr" and answer["state"] == "qr":
             answer["qr"] = frame["qr"]
             answer["svg"] = frame.get("svg")
-            answer["expires_in"] = frame.get("expires_in")
+            answer["expires_in"] = frame["expires_in"]
     return answer
 
 
@@ -267,18 +216,15 @@ def blueprint(services: Services) -> Blueprint:
         claims = _claims(services)
         await json_object(empty_is_object=True)  # the page sends {}; anything else malformed is still refused
         salon_id = claims.salon_id
-        inactive = await inactive_status(services, salon_id)
-        if inactive is not None:
-            raise _inactive_error(inactive)
-        outcome = await _ask(services, salon_id, RequestQr())
+        outcome = await request_qr(services, salon_id)
         if isinstance(outcome, Refused):
             raise _refusal(outcome)
-        if isinstance(outcome, Status) and outcome.state == "starting":
+        if outcome.state == "starting":
             await _wait_past_starting(services, salon_id)
         try:
             frames = await services.router.snapshot(salon_id)
         except SessionUnavailable as exc:
-            raise ApiError(*unavailable_error(exc)) from None
+            raise _refusal(unavailable(exc)) from None
         return _qr_answer(frames)
 
     @bp.get("/marketplace/api/status")
@@ -293,7 +239,7 @@ def blueprint(services: Services) -> Blueprint:
         company = await services.store.companies.get(salon_id)
         if company is None:
             return {"salon_id": salon_id, "state": "idle", "phone": None}
-        if company.integration_status in INACTIVE_STATUSES:
+        if company.integration_status in INACTIVE_STATES:
             return {"salon_id": salon_id, "state": company.integration_status, "phone": None}
         if company.whatsapp_connected:
             return {"salon_id": salon_id, "state": "connected", "phone": company.whatsapp_phone}
@@ -306,18 +252,10 @@ def blueprint(services: Services) -> Blueprint:
         phone_raw = body.get("phone")
         if not isinstance(phone_raw, str):
             fail(422, "invalid_phone", 'give the phone number as a string, e.g. "+7 900 123-45-67"')
-        phone = normalise_phone(phone_raw[:64])
-        if phone is None:
-            fail(422, "invalid_phone", "a phone number has 10 to 15 digits, country code first")
-        inactive = await inactive_status(services, claims.salon_id)
-        if inactive is not None:
-            raise _inactive_error(inactive)
-        outcome = await _ask(services, claims.salon_id, RequestPairingCode(phone))
-        if isinstance(outcome, PairingCode):
-            return {"code": outcome.code, "expires_in": outcome.expires_in}
+        outcome = await request_pairing_code(services, claims.salon_id, phone_raw)
         if isinstance(outcome, Refused):
             raise _refusal(outcome)
-        fail(503, "unavailable", "the WhatsApp session gave no pairing code; try again")
+        return {"code": outcome.code, "expires_in": outcome.expires_in}
 
     @bp.errorhandler(StoreError)
     async def store_error(error: StoreError) -> Response:

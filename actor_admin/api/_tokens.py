@@ -12,9 +12,11 @@ from typing import Any, final
 import attrs
 import jwt
 
+from actor_admin.store import ACTIVATION_WINDOW_S
+
 ISSUER = "actor-admin"
 AUDIENCE = "onboarding"
-LIFETIME_S = 3600  # the YClients activation window
+LIFETIME_S = int(ACTIVATION_WINDOW_S)  # the page is useful while YClients accepts the activation
 
 
 class TokenError(Exception):

@@ -48,6 +48,7 @@ from quart import Blueprint, request
 
 from actor_admin.runtime import ActorFailed, AskTimeout, MailboxClosed
 from actor_admin.session import Freeze, Uninstall
+from actor_admin.yclients import WEBHOOK_PATH
 
 from ._http import fail, json_object
 from ._services import Services
@@ -140,7 +141,7 @@ def blueprint(services: Services) -> Blueprint:
     lifecycle = _Lifecycle(services)
     expected_token = settings.yclients_partner_token.encode()
 
-    @bp.post("/webhook/yclients")
+    @bp.post(WEBHOOK_PATH)
     async def yclients_webhook() -> Any:
         body = await json_object()
         salon_id = _positive_int(body, "salon_id")

@@ -30,17 +30,17 @@ from quart import Blueprint, Response, websocket
 from actor_admin.actors import SessionUnavailable
 from actor_admin.cluster import SubscriberTooSlow
 from actor_admin.session import (
-    ERROR_MESSAGES,
-    PairingCode,
+    INACTIVE_REFUSALS,
+    Frame,
     Refused,
-    RequestPairingCode,
-    RequestQr,
     error_frame,
-    normalise_phone,
+    pairing_code_frame,
+    pong_frame,
+    state_frame,
 )
 
 from ._http import error_response
-from ._marketplace import inactive_status, unavailable_error, verify_token
+from ._onboarding import inactive_status, request_pairing_code, request_qr, unavailable, verify_token
 from ._services import Services
 
 log = logging.getLogger("actor_admin.api")
@@ -178,6 +178,10 @@ def _parse(data: str | bytes | None) -> dict[str, Any] | None:
     return frame
 
 
+def _error(refused: Refused) -> Frame:
+    return error_frame(refused.code, refused.message)
+
+
 class _Closing(Exception):
     """Raised inside the viewer to end it with a close code."""
 
@@ -300,7 +304,7 @@ class Viewer:
 
     # -- server → client ---------------------------------------------------------------------------
 
-    async def _initial_frames(self) -> list[dict[str, Any]]:
+    async def _initial_frames(self) -> list[Frame]:
         """The state (and QR, code or reason) a viewer must see first; never starts a session for a
         salon YClients withdrew."""
         try:
@@ -309,14 +313,13 @@ class Viewer:
             log.warning("could not read the company record: %s", exc, extra={"salon_id": self.salon_id})
             inactive = None
         if inactive is not None:
-            return [{"type": "state", "state": inactive}, dict(error_frame(inactive, ERROR_MESSAGES[inactive]))]
+            return [state_frame(inactive), _error(INACTIVE_REFUSALS[inactive])]
         try:
             return await self.services.router.snapshot(self.salon_id)  # QR frames carry the actor's SVG
         except SessionUnavailable as exc:
-            _, code, message = unavailable_error(exc)
             view = self.services.registry.get(self.salon_id)
             state = "failed" if exc.code == "failed" else (view.state if view is not None else "idle")
-            return [{"type": "state", "state": state}, dict(error_frame(code, message))]
+            return [state_frame(state), _error(unavailable(exc))]
 
     async def _forward(self, frames: Any) -> None:
         try:
@@ -375,7 +378,7 @@ class Viewer:
     async def _dispatch(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
         if kind == "ping":
-            await self.send({"type": "pong"})
+            await self.send(pong_frame())
         elif kind == "auth":
             await self._reauth(frame.get("token"))
         elif kind == "request_qr":
@@ -387,11 +390,7 @@ class Viewer:
             if not isinstance(phone_raw, str):
                 await self._bad("malformed_frame", 'request_pairing_code needs "phone" as a string')
                 return
-            phone = normalise_phone(phone_raw[:64])
-            if phone is None:
-                await self.send(error_frame("invalid_phone", "a phone number has 10 to 15 digits, country code first"))
-                return
-            await self._start_command(self._request_pairing_code, phone)
+            await self._start_command(self._request_pairing_code, phone_raw)
         else:
             await self._bad("unknown_type", "known types: auth, request_qr, request_pairing_code, ping")
 
@@ -414,9 +413,6 @@ class Viewer:
         async def run() -> None:
             try:
                 await command(*args)
-            except SessionUnavailable as exc:
-                _, code, message = unavailable_error(exc)
-                await self.send(error_frame(code, message))
             except (_Closing, trio.Cancelled):
                 raise
             except Exception as exc:  # the store or Redis is down: say so, keep the viewer
@@ -427,29 +423,18 @@ class Viewer:
 
         self.nursery.start_soon(run)
 
-    async def _refusal_of_inactive(self) -> bool:
-        inactive = await inactive_status(self.services, self.salon_id)
-        if inactive is None:
-            return False
-        await self.send(error_frame(inactive, ERROR_MESSAGES[inactive]))
-        return True
-
     async def _request_qr(self) -> None:
-        if await self._refusal_of_inactive():
-            return
-        outcome = await self.services.router.ask(self.salon_id, RequestQr())
+        outcome = await request_qr(self.services, self.salon_id)
         if isinstance(outcome, Refused):
-            await self.send(error_frame(outcome.code, outcome.message))
+            await self.send(_error(outcome))
         # Otherwise the state and QR frames reach this viewer (and every other) through the bus.
 
-    async def _request_pairing_code(self, phone: str) -> None:
-        if await self._refusal_of_inactive():
-            return
-        outcome = await self.services.router.ask(self.salon_id, RequestPairingCode(phone))
-        if isinstance(outcome, PairingCode):
-            await self.send({"type": "pairing_code", "code": outcome.code, "expires_in": outcome.expires_in})
-        elif isinstance(outcome, Refused):
-            await self.send(error_frame(outcome.code, outcome.message))
+    async def _request_pairing_code(self, phone_raw: str) -> None:
+        outcome = await request_pairing_code(self.services, self.salon_id, phone_raw)
+        if isinstance(outcome, Refused):
+            await self.send(_error(outcome))
+        else:
+            await self.send(pairing_code_frame(outcome.code, outcome.expires_in))
 
 
 # -- the blueprint -----------------------------------------------------------------------------------

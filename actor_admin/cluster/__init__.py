@@ -8,14 +8,13 @@ lost or rebuilt (SPEC §7), and every Redis failure surfaces as :class:`RedisUna
 from ._bus import (
     Bus,
     BusStatistics,
-    Frame,
     LocalBus,
     RedisBus,
     SubscriberTooSlow,
     Subscription,
     open_redis_bus,
 )
-from ._client import DEFAULT_PREFIX, RedisClient, RedisScript
+from ._client import RedisClient
 from ._embedded import EmbeddedRedis, EmbeddedRedisError
 from ._errors import RedisUnavailable
 from ._inbound import DEFAULT_INBOUND_MAXLEN, InboundStream
@@ -25,13 +24,11 @@ from ._nodes import NodeRegistry
 
 __all__ = [
     "DEFAULT_INBOUND_MAXLEN",
-    "DEFAULT_PREFIX",
     "Bus",
     "BusStatistics",
     "Decision",
     "EmbeddedRedis",
     "EmbeddedRedisError",
-    "Frame",
     "InboundStream",
     "Lease",
     "LeaseHolder",
@@ -42,7 +39,6 @@ __all__ = [
     "RateLimiter",
     "RedisBus",
     "RedisClient",
-    "RedisScript",
     "RedisUnavailable",
     "SubscriberTooSlow",
     "Subscription",

@@ -1,6 +1,6 @@
 """The Bus: per-company topics carrying state and QR frames to websocket viewers on any node.
 
-A viewer subscribes to its company's topic; the company's actor (on whichever node holds the lease)
+A viewer subscribes to its company's topic; the company's actor (on whichever node runs it)
 publishes frames. Two implementations share one interface:
 
 * :class:`LocalBus` — in-process only (unit tests, single-node setups without Redis).
@@ -25,26 +25,28 @@ import json
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final, Protocol, Self, final
+from typing import Any, Final, Protocol, Self, cast, final
 
 import attrs
 import trio
+
+from actor_admin.backoff import Backoff
+from actor_admin.session import Frame
 
 from ._client import RedisClient
 from ._errors import RedisUnavailable
 
 log = logging.getLogger("actor_admin.cluster")
 
-Frame = dict[str, Any]
-
 DEFAULT_SUBSCRIBER_BUFFER: Final = 64
 DEFAULT_OUTBOX_SIZE: Final = 1024
 _PUBLISH_BATCH: Final = 128
 _WARN_EVERY_S: Final = 60.0
-_RECONNECT_MIN_S: Final = 0.1
-_RECONNECT_MAX_S: Final = 5.0
+# Re-dialling a lost pub/sub connection: 0.1 s doubling to 5 s. One connection per process, so
+# there is no crowd to spread out: no jitter.
+_RECONNECT: Final = Backoff(initial_s=0.1, factor=2.0, max_s=5.0, jitter=0.0)
 
 
 class SubscriberTooSlow(Exception):
@@ -74,7 +76,7 @@ class BusStatistics:
 class Bus(Protocol):
     """What actors (publish) and websocket handlers (subscribe) use."""
 
-    async def publish(self, salon_id: int, frame: Mapping[str, Any]) -> None:
+    async def publish(self, salon_id: int, frame: Frame) -> None:
         """Send ``frame`` (JSON-serialisable) to every subscriber of ``salon_id`` on every node."""
         ...
 
@@ -194,8 +196,15 @@ class _Fanout:
             for subscriber in list(subscribers):
                 self.remove(subscriber)
 
-    def counts(self) -> tuple[int, int]:
-        return len(self._topics), sum(len(s) for s in self._topics.values())
+    def statistics(self, published_total: int) -> BusStatistics:
+        """This process's side of the bus: its topics, subscribers and deliveries."""
+        return BusStatistics(
+            topics=len(self._topics),
+            subscribers=sum(len(s) for s in self._topics.values()),
+            published_total=published_total,
+            delivered_total=self.delivered_total,
+            subscribers_dropped_total=self.dropped_total,
+        )
 
 
 @final
@@ -206,10 +215,10 @@ class LocalBus:
         self._fanout = _Fanout(buffer_size)
         self._published_total = 0
 
-    async def publish(self, salon_id: int, frame: Mapping[str, Any]) -> None:
+    async def publish(self, salon_id: int, frame: Frame) -> None:
         await trio.lowlevel.checkpoint()
         self._published_total += 1
-        self._fanout.deliver(salon_id, dict(frame))
+        self._fanout.deliver(salon_id, frame.copy())
 
     @asynccontextmanager
     async def subscribe(self, salon_id: int) -> AsyncIterator[Subscription]:
@@ -222,14 +231,7 @@ class LocalBus:
             receive.close()
 
     def statistics(self) -> BusStatistics:
-        topics, subscribers = self._fanout.counts()
-        return BusStatistics(
-            topics=topics,
-            subscribers=subscribers,
-            published_total=self._published_total,
-            delivered_total=self._fanout.delivered_total,
-            subscribers_dropped_total=self._fanout.dropped_total,
-        )
+        return self._fanout.statistics(self._published_total)
 
 
 @final
@@ -265,10 +267,10 @@ class RedisBus:
         """The Redis channel of ``salon_id``'s topic."""
         return self._client.key("company", salon_id)
 
-    async def publish(self, salon_id: int, frame: Mapping[str, Any]) -> None:
+    async def publish(self, salon_id: int, frame: Frame) -> None:
         """Deliver to local subscribers now and queue for other nodes; never waits on Redis."""
         await trio.lowlevel.checkpoint()
-        frame = dict(frame)
+        frame = frame.copy()
         payload = json.dumps({"o": self._origin, "s": salon_id, "f": frame}, separators=(",", ":"))
         self._published_total += 1
         self._fanout.deliver(salon_id, frame)
@@ -308,13 +310,8 @@ class RedisBus:
         await self._connected_event.wait()
 
     def statistics(self) -> BusStatistics:
-        topics, subscribers = self._fanout.counts()
-        return BusStatistics(
-            topics=topics,
-            subscribers=subscribers,
-            published_total=self._published_total,
-            delivered_total=self._fanout.delivered_total,
-            subscribers_dropped_total=self._fanout.dropped_total,
+        return attrs.evolve(
+            self._fanout.statistics(self._published_total),
             outbox_dropped_total=self._outbox_dropped_total,
             publish_failures_total=self._publish_failures_total,
             connected=self._connected,
@@ -369,7 +366,7 @@ class RedisBus:
 
     async def _reader(self) -> None:
         """Own the pub/sub connection: (re)connect, subscribe, and fan incoming frames out."""
-        delay = _RECONNECT_MIN_S
+        failures = 0
         while True:
             try:
                 async with self._lock:
@@ -379,9 +376,9 @@ class RedisBus:
                     await self._sync_locked()
                 self._connected = True
                 self._connected_event.set()
-                if delay > _RECONNECT_MIN_S:
+                if failures:
                     log.info("bus: pub/sub connection to Redis restored")
-                delay = _RECONNECT_MIN_S
+                failures = 0
                 while True:
                     message = await self._client.run_aio(self._pubsub.get_message, timeout=None, timeout_s=math.inf)
                     self._handle(message)
@@ -395,8 +392,8 @@ class RedisBus:
                     self._connected = False
                     self._connected_event = trio.Event()
                 await self._drop_pubsub()
-            await trio.sleep(delay)
-            delay = min(delay * 2, _RECONNECT_MAX_S)
+            await trio.sleep(_RECONNECT.delay(failures, 0.5))
+            failures += 1
 
     def _handle(self, message: Any) -> None:
         if not isinstance(message, dict):
@@ -414,7 +411,7 @@ class RedisBus:
                 log.warning("bus: ignoring a malformed frame on %s", message.get("channel"))
                 return
             if origin != self._origin and isinstance(frame, dict):
-                self._fanout.deliver(salon_id, frame)
+                self._fanout.deliver(salon_id, cast(Frame, frame))  # another node's actor published it
 
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

@@ -1,9 +1,13 @@
-"""Leases with fencing tokens: at most one actor per company across the cluster.
+"""Leases with fencing tokens: the building block for at most one actor per company across nodes.
 
-A node runs a company's actor only while it holds the company's lease, the Redis key
-``{prefix}lease:{salon_id}`` whose value is ``"<token>:<node_id>"`` and whose TTL is the lease's
-life. Acquiring is SET-if-absent with a TTL plus a new **fencing token** from one cluster-wide
-counter (INCR), done in one Lua script so no token is spent on a failed attempt. Tokens only grow:
+Not wired yet: nothing in the node takes a lease, so today the supervisor alone keeps one actor per
+company, which holds for one node (run one node; see the README). Once wired, a node is to run a
+company's actor only while it holds the company's lease.
+
+A lease is the Redis key ``{prefix}lease:{salon_id}`` whose value is ``"<token>:<node_id>"`` and
+whose TTL is the lease's life. Acquiring is SET-if-absent with a TTL plus a new **fencing token**
+from one cluster-wide counter (INCR), done in one Lua script so no token is spent on a failed
+attempt. Tokens only grow:
 a node that was paused past its lease (GC, a frozen VM) and wakes up still holding an old token can
 be refused by anything that remembers the highest token it has seen — the lease alone cannot
 prevent that (Kleppmann, "How to do distributed locking", 2016).
@@ -95,8 +99,8 @@ class LeaseHolder:
 class LeaseManager:
     """Acquires, renews and releases company leases for one node.
 
-    Every method raises :class:`RedisUnavailable` when Redis cannot answer; a supervisor treats that
-    as "cannot prove ownership" and does not start an actor.
+    Every method raises :class:`RedisUnavailable` when Redis cannot answer, which a caller must
+    treat as "cannot prove ownership": no actor may start on it.
     """
 
     def __init__(self, client: RedisClient, node_id: str) -> None:

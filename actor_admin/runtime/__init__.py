@@ -5,7 +5,8 @@ Nothing here knows what the actors do; time is trio's clock only, so all of it r
 ``trio.testing.MockClock``.
 """
 
-from ._backoff import Backoff
+from actor_admin.backoff import Backoff
+
 from ._errors import ActorFailed, AskTimeout, MailboxClosed, MailboxFull, SupervisorClosed
 from ._mailbox import Inbox, Mailbox, MailboxStatistics, Request
 from ._policy import Restart, SupervisorPolicy

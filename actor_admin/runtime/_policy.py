@@ -7,7 +7,7 @@ from typing import final
 
 import attrs
 
-from ._backoff import Backoff
+from actor_admin.backoff import Backoff
 
 
 @final

@@ -440,7 +440,7 @@ class Supervisor(Generic[K, M]):
                     entry.set_state(ActorState.FAILED)
                     await self._park(entry, math.inf)
                 else:
-                    delay = policy.backoff.delay(entry.attempt, self._random)
+                    delay = policy.backoff.delay(entry.attempt, self._random())
                     entry.attempt += 1
                     entry.set_state(ActorState.BACKING_OFF)
                     await self._park(entry, delay)

@@ -5,10 +5,13 @@ performs the effects (transport calls, store writes, publishes, timers) and feed
 happened. Nothing here does I/O, reads a clock or draws random numbers, which is what lets every
 policy be tested as a table. Read :mod:`._policy` for the per-reason disconnect policy and its
 numbers, :mod:`._machine` for the transitions, :mod:`._effects` for what the actor must do.
+
+This package is the session's public vocabulary: the transports (``actor_admin.whatsapp``) import
+the events they report, and the front end the commands, outcomes and frames, from here — never
+from the private modules.
 """
 
 from ._effects import (
-    Accepted,
     Alert,
     AskPairingCode,
     CancelTimer,
@@ -17,23 +20,31 @@ from ._effects import (
     DeleteCredentials,
     Disconnect,
     Effect,
-    EnqueueActivation,
-    Frame,
     LogEvent,
     LogoutDevice,
-    Outcome,
-    PairingCode,
     PersistConnection,
     PersistUnlinked,
     Publish,
     RecordSendOutcome,
-    Refused,
     Reply,
     SendMessage,
     SetTimer,
-    Status,
     StoreCredentials,
     StoreMessage,
+)
+from ._frames import (
+    ConnectedFrame,
+    ErrorFrame,
+    Frame,
+    PairingCodeFrame,
+    PongFrame,
+    QrFrame,
+    StateFrame,
+    error_frame,
+    pairing_code_frame,
+    pong_frame,
+    snapshot_frames,
+    state_frame,
 )
 from ._inputs import (
     Command,
@@ -54,7 +65,6 @@ from ._inputs import (
 )
 from ._machine import (
     DEFAULT_POLICY,
-    ERROR_MESSAGES,
     TIMER_BACKOFF,
     TIMER_BAN_EXPIRY,
     TIMER_CONFLICT_RETRY,
@@ -64,25 +74,19 @@ from ._machine import (
     TIMER_PAIRING_EXPIRY,
     TIMER_PAIRING_REQUEST,
     TIMER_SILENCE,
-    error_frame,
-    pairing_code_frame,
-    qr_frame,
-    snapshot_frames,
-    state_frame,
-    status_of,
     step,
 )
+from ._outcomes import Accepted, Outcome, PairingCode, Refused, Status
 from ._phone import normalise_phone, phone_from_jid
 from ._policy import (
     REASON_NAMES,
     REASON_POLICY,
+    UNLINKED_REASONS,
     ReasonAction,
     SessionPolicy,
-    action_for,
-    jitter_fraction,
-    reason_name,
 )
-from ._state import LINK_STATES, LINKING_STATES, STATES, CurrentQr, Pairing, SessionState, StateName
+from ._state import INACTIVE_STATES, LINK_STATES, LINKING_STATES, STATES, CurrentQr, Pairing, SessionState, StateName
+from ._texts import ERROR_MESSAGES, INACTIVE_REFUSALS, INVALID_PHONE
 from ._transport_events import (
     BAD_SESSION,
     BANNED,
@@ -94,6 +98,10 @@ from ._transport_events import (
     LOGGED_OUT,
     MULTIDEVICE_MISMATCH,
     NETWORK_ERROR,
+    QR_BATCH_S,
+    QR_BATCH_SIZE,
+    QR_FIRST_TTL_S,
+    QR_NEXT_TTL_S,
     RESTART_REQUIRED,
     TEMPORARILY_BANNED,
     UNAVAILABLE_SERVICE,
@@ -108,6 +116,7 @@ from ._transport_events import (
     PairSuccess,
     QrIssued,
     TransportEvent,
+    qr_ttl_s,
 )
 
 __all__ = [
@@ -120,11 +129,18 @@ __all__ = [
     "DEFAULT_POLICY",
     "ERROR_MESSAGES",
     "FORBIDDEN",
+    "INACTIVE_REFUSALS",
+    "INACTIVE_STATES",
+    "INVALID_PHONE",
     "LINKING_STATES",
     "LINK_STATES",
     "LOGGED_OUT",
     "MULTIDEVICE_MISMATCH",
     "NETWORK_ERROR",
+    "QR_BATCH_S",
+    "QR_BATCH_SIZE",
+    "QR_FIRST_TTL_S",
+    "QR_NEXT_TTL_S",
     "REASON_NAMES",
     "REASON_POLICY",
     "RESTART_REQUIRED",
@@ -140,6 +156,7 @@ __all__ = [
     "TIMER_PAIRING_REQUEST",
     "TIMER_SILENCE",
     "UNAVAILABLE_SERVICE",
+    "UNLINKED_REASONS",
     "Accepted",
     "Alert",
     "AskPairingCode",
@@ -148,13 +165,14 @@ __all__ = [
     "Command",
     "Connect",
     "Connected",
+    "ConnectedFrame",
     "CredsUpdated",
     "CurrentQr",
     "DeleteCredentials",
     "Disconnect",
     "Disconnected",
     "Effect",
-    "EnqueueActivation",
+    "ErrorFrame",
     "Event",
     "Feedback",
     "Frame",
@@ -173,10 +191,13 @@ __all__ = [
     "Pairing",
     "PairingCode",
     "PairingCodeFailed",
+    "PairingCodeFrame",
     "PairingCodeIssued",
     "PersistConnection",
     "PersistUnlinked",
+    "PongFrame",
     "Publish",
+    "QrFrame",
     "QrIssued",
     "ReasonAction",
     "RecordSendOutcome",
@@ -190,6 +211,7 @@ __all__ = [
     "SessionState",
     "SetTimer",
     "Start",
+    "StateFrame",
     "StateName",
     "Status",
     "Stop",
@@ -198,16 +220,13 @@ __all__ = [
     "Timer",
     "TransportEvent",
     "Uninstall",
-    "action_for",
     "error_frame",
-    "jitter_fraction",
     "normalise_phone",
     "pairing_code_frame",
     "phone_from_jid",
-    "qr_frame",
-    "reason_name",
+    "pong_frame",
+    "qr_ttl_s",
     "snapshot_frames",
     "state_frame",
-    "status_of",
     "step",
 ]

@@ -9,10 +9,10 @@
 - ``SetTimer(name, at)`` replaces any timer of that name; the actor feeds ``Timer(name)`` at ``at``.
   ``CancelTimer`` may name a timer that already fired; late or duplicate ``Timer`` events are safe
   (the machine checks its own record of deadlines).
-- ``PersistConnection`` and ``EnqueueActivation`` come together when a connection opens; the actor
-  applies them in one transaction, and the store enqueues the YClients activation only while the
-  company's ``integration_status`` still needs it (the machine does not know that status, so it asks
-  on every ``Connected``).
+- ``PersistConnection`` comes with every opened connection; the actor records it and, in the same
+  transaction, the store enqueues the YClients activation while the company's
+  ``integration_status`` still needs it (the machine does not know that status, so it asks on
+  every ``Connected``).
 - ``Publish`` frames are the websocket frames of SPEC §4 except that a ``qr`` frame carries no
   ``svg``: rendering needs the qrcode library, so the publisher adds ``svg`` from ``qr``.
 """
@@ -24,9 +24,9 @@ from typing import final
 
 import attrs
 
-from ._state import StateName
-
-Frame = Mapping[str, str | int]
+from ._frames import Frame
+from ._outcomes import Outcome
+from ._transport_events import MessageReceived, MessageSent
 
 # --- the link -----------------------------------------------------------------------------
 
@@ -75,7 +75,8 @@ class SendMessage:
 @final
 @attrs.frozen
 class PersistConnection:
-    """``whatsapp_connected = true``, ``whatsapp_phone = phone`` (digits only), ``connected_at = now``."""
+    """``whatsapp_connected = true``, ``whatsapp_phone = phone`` (digits only), ``connected_at = now``,
+    and the YClients activation into the outbox if it is still due (see the module docstring)."""
 
     phone: str
 
@@ -104,21 +105,10 @@ class DeleteCredentials:
 
 @final
 @attrs.frozen
-class EnqueueActivation:
-    """Put the YClients activation call in the outbox (idempotent; see the module docstring)."""
-
-    phone: str
-
-
-@final
-@attrs.frozen
 class StoreMessage:
     """Store an inbound message (unique per company and ``wa_id``) and publish it to the stream."""
 
-    wa_id: str
-    peer: str
-    text: str
-    at: float
+    message: MessageReceived
 
 
 @final
@@ -126,9 +116,7 @@ class StoreMessage:
 class RecordSendOutcome:
     """Record how a send ended: ``wa_id`` when sent, ``error`` when not."""
 
-    idempotency_key: str
-    wa_id: str | None
-    error: str | None
+    outcome: MessageSent
 
 
 @final
@@ -155,7 +143,7 @@ class Alert:
 @final
 @attrs.frozen
 class CheckOwnership:
-    """Re-check this node's lease on the company; feed back ``OwnershipChecked``."""
+    """Re-check that this node still owns the company; feed back ``OwnershipChecked``."""
 
 
 @final
@@ -202,7 +190,6 @@ Effect = (
     | PersistUnlinked
     | StoreCredentials
     | DeleteCredentials
-    | EnqueueActivation
     | StoreMessage
     | RecordSendOutcome
     | LogEvent
@@ -213,51 +200,3 @@ Effect = (
     | CancelTimer
     | Reply
 )
-
-# --- outcomes: what a Reply carries ---------------------------------------------------------
-
-
-@final
-@attrs.frozen
-class Accepted:
-    """The command was taken; ``state`` is the session's state after it."""
-
-    state: StateName
-
-
-@final
-@attrs.frozen
-class Status:
-    """The answer to ``RequestQr``: the state after it and the QR to show, if any."""
-
-    state: StateName
-    phone: str | None = None
-    qr: str | None = None
-    qr_seq: int | None = None
-    expires_in: int | None = None
-
-
-@final
-@attrs.frozen
-class PairingCode:
-    """The answer to ``RequestPairingCode``: the code to type on the phone."""
-
-    code: str
-    expires_in: int
-
-
-@final
-@attrs.frozen
-class Refused:
-    """The command was not carried out. ``code`` is snake_case, stable, and meant for callers:
-
-    ``not_connected``, ``invalid_phone``, ``already_linked``, ``pairing_in_progress``,
-    ``pairing_failed``, ``pairing_unavailable``, ``conflict``, ``temporarily_banned``, ``frozen``,
-    ``uninstalled``, ``stopped``.
-    """
-
-    code: str
-    message: str
-
-
-Outcome = Accepted | Status | PairingCode | Refused

@@ -109,7 +109,7 @@ class Timer:
 @final
 @attrs.frozen
 class OwnershipChecked:
-    """The answer to ``CheckOwnership``: does this node still hold the company's lease?"""
+    """The answer to ``CheckOwnership``: does this node still own the company?"""
 
     owned: bool
 

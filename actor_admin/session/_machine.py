@@ -16,14 +16,12 @@ a queue of texts in the state record would make every state transition copy it).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, Final, assert_never
 
 import attrs
 
 from ._effects import (
-    Accepted,
     Alert,
     AskPairingCode,
     CancelTimer,
@@ -32,22 +30,26 @@ from ._effects import (
     DeleteCredentials,
     Disconnect,
     Effect,
-    EnqueueActivation,
-    Frame,
     LogEvent,
     LogoutDevice,
-    PairingCode,
     PersistConnection,
     PersistUnlinked,
     Publish,
     RecordSendOutcome,
-    Refused,
     Reply,
     SendMessage,
     SetTimer,
-    Status,
     StoreCredentials,
     StoreMessage,
+)
+from ._frames import (
+    connected_frame,
+    error_frame,
+    pairing_code_frame,
+    qr_frame,
+    reason_error_frame,
+    remaining_s,
+    state_frame,
 )
 from ._inputs import (
     Event,
@@ -64,9 +66,28 @@ from ._inputs import (
     Timer,
     Uninstall,
 )
+from ._outcomes import Accepted, Outcome, PairingCode, Refused, Status
 from ._phone import normalise_phone, phone_from_jid
 from ._policy import ReasonAction, SessionPolicy, action_for, jitter_fraction, reason_name
-from ._state import LINK_STATES, LINKING_STATES, CurrentQr, Pairing, SessionState, StateName
+from ._state import INACTIVE_STATES, LINK_STATES, LINKING_STATES, CurrentQr, Pairing, SessionState, StateName
+from ._texts import (
+    ALREADY_LINKED,
+    CONFLICT,
+    INACTIVE_REFUSALS,
+    INVALID_PHONE,
+    INVALID_RECIPIENT,
+    LINKED_MEANWHILE,
+    LINKING_ENDED,
+    PAIRING_CODE_EXPIRED,
+    PAIRING_CODE_TIMED_OUT,
+    PAIRING_FOR_ANOTHER_NUMBER,
+    PAIRING_JUST_EXPIRED,
+    SHUTTING_DOWN,
+    TEMPORARILY_BANNED,
+    UNLINKING,
+    not_connected,
+    pairing_code_refused,
+)
 from ._transport_events import (
     CONNECTION_LOST,
     LOGGED_OUT,
@@ -122,85 +143,7 @@ _TIMERS_OF: Final[Mapping[StateName, frozenset[str]]] = {
     "uninstalled": frozenset(),
 }
 
-# --- what viewers are told ------------------------------------------------------------------
-
-# States a session stays in until something (a viewer, an operator, a timer) moves it; viewers
-# get an error frame explaining why, also when they join later.
-_STUCK_STATES: Final = frozenset({"idle", "logged_out", "conflict", "failed", "frozen", "uninstalled"})
-
-_UNLINKED_MESSAGE = "WhatsApp was unlinked from this salon's phone. Link it again with a new QR code."
-ERROR_MESSAGES: Final[Mapping[str, str]] = {
-    "qr_expired": "The QR codes expired. Ask for a new QR code to try again.",
-    "connection_lost": "The connection to WhatsApp was lost while linking. Ask for a new QR code.",
-    "logged_out": _UNLINKED_MESSAGE,
-    "forbidden": _UNLINKED_MESSAGE,
-    "banned": "WhatsApp banned this number and unlinked it.",
-    "multidevice_mismatch": _UNLINKED_MESSAGE,
-    "logout": "WhatsApp was unlinked by support. Link it again with a new QR code.",
-    "connection_replaced": (
-        "Another connection is using this WhatsApp account, so this one stopped instead of fighting "
-        "over it. Support has been alerted."
-    ),
-    "temporarily_banned": "WhatsApp temporarily banned this number.",
-    "client_outdated": "WhatsApp no longer accepts this client version. Support has been alerted.",
-    "reconnect_exhausted": "Reconnecting to WhatsApp kept failing. Support has been alerted.",
-    "frozen": "The integration is paused in YClients.",
-    "uninstalled": "The integration was removed in YClients.",
-}
-
-
-def _remaining_s(at: float, now: float) -> int:
-    return max(0, math.ceil(at - now))
-
-
-def state_frame(state: SessionState) -> Frame:
-    """``{"type": "state", "state": S, "phone": …}`` — ``phone`` only once known."""
-    if state.phone:
-        return {"type": "state", "state": state.name, "phone": state.phone}
-    return {"type": "state", "state": state.name}
-
-
-def qr_frame(qr: CurrentQr, now: float) -> Frame:
-    """The ``qr`` frame without ``svg`` (the publisher renders it from ``qr``)."""
-    return {"type": "qr", "qr": qr.code, "expires_in": _remaining_s(qr.expires_at, now), "seq": qr.seq}
-
-
-def pairing_code_frame(code: str, expires_at: float, now: float) -> Frame:
-    return {"type": "pairing_code", "code": code, "expires_in": _remaining_s(expires_at, now)}
-
-
-def error_frame(code: str, message: str) -> Frame:
-    return {"type": "error", "code": code, "message": message}
-
-
-def _reason_error_frame(state: SessionState, now: float) -> Frame | None:
-    reason = state.reason
-    if state.name not in _STUCK_STATES or reason is None or reason not in ERROR_MESSAGES:
-        return None
-    message = ERROR_MESSAGES[reason]
-    if reason == "temporarily_banned" and state.ban_expires_at is not None:
-        minutes = math.ceil(max(0.0, state.ban_expires_at - now) / 60)
-        message += f" The ban ends in about {minutes} min; the connection resumes by itself."
-    return error_frame(reason, message)
-
-
-def snapshot_frames(state: SessionState, now: float) -> list[Frame]:
-    """The frames a viewer who joins now must receive, in order.
-
-    The current state; the QR when in ``qr``; the pairing code when in ``pairing_code``; and, in a
-    state the session will not leave by itself soon (``idle``, ``failed``, ``conflict`` …), the
-    error frame saying why.
-    """
-    frames = [state_frame(state)]
-    if state.name == "qr" and state.qr is not None:
-        frames.append(qr_frame(state.qr, now))
-    pairing = state.pairing
-    if state.name == "pairing_code" and pairing and pairing.code and pairing.expires_at is not None:
-        frames.append(pairing_code_frame(pairing.code, pairing.expires_at, now))
-    reason_frame = _reason_error_frame(state, now)
-    if reason_frame is not None:
-        frames.append(reason_frame)
-    return frames
+# --- what callers are told -------------------------------------------------------------------
 
 
 def status_of(state: SessionState, now: float) -> Status:
@@ -211,7 +154,7 @@ def status_of(state: SessionState, now: float) -> Status:
             phone=state.phone,
             qr=state.qr.code,
             qr_seq=state.qr.seq,
-            expires_in=_remaining_s(state.qr.expires_at, now),
+            expires_in=remaining_s(state.qr.expires_at, now),
         )
     return Status(state.name, phone=state.phone)
 
@@ -234,7 +177,7 @@ class _Step:
     def update(self, **changes: Any) -> None:
         self.state = attrs.evolve(self.state, **changes)
 
-    def reply(self, request_id: int | None, outcome: Accepted | Status | PairingCode | Refused) -> None:
+    def reply(self, request_id: int | None, outcome: Outcome) -> None:
         self.emit(Reply(request_id, outcome))
 
     def log(self, type: str, **data: str | int | float | None) -> None:
@@ -254,14 +197,14 @@ class _Step:
         for timer in sorted(set(self.state.timers) - _TIMERS_OF[name]):
             self.cancel_timer(timer)
         if name not in LINKING_STATES:
-            self.drop_pairing("pairing_unavailable", "The linking attempt ended before a code arrived.")
+            self.drop_pairing(LINKING_ENDED)
             self.update(qr=None)
         old = self.state
         self.update(name=name, reason=reason)
         if name != old.name:
-            self.emit(Publish(state_frame(self.state)))
+            self.emit(Publish(state_frame(self.state.name, self.state.phone)))
         if name != old.name or reason != old.reason:
-            frame = _reason_error_frame(self.state, self.now)
+            frame = reason_error_frame(self.state, self.now)
             if frame is not None:
                 self.emit(Publish(frame))
 
@@ -275,13 +218,13 @@ class _Step:
         if self.state.link_open:
             self.emit(Disconnect())
 
-    def drop_pairing(self, code: str, message: str) -> None:
+    def drop_pairing(self, refused: Refused) -> None:
         """Forget the pairing request, refusing whoever still waits for its code."""
         pairing = self.state.pairing
         if pairing is None:
             return
         for request_id in pairing.waiters:
-            self.reply(request_id, Refused(code, message))
+            self.reply(request_id, refused)
         self.cancel_timer(TIMER_PAIRING_REQUEST)
         self.cancel_timer(TIMER_PAIRING_EXPIRY)
         self.update(pairing=None)
@@ -340,7 +283,7 @@ def _retry_later(b: _Step, reason: str) -> None:
         _linking_ended(b, "connection_lost")
         return
     failures = b.state.failures + 1
-    delay = b.policy.backoff_s(failures, jitter_fraction(b.state.jitter_seed, failures))
+    delay = b.policy.backoff.delay(failures - 1, jitter_fraction(b.state.jitter_seed, failures))
     b.update(failures=failures)
     b.log("disconnected", reason=reason, retry_in_s=round(delay, 3))
     _reconnect(b, delay=delay, reason=reason)
@@ -453,12 +396,12 @@ def _on_pairing_code(b: _Step, event: PairingCodeIssued) -> None:
         return
     expires_at = b.now + event.ttl_s
     for request_id in pairing.waiters:
-        b.reply(request_id, PairingCode(event.code, _remaining_s(expires_at, b.now)))
+        b.reply(request_id, PairingCode(event.code, remaining_s(expires_at, b.now)))
     b.update(pairing=Pairing(pairing.phone, code=event.code, expires_at=expires_at))
     b.cancel_timer(TIMER_PAIRING_REQUEST)
     b.enter("pairing_code", reason=None)
     b.set_timer(TIMER_PAIRING_EXPIRY, expires_at)
-    b.emit(Publish(pairing_code_frame(event.code, expires_at, b.now)))
+    b.emit(Publish(pairing_code_frame(event.code, remaining_s(expires_at, b.now))))
 
 
 def _on_pair_success(b: _Step, event: PairSuccess) -> None:
@@ -467,7 +410,7 @@ def _on_pair_success(b: _Step, event: PairSuccess) -> None:
     phone = phone_from_jid(event.jid) or b.state.phone
     b.update(phone=phone, failures=0)
     b.log("paired", phone=phone)
-    b.drop_pairing("already_linked", "The phone is linked now.")
+    b.drop_pairing(LINKED_MEANWHILE)
     b.enter("connecting", reason=None)
     # The QR link's deadline was sized for a whole QR batch; from here on it is a connect.
     b.set_timer(TIMER_CONNECT_DEADLINE, b.now + b.policy.connect_timeout_s)
@@ -479,11 +422,7 @@ def _on_connected(b: _Step, event: Connected) -> None:
     phone = phone_from_jid(event.jid) or b.state.phone or ""
     b.update(phone=phone or None, has_credentials=True, failures=0)
     b.enter("connected", reason=None)
-    b.emit(
-        Publish({"type": "connected", "phone": phone}),
-        PersistConnection(phone),
-        EnqueueActivation(phone),
-    )
+    b.emit(Publish(connected_frame(phone)), PersistConnection(phone))
     b.log("connected", phone=phone)
     if b.policy.silence_timeout_s is not None:
         b.set_timer(TIMER_SILENCE, b.now + b.policy.silence_timeout_s)
@@ -546,12 +485,12 @@ def _on_timer(b: _Step, name: str) -> None:
         else:
             b.enter("idle", reason=None)
     elif name == TIMER_PAIRING_REQUEST and s.name in LINKING_STATES:
-        _pairing_failed(b, "WhatsApp did not send a pairing code in time.")
+        _pairing_failed(b, PAIRING_CODE_TIMED_OUT)
     elif name == TIMER_PAIRING_EXPIRY and s.name == "pairing_code":
         b.update(pairing=None)
         qr = s.qr if s.qr is not None and s.qr.expires_at > b.now else None
         b.update(qr=qr)
-        b.emit(Publish(error_frame("pairing_code_expired", "The pairing code expired. Ask for a new one.")))
+        b.emit(Publish(error_frame("pairing_code_expired", PAIRING_CODE_EXPIRED)))
         b.enter("qr" if qr is not None else "starting", reason=None)
         if qr is not None:
             b.emit(Publish(qr_frame(qr, b.now)))
@@ -561,29 +500,25 @@ def _pairing_failed(b: _Step, message: str) -> None:
     pairing = b.state.pairing
     if pairing is None or pairing.code is not None:
         return
-    b.drop_pairing("pairing_failed", message)
+    b.drop_pairing(Refused("pairing_failed", message))
     b.log("pairing_failed", detail=message)
     b.emit(Publish(error_frame("pairing_failed", message)))
 
 
 # --- commands ----------------------------------------------------------------------------------
 
-_REFUSALS: Final[Mapping[str, Refused]] = {
-    "frozen": Refused("frozen", "The integration is paused in YClients."),
-    "uninstalled": Refused("uninstalled", "The integration was removed in YClients."),
-    "conflict": Refused("conflict", "Another connection uses this WhatsApp account; an operator must restart it."),
-}
+_REFUSALS: Final[Mapping[str, Refused]] = {**INACTIVE_REFUSALS, "conflict": CONFLICT}
 
 
 def _inactive(state: SessionState) -> Refused | None:
     """The refusal for a frozen or uninstalled session, which only ``Start`` may wake."""
-    return _REFUSALS.get(state.name) if state.name in ("frozen", "uninstalled") else None
+    return INACTIVE_REFUSALS.get(state.name)
 
 
 def _ban_refusal(state: SessionState, now: float) -> Refused | None:
     if not _banned_now(state, now):
         return None
-    return Refused("temporarily_banned", ERROR_MESSAGES["temporarily_banned"])
+    return TEMPORARILY_BANNED
 
 
 def _on_start(b: _Step, request_id: int | None) -> None:
@@ -597,7 +532,7 @@ def _on_start(b: _Step, request_id: int | None) -> None:
     _reset_history(b)
     if s.has_credentials:
         _begin(b)
-    elif s.name in ("frozen", "uninstalled", "failed", "conflict", "reconnecting"):
+    elif s.name in INACTIVE_STATES | {"failed", "conflict", "reconnecting"}:
         b.enter("idle", reason=None)
     b.log("started", state=b.state.name)
     b.reply(request_id, Accepted(b.state.name))
@@ -616,7 +551,6 @@ def _on_request_qr(b: _Step, request_id: int | None) -> None:
 
 
 _PAIRABLE_STATES: Final = LINKING_STATES | {"idle", "logged_out", "failed"}
-_INVALID_PHONE: Final = Refused("invalid_phone", "A phone number has 10 to 15 digits, country code first.")
 
 
 def _pairing_refusal(state: SessionState, phone: str | None, now: float) -> Refused | None:
@@ -625,14 +559,14 @@ def _pairing_refusal(state: SessionState, phone: str | None, now: float) -> Refu
     if refused is not None:
         return refused
     if phone is None:
-        return _INVALID_PHONE
+        return INVALID_PHONE
     if state.has_credentials or state.name not in _PAIRABLE_STATES:
-        return Refused("already_linked", "A WhatsApp device is already linked; log it out first.")
+        return ALREADY_LINKED
     pairing = state.pairing
     if pairing is not None and pairing.phone != phone:
-        return Refused("pairing_in_progress", "A pairing code for another number is in progress.")
+        return PAIRING_FOR_ANOTHER_NUMBER
     if pairing is not None and pairing.expires_at is not None and pairing.expires_at <= now:
-        return Refused("pairing_in_progress", "The previous code just expired; ask again.")
+        return PAIRING_JUST_EXPIRED
     return None
 
 
@@ -641,14 +575,14 @@ def _on_request_pairing_code(b: _Step, phone_raw: str, request_id: int | None) -
     phone = normalise_phone(phone_raw)
     refused = _pairing_refusal(b.state, phone, b.now)
     if refused is not None or phone is None:
-        b.reply(request_id, refused or _INVALID_PHONE)
+        b.reply(request_id, refused or INVALID_PHONE)
         return
     pairing = b.state.pairing
     if pairing is not None and pairing.code is None:
         b.update(pairing=attrs.evolve(pairing, waiters=(*pairing.waiters, request_id)))
         return  # answered when the code arrives
     if pairing is not None and pairing.code is not None and pairing.expires_at is not None:
-        b.reply(request_id, PairingCode(pairing.code, _remaining_s(pairing.expires_at, b.now)))
+        b.reply(request_id, PairingCode(pairing.code, remaining_s(pairing.expires_at, b.now)))
         return
     if not b.state.link_open:
         _reset_history(b)
@@ -660,7 +594,7 @@ def _on_request_pairing_code(b: _Step, phone_raw: str, request_id: int | None) -
 
 def _on_stop(b: _Step, request_id: int | None) -> None:
     s = b.state
-    b.drop_pairing("stopped", "The session is shutting down.")
+    b.drop_pairing(SHUTTING_DOWN)
     b.disconnect()
     for timer in sorted(s.timers):
         b.cancel_timer(timer)
@@ -676,7 +610,7 @@ def _on_logout(b: _Step, request_id: int | None) -> None:
         b.reply(request_id, refused)
         return
     if s.has_credentials:
-        b.drop_pairing("stopped", "The device is being unlinked.")
+        b.drop_pairing(UNLINKING)
         if s.link_open:
             b.emit(LogoutDevice())
         _unlinked(b, "logout")
@@ -689,10 +623,10 @@ def _on_logout(b: _Step, request_id: int | None) -> None:
 def _on_freeze(b: _Step, request_id: int | None) -> None:
     s = b.state
     if s.name == "uninstalled":
-        b.reply(request_id, _REFUSALS["uninstalled"])
+        b.reply(request_id, INACTIVE_REFUSALS["uninstalled"])
         return
     if s.name != "frozen":
-        b.drop_pairing("frozen", "The integration is paused in YClients.")
+        b.drop_pairing(INACTIVE_REFUSALS["frozen"])
         b.disconnect()
         b.enter("frozen", reason="frozen")
         b.log("frozen")
@@ -702,7 +636,7 @@ def _on_freeze(b: _Step, request_id: int | None) -> None:
 def _on_uninstall(b: _Step, request_id: int | None) -> None:
     s = b.state
     if s.name != "uninstalled":
-        b.drop_pairing("uninstalled", "The integration was removed in YClients.")
+        b.drop_pairing(INACTIVE_REFUSALS["uninstalled"])
         b.disconnect()
         if s.has_credentials:
             b.emit(DeleteCredentials())
@@ -719,9 +653,9 @@ def _on_send(b: _Step, event: Send) -> None:
     if (refused := _inactive(s)) is not None:
         b.reply(event.request_id, refused)
     elif to is None:
-        b.reply(event.request_id, Refused("invalid_phone", "The recipient has 10 to 15 digits."))
+        b.reply(event.request_id, INVALID_RECIPIENT)
     elif s.name != "connected":
-        b.reply(event.request_id, Refused("not_connected", f"WhatsApp is not connected (state {s.name})."))
+        b.reply(event.request_id, not_connected(s.name))
     else:
         b.emit(SendMessage(to, event.text, event.idempotency_key))
         b.reply(event.request_id, Accepted(s.name))
@@ -785,7 +719,7 @@ def step(
             _on_disconnected(b, NETWORK_ERROR, detail, None)
         case PairingCodeFailed(detail=detail):
             if state.name in LINKING_STATES:
-                _pairing_failed(b, f"WhatsApp refused to issue a pairing code: {detail or 'no detail'}")
+                _pairing_failed(b, pairing_code_refused(detail))
         case Disconnected(reason=reason, detail=detail, ban_expires_at=ban_expires_at):
             _on_disconnected(b, reason, detail, ban_expires_at)
         case QrIssued():
@@ -804,13 +738,13 @@ def step(
             _on_keepalive_timeout(b)
         case KeepaliveRestored():
             _on_keepalive_restored(b)
-        case MessageReceived(wa_id=wa_id, peer=peer, text=text, at=at):
+        case MessageReceived():
             if state.name != "uninstalled":
-                b.emit(StoreMessage(wa_id, peer, text, at))
-        case MessageSent(idempotency_key=key, wa_id=wa_id, error=error):
-            b.emit(RecordSendOutcome(key, wa_id, error))
-        case _:
-            pass  # not an event this machine knows: nothing happens
+                b.emit(StoreMessage(event))
+        case MessageSent():
+            b.emit(RecordSendOutcome(event))
+        case _ as unknown:
+            assert_never(unknown)
     silence = policy.silence_timeout_s
     if silence is not None and was_connected and b.state.name == "connected" and isinstance(event, _ACTIVITY):
         b.set_timer(TIMER_SILENCE, now + silence)

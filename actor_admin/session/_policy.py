@@ -42,8 +42,9 @@ Defaults of :class:`SessionPolicy` and why:
   delivers nothing"). ``silence_timeout_s`` (off by default) additionally reconnects a connected
   session that reported nothing at all for that long — useful only with a transport that reports
   activity periodically; WhatsApp itself may stay silent for hours on a quiet number.
-- ``conflict_retry_delay_s`` 60 s before the single retry after a 440 (time for a stale owner to
-  notice it lost its lease); ``ban_fallback_s`` 1 hour when a 402 carries no expiry.
+- ``conflict_retry_delay_s`` 60 s before the single retry after a 440 (time for the other
+  connection, e.g. a stale process, to go away); ``ban_fallback_s`` 1 hour when a 402 carries no
+  expiry.
 - ``pairing_request_timeout_s`` 30 s for the transport to produce a pairing code.
 """
 
@@ -56,6 +57,8 @@ from typing import Final, final
 
 import attrs
 
+from actor_admin.backoff import Backoff
+
 from ._transport_events import (
     BAD_SESSION,
     BANNED,
@@ -67,6 +70,7 @@ from ._transport_events import (
     LOGGED_OUT,
     MULTIDEVICE_MISMATCH,
     NETWORK_ERROR,
+    QR_BATCH_S,
     RESTART_REQUIRED,
     TEMPORARILY_BANNED,
     UNAVAILABLE_SERVICE,
@@ -99,6 +103,11 @@ REASON_POLICY: Final[Mapping[int, ReasonAction]] = {
     UNAVAILABLE_SERVICE: ReasonAction.TRANSIENT,
     NETWORK_ERROR: ReasonAction.TRANSIENT,
 }
+
+# The codes after which the device is gone from the phone (its credentials are worthless).
+UNLINKED_REASONS: Final[frozenset[int]] = frozenset(
+    code for code, action in REASON_POLICY.items() if action is ReasonAction.UNLINKED
+)
 
 # snake_case names for reason codes: the session's ``reason``, /status ``last_error``, event data.
 REASON_NAMES: Final[Mapping[int, str]] = {
@@ -138,9 +147,8 @@ def _optional_positive(instance: object, attribute: attrs.Attribute[float | None
         raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
 
 
-def _fraction(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not 0 <= value <= 1:
-        raise ValueError(f"{attribute.name} must be within [0, 1], got {value!r}")
+# 5, 10, 20, 40, 60, 60 … s, ±20 % (see the module docstring).
+RECONNECT_BACKOFF: Final = Backoff(initial_s=5.0, factor=2.0, max_s=60.0, jitter=0.2)
 
 
 @final
@@ -148,41 +156,18 @@ def _fraction(instance: object, attribute: attrs.Attribute[float], value: float)
 class SessionPolicy:
     """The session machine's numbers; the defaults are explained in this module's docstring."""
 
-    backoff_initial_s: float = attrs.field(default=5.0, validator=_positive)
-    backoff_factor: float = attrs.field(default=2.0, validator=_positive)
-    backoff_max_s: float = attrs.field(default=60.0, validator=_positive)
-    backoff_jitter: float = attrs.field(default=0.2, validator=_fraction)
+    #: Reconnect delays; ``attempt`` is the number of consecutive failures minus one.
+    backoff: Backoff = RECONNECT_BACKOFF
     max_reconnects: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     reconnect_window_s: float = attrs.field(default=600.0, validator=_positive)
     restart_grace_s: float = attrs.field(default=30.0, validator=_positive)
     conflict_retry_delay_s: float = attrs.field(default=60.0, validator=_positive)
     ban_fallback_s: float = attrs.field(default=3600.0, validator=_positive)
     connect_timeout_s: float = attrs.field(default=60.0, validator=_positive)
-    qr_link_timeout_s: float = attrs.field(default=200.0, validator=_positive)
+    qr_link_timeout_s: float = attrs.field(default=QR_BATCH_S + 40.0, validator=_positive)
     keepalive_grace_s: float = attrs.field(default=30.0, validator=_positive)
     silence_timeout_s: float | None = attrs.field(default=None, validator=_optional_positive)
     pairing_request_timeout_s: float = attrs.field(default=30.0, validator=_positive)
-
-    def backoff_base_s(self, failures: int) -> float:
-        """The delay before retry number ``failures`` (1 for the first), before jitter."""
-        exponent = max(0, failures - 1)
-        try:
-            delay = self.backoff_initial_s * self.backoff_factor**exponent
-        except OverflowError:  # a very long outage is simply at the cap
-            return self.backoff_max_s
-        return min(self.backoff_max_s, delay)
-
-    def backoff_s(self, failures: int, fraction: float) -> float:
-        """The jittered delay: ``base × (1 ± jitter)``, ``fraction`` in [0, 1) choosing where.
-
-        ``fraction`` 0.5 gives the base delay exactly.
-        """
-        return self.backoff_base_s(failures) * (1.0 + self.backoff_jitter * (2.0 * fraction - 1.0))
-
-    def backoff_bounds_s(self, failures: int) -> tuple[float, float]:
-        """The smallest and largest delay :meth:`backoff_s` can return for ``failures``."""
-        base = self.backoff_base_s(failures)
-        return base * (1.0 - self.backoff_jitter), base * (1.0 + self.backoff_jitter)
 
 
 def jitter_fraction(seed: int, failures: int) -> float:

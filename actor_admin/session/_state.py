@@ -28,6 +28,10 @@ STATES: Final[tuple[StateName, ...]] = get_args(StateName)
 LINK_STATES: Final[frozenset[StateName]] = frozenset({"starting", "qr", "pairing_code", "connecting", "connected"})
 # Linking states: a link without credentials, showing QRs or a pairing code to a viewer.
 LINKING_STATES: Final[frozenset[StateName]] = frozenset({"starting", "qr", "pairing_code"})
+# Frozen or uninstalled: YClients withdrew the app (its freeze / uninstall webhooks). These are
+# also the ``integration_status`` values of such a salon. The session refuses work in them, and
+# nothing may start a session for such a salon until a new marketplace redirect (``Start``).
+INACTIVE_STATES: Final[frozenset[StateName]] = frozenset({"frozen", "uninstalled"})
 
 
 @final

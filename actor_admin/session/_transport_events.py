@@ -26,11 +26,24 @@ UNAVAILABLE_SERVICE: Final = 503
 RESTART_REQUIRED: Final = 515
 NETWORK_ERROR: Final = 0  # no reason from the server: dial failure, reset, timeout
 
+# WhatsApp's QR timing (set by its server): a link without credentials shows a batch of
+# QR_BATCH_SIZE codes, the first valid QR_FIRST_TTL_S, each later one QR_NEXT_TTL_S; when the last
+# expires the link ends with CONNECTION_LOST (408).
+QR_BATCH_SIZE: Final = 6
+QR_FIRST_TTL_S: Final = 60.0
+QR_NEXT_TTL_S: Final = 20.0
+QR_BATCH_S: Final = QR_FIRST_TTL_S + (QR_BATCH_SIZE - 1) * QR_NEXT_TTL_S
+
+
+def qr_ttl_s(seq: int) -> float:
+    """How long WhatsApp accepts the ``seq``-th QR code of a batch (``seq`` counts from 1)."""
+    return QR_FIRST_TTL_S if seq <= 1 else QR_NEXT_TTL_S
+
 
 @final
 @attrs.frozen
 class QrIssued:
-    """A QR code to show; ``ttl_s`` is how long WhatsApp accepts it (60 s first, then 20 s)."""
+    """A QR code to show; ``ttl_s`` is how long WhatsApp accepts it (:func:`qr_ttl_s`)."""
 
     code: str
     ttl_s: float

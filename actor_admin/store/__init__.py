@@ -4,7 +4,7 @@ asyncpg runs under trio through trio-asyncio; nothing outside this package (and 
 into asyncio. Callers get trio-native ``await``s and the typed errors of :mod:`._errors`.
 """
 
-from ._crypto import Keyring, key_id
+from ._crypto import Keyring
 from ._db import Database
 from ._embedded import EMBEDDED_OS_USER, EmbeddedPostgres, postgres_bin_dir
 from ._errors import (
@@ -16,7 +16,7 @@ from ._errors import (
     StoreError,
     StoreUnavailable,
 )
-from ._migrations import MIGRATION_LOCK_KEY, Migration, load_migrations, migrate, migrate_aio, pending, sql_dir
+from ._migrations import MIGRATION_LOCK_KEY, Migration, load_migrations, migrate, pending, sql_dir
 from ._models import (
     ACTIVATION,
     INTEGRATION_STATUSES,
@@ -30,7 +30,6 @@ from ._models import (
     MessageStatus,
     OutboxItem,
     OutboxStats,
-    phone_digits,
 )
 from ._repos import ACTIVATION_WINDOW_S, Companies, Credentials, Events, Messages, Outbox
 from ._store import Store, open_store
@@ -68,13 +67,10 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
-    "key_id",
     "load_migrations",
     "migrate",
-    "migrate_aio",
     "open_store",
     "pending",
-    "phone_digits",
     "postgres_bin_dir",
     "sql_dir",
 ]

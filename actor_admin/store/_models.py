@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import attrs
 
 IntegrationStatus = Literal[
     "pending_whatsapp", "activating", "active", "activation_failed", "frozen", "uninstalled"
 ]
-INTEGRATION_STATUSES: tuple[IntegrationStatus, ...] = (
-    "pending_whatsapp", "activating", "active", "activation_failed", "frozen", "uninstalled"
-)
+INTEGRATION_STATUSES: tuple[IntegrationStatus, ...] = get_args(IntegrationStatus)
 Direction = Literal["in", "out"]
 MessageStatus = Literal["received", "queued", "sent", "delivered", "read", "failed"]
 
@@ -117,18 +114,3 @@ def from_row(cls: type[R], row: Mapping[str, Any]) -> R:
     """Build a record from a row, ignoring columns the record does not name (added by later migrations)."""
     names = {f.name for f in attrs.fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in row.items() if k in names})
-
-
-_DEVICE_SUFFIX = re.compile(r"[:@].*$")
-
-
-def phone_digits(phone: str) -> str:
-    """``"79006464263:15@s.whatsapp.net"`` or ``"+7 900 646-42-63"`` → ``"79006464263"``.
-
-    Raises:
-        ValueError: fewer than 5 or more than 20 digits remain.
-    """
-    digits = re.sub(r"\D", "", _DEVICE_SUFFIX.sub("", phone.strip()))
-    if not 5 <= len(digits) <= 20:
-        raise ValueError(f"not a phone number: {phone!r}")
-    return digits

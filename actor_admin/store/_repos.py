@@ -10,9 +10,11 @@ import builtins
 import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any, final
+from typing import Any, TypeVar, final
 
 import asyncpg
+
+from actor_admin.session import INACTIVE_STATES, phone_from_jid
 
 from ._crypto import Keyring
 from ._db import Conn, Database
@@ -30,11 +32,31 @@ from ._models import (
     OutboxItem,
     OutboxStats,
     from_row,
-    phone_digits,
 )
 
 ACTIVATION_WINDOW_S = 3600.0
 """YClients accepts the activation callback within one hour of the user granting access."""
+
+R = TypeVar("R")
+
+# Statements more than one method runs.
+_COMPANY = "SELECT * FROM companies WHERE salon_id = $1"
+# $3: only a company in one of these statuses changes (NULL: any).
+_SET_STATUS = """
+    UPDATE companies SET integration_status = $2, updated_at = now(),
+        connected_at = CASE WHEN $2 = 'active' THEN now() ELSE connected_at END
+    WHERE salon_id = $1 AND ($3::text[] IS NULL OR integration_status = ANY($3::text[]))
+    RETURNING *
+"""
+# Due now; given up $5 seconds after $4 (NULL: now), never when $5 is NULL.
+_ENQUEUE = """
+    INSERT INTO outbox (kind, salon_id, payload, deadline)
+    VALUES ($1, $2, $3, COALESCE($4::timestamptz, now()) + make_interval(secs => $5))
+    RETURNING id
+"""
+_APPEND_EVENT = "INSERT INTO company_events (salon_id, type, data) VALUES ($1, $2, $3) RETURNING id"
+_DELETE_CREDENTIALS = "DELETE FROM whatsapp_credentials WHERE salon_id = $1"
+_OUTBOUND = "SELECT * FROM messages WHERE salon_id = $1 AND idempotency_key = $2"
 
 
 def _check_status(status: str) -> None:
@@ -42,12 +64,46 @@ def _check_status(status: str) -> None:
         raise ValueError(f"unknown integration_status {status!r}")
 
 
-@final
-class Companies:
-    """The ``companies`` table: one row per salon that ever installed the app."""
+async def _enqueue(
+    conn: Conn,
+    kind: str,
+    salon_id: int,
+    payload: Mapping[str, Any],
+    deadline_s: float | None,
+    *,
+    since: datetime | None = None,
+) -> int:
+    """Add an outbox row due now, given up ``deadline_s`` after ``since`` (default: now); its id."""
+    return int(await conn.fetchval(_ENQUEUE, kind, salon_id, dict(payload), since, deadline_s))
+
+
+class _Repository:
+    """A table's methods over the shared :class:`Database`; the small reads share their plumbing."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def _one(self, cls: type[R], sql: str, *args: Any, retry: bool = True) -> R | None:
+        """The record of the first row ``sql`` returns, or None (``retry`` only for idempotent ``sql``)."""
+
+        async def work(conn: Conn) -> R | None:
+            row = await conn.fetchrow(sql, *args)
+            return None if row is None else from_row(cls, row)
+
+        return await self._db.run(work, retry=retry)
+
+    async def _all(self, cls: type[R], sql: str, *args: Any) -> builtins.list[R]:
+        """The records of every row the query ``sql`` returns."""
+
+        async def work(conn: Conn) -> builtins.list[R]:
+            return [from_row(cls, r) for r in await conn.fetch(sql, *args)]
+
+        return await self._db.run(work, retry=True)
+
+
+@final
+class Companies(_Repository):
+    """The ``companies`` table: one row per salon that ever installed the app."""
 
     async def upsert_registration(
         self, salon_id: int, *, title: str | None = None, user: MarketplaceUser | None = None
@@ -85,11 +141,7 @@ class Companies:
         return await self._db.run(work, retry=True)  # idempotent upsert
 
     async def get(self, salon_id: int) -> Company | None:
-        async def work(conn: Conn) -> Company | None:
-            row = await conn.fetchrow("SELECT * FROM companies WHERE salon_id = $1", salon_id)
-            return None if row is None else from_row(Company, row)
-
-        return await self._db.run(work, retry=True)
+        return await self._one(Company, _COMPANY, salon_id)
 
     async def list(
         self, *, integration_status: IntegrationStatus | None = None, page: int = 1, page_size: int = 50
@@ -125,20 +177,7 @@ class Companies:
         """
         _check_status(status)
         allowed = None if only_from is None else list(only_from)
-
-        async def work(conn: Conn) -> Company | None:
-            row = await conn.fetchrow(
-                """
-                UPDATE companies SET integration_status = $2, updated_at = now(),
-                    connected_at = CASE WHEN $2 = 'active' THEN now() ELSE connected_at END
-                WHERE salon_id = $1 AND ($3::text[] IS NULL OR integration_status = ANY($3::text[]))
-                RETURNING *
-                """,
-                salon_id, status, allowed,
-            )
-            return None if row is None else from_row(Company, row)
-
-        return await self._db.run(work)
+        return await self._one(Company, _SET_STATUS, salon_id, status, allowed, retry=False)
 
     async def record_connection(
         self,
@@ -150,14 +189,17 @@ class Companies:
     ) -> ConnectionRecord | None:
         """Persist "WhatsApp is connected as ``phone``" and, atomically with it, the activation call.
 
-        ``phone`` is stored as digits only (a device suffix such as ``:15`` is dropped). When the company
+        ``phone`` is stored as :func:`~actor_admin.session.phone_from_jid` reads it (digits only, a
+        device suffix such as ``:15`` dropped; ValueError when no digit is left). When the company
         is ``pending_whatsapp`` and ``activation_payload`` is given, a fresh ``api_key`` is generated,
         the status becomes ``activating`` and an ``activation`` outbox row is written in the same
         transaction with ``payload = activation_payload(api_key)`` and ``deadline = registered_at +
         window_s``. In any other status only the connection fields change, so a reconnect never
         activates twice. Returns None if there is no such company.
         """
-        digits = phone_digits(phone)
+        digits = phone_from_jid(phone)
+        if not digits:
+            raise ValueError(f"not a phone number: {phone!r}")
 
         async def work(conn: Conn) -> ConnectionRecord | None:
             status = await conn.fetchval(
@@ -165,55 +207,35 @@ class Companies:
             )
             if status is None:
                 return None
-            enqueue = activation_payload is not None and status == "pending_whatsapp"
-            outbox_id: int | None = None
-            if enqueue:
-                assert activation_payload is not None
-                api_key = secrets.token_hex(32)
-                row = await conn.fetchrow(
-                    """
-                    UPDATE companies SET whatsapp_connected = true, whatsapp_phone = $2,
-                        whatsapp_connected_at = now(), integration_status = 'activating', api_key = $3,
-                        updated_at = now()
-                    WHERE salon_id = $1 RETURNING *
-                    """,
-                    salon_id, digits, api_key,
-                )
-                outbox_id = await conn.fetchval(
-                    """
-                    INSERT INTO outbox (kind, salon_id, payload, deadline)
-                    VALUES ($1, $2, $3, $4::timestamptz + make_interval(secs => $5))
-                    RETURNING id
-                    """,
-                    ACTIVATION, salon_id, dict(activation_payload(api_key)), row["registered_at"], window_s,
-                )
-            else:
-                row = await conn.fetchrow(
-                    """
-                    UPDATE companies SET whatsapp_connected = true, whatsapp_phone = $2,
-                        whatsapp_connected_at = now(), updated_at = now()
-                    WHERE salon_id = $1 RETURNING *
-                    """,
-                    salon_id, digits,
-                )
-            return ConnectionRecord(from_row(Company, row), enqueue, outbox_id)
+            make = activation_payload if status == "pending_whatsapp" else None
+            # A new api_key (None: no activation now) also moves the company to ``activating``.
+            api_key = None if make is None else secrets.token_hex(32)
+            row = await conn.fetchrow(
+                """
+                UPDATE companies SET whatsapp_connected = true, whatsapp_phone = $2, whatsapp_connected_at = now(),
+                    integration_status = CASE WHEN $3::text IS NULL THEN integration_status ELSE 'activating' END,
+                    api_key = COALESCE($3, api_key), updated_at = now()
+                WHERE salon_id = $1 RETURNING *
+                """,
+                salon_id, digits, api_key,
+            )
+            if make is None or api_key is None:
+                return ConnectionRecord(from_row(Company, row), False, None)
+            outbox_id = await _enqueue(conn, ACTIVATION, salon_id, make(api_key), window_s, since=row["registered_at"])
+            return ConnectionRecord(from_row(Company, row), True, outbox_id)
 
         return await self._db.run(work, transaction=True)
 
     async def mark_disconnected(self, salon_id: int) -> Company | None:
         """WhatsApp is no longer connected (the phone is kept for display)."""
-
-        async def work(conn: Conn) -> Company | None:
-            row = await conn.fetchrow(
-                """
-                UPDATE companies SET whatsapp_connected = false, disconnected_at = now(), updated_at = now()
-                WHERE salon_id = $1 RETURNING *
-                """,
-                salon_id,
-            )
-            return None if row is None else from_row(Company, row)
-
-        return await self._db.run(work, retry=True)
+        return await self._one(
+            Company,
+            """
+            UPDATE companies SET whatsapp_connected = false, disconnected_at = now(), updated_at = now()
+            WHERE salon_id = $1 RETURNING *
+            """,
+            salon_id,
+        )
 
     async def mark_frozen(self, salon_id: int) -> Company | None:
         """The ``freeze`` webhook: status ``frozen``, not connected; credentials are kept."""
@@ -238,24 +260,21 @@ class Companies:
                 salon_id, status, delete_credentials,
             )
             if row is not None and delete_credentials:
-                await conn.execute("DELETE FROM whatsapp_credentials WHERE salon_id = $1", salon_id)
+                await conn.execute(_DELETE_CREDENTIALS, salon_id)
             return None if row is None else from_row(Company, row)
 
         return await self._db.run(work, transaction=True, retry=True)
 
     async def list_with_credentials(self) -> builtins.list[Company]:
         """Companies to reconnect at start-up: stored credentials and not frozen or uninstalled."""
-
-        async def work(conn: Conn) -> builtins.list[Company]:
-            rows = await conn.fetch(
-                """
-                SELECT c.* FROM companies c JOIN whatsapp_credentials w USING (salon_id)
-                WHERE c.integration_status NOT IN ('frozen', 'uninstalled') ORDER BY c.salon_id
-                """
-            )
-            return [from_row(Company, r) for r in rows]
-
-        return await self._db.run(work, retry=True)
+        return await self._all(
+            Company,
+            """
+            SELECT c.* FROM companies c JOIN whatsapp_credentials w USING (salon_id)
+            WHERE c.integration_status <> ALL($1::text[]) ORDER BY c.salon_id
+            """,
+            sorted(INACTIVE_STATES),
+        )
 
     async def requeue_activation(
         self,
@@ -275,7 +294,7 @@ class Companies:
         """
 
         async def work(conn: Conn) -> ConnectionRecord | None:
-            row = await conn.fetchrow("SELECT * FROM companies WHERE salon_id = $1 FOR UPDATE", salon_id)
+            row = await conn.fetchrow(_COMPANY + " FOR UPDATE", salon_id)
             if row is None:
                 return None
             if row["integration_status"] != "activation_failed" or not row["whatsapp_connected"]:
@@ -288,14 +307,8 @@ class Companies:
                 """,
                 salon_id, api_key,
             )
-            outbox_id = await conn.fetchval(
-                """
-                INSERT INTO outbox (kind, salon_id, payload, deadline)
-                VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id
-                """,
-                ACTIVATION, salon_id, dict(activation_payload(api_key)), window_s,
-            )
-            return ConnectionRecord(from_row(Company, row), True, int(outbox_id))
+            outbox_id = await _enqueue(conn, ACTIVATION, salon_id, activation_payload(api_key), window_s)
+            return ConnectionRecord(from_row(Company, row), True, outbox_id)
 
         return await self._db.run(work, transaction=True)
 
@@ -350,7 +363,7 @@ class Credentials:
         """Forget the credentials; False if there were none."""
 
         async def work(conn: Conn) -> bool:
-            status = await conn.execute("DELETE FROM whatsapp_credentials WHERE salon_id = $1", salon_id)
+            status = await conn.execute(_DELETE_CREDENTIALS, salon_id)
             return bool(status != "DELETE 0")
 
         return await self._db.run(work, retry=True)
@@ -382,66 +395,41 @@ class Credentials:
 
 
 @final
-class Events:
+class Events(_Repository):
     """The append-only ``company_events`` audit log."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
 
     async def append(self, salon_id: int, type: str, data: Mapping[str, Any] | None = None) -> int:
         """Record an event; returns its id."""
         payload = dict(data or {})
 
         async def work(conn: Conn) -> int:
-            return int(await conn.fetchval(
-                "INSERT INTO company_events (salon_id, type, data) VALUES ($1, $2, $3) RETURNING id",
-                salon_id, type, payload,
-            ))
+            return int(await conn.fetchval(_APPEND_EVENT, salon_id, type, payload))
 
         return await self._db.run(work)
 
     async def list(self, salon_id: int, *, limit: int = 100) -> builtins.list[CompanyEvent]:
         """The latest ``limit`` events of a salon, newest first."""
-
-        async def work(conn: Conn) -> builtins.list[CompanyEvent]:
-            rows = await conn.fetch(
-                "SELECT * FROM company_events WHERE salon_id = $1 ORDER BY id DESC LIMIT $2", salon_id, limit
-            )
-            return [from_row(CompanyEvent, r) for r in rows]
-
-        return await self._db.run(work, retry=True)
+        return await self._all(
+            CompanyEvent, "SELECT * FROM company_events WHERE salon_id = $1 ORDER BY id DESC LIMIT $2", salon_id, limit
+        )
 
 
 @final
-class Outbox:
+class Outbox(_Repository):
     """Calls to YClients waiting for delivery (see ``sql/001_initial.sql`` for the lease scheme)."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
 
     async def enqueue(
         self, kind: str, salon_id: int, payload: Mapping[str, Any], *, deadline_s: float | None = None
     ) -> int:
         """Add a call due now; ``deadline_s`` from now after which it should be given up. Returns its id."""
-        body = dict(payload)
 
         async def work(conn: Conn) -> int:
-            return int(await conn.fetchval(
-                """
-                INSERT INTO outbox (kind, salon_id, payload, deadline)
-                VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id
-                """,
-                kind, salon_id, body, deadline_s,
-            ))
+            return await _enqueue(conn, kind, salon_id, payload, deadline_s)
 
         return await self._db.run(work)
 
     async def get(self, item_id: int) -> OutboxItem | None:
-        async def work(conn: Conn) -> OutboxItem | None:
-            row = await conn.fetchrow("SELECT * FROM outbox WHERE id = $1", item_id)
-            return None if row is None else from_row(OutboxItem, row)
-
-        return await self._db.run(work, retry=True)
+        return await self._one(OutboxItem, "SELECT * FROM outbox WHERE id = $1", item_id)
 
     async def claim_due(
         self, limit: int = 10, *, lease_s: float = 60.0, now: datetime | None = None
@@ -504,14 +492,7 @@ class Outbox:
             if salon_id is None:
                 return False
             if status is not None:
-                await conn.execute(
-                    """
-                    UPDATE companies SET integration_status = $2, updated_at = now(),
-                        connected_at = CASE WHEN $2 = 'active' THEN now() ELSE connected_at END
-                    WHERE salon_id = $1
-                    """,
-                    salon_id, status,
-                )
+                await conn.execute(_SET_STATUS, salon_id, status, None)
             return True
 
         return await self._db.run(work, transaction=True)
@@ -592,11 +573,8 @@ class Outbox:
 
 
 @final
-class Messages:
+class Messages(_Repository):
     """Inbound and outbound WhatsApp messages."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
 
     async def insert_inbound(
         self, salon_id: int, wa_id: str, peer: str, text: str, at: datetime | None = None
@@ -639,19 +617,13 @@ class Messages:
             )
             if new_id is not None:
                 return int(new_id), True
-            old_id = await conn.fetchval(
-                "SELECT id FROM messages WHERE salon_id = $1 AND idempotency_key = $2", salon_id, idempotency_key
-            )
-            return int(old_id), False
+            old = await conn.fetchrow(_OUTBOUND, salon_id, idempotency_key)
+            return int(old["id"]), False
 
         return await self._db.run(work, transaction=True)
 
     async def get(self, message_id: int) -> Message | None:
-        async def work(conn: Conn) -> Message | None:
-            row = await conn.fetchrow("SELECT * FROM messages WHERE id = $1", message_id)
-            return None if row is None else from_row(Message, row)
-
-        return await self._db.run(work, retry=True)
+        return await self._one(Message, "SELECT * FROM messages WHERE id = $1", message_id)
 
     async def set_status(self, message_id: int, status: MessageStatus, *, wa_id: str | None = None) -> bool:
         """Update a message's status (and its WhatsApp id once sent). False if there is no such message."""
@@ -669,37 +641,29 @@ class Messages:
         self, salon_id: int, direction: Direction | None = None, *, limit: int = 50
     ) -> list[Message]:
         """The latest messages of a salon, newest first, optionally of one direction."""
-
-        async def work(conn: Conn) -> list[Message]:
-            rows = await conn.fetch(
-                """
-                SELECT * FROM messages WHERE salon_id = $1 AND ($2::text IS NULL OR direction = $2)
-                ORDER BY at DESC, id DESC LIMIT $3
-                """,
-                salon_id, direction, limit,
-            )
-            return [from_row(Message, r) for r in rows]
-
-        return await self._db.run(work, retry=True)
+        return await self._all(
+            Message,
+            """
+            SELECT * FROM messages WHERE salon_id = $1 AND ($2::text IS NULL OR direction = $2)
+            ORDER BY at DESC, id DESC LIMIT $3
+            """,
+            salon_id, direction, limit,
+        )
 
     async def unpublished_inbound(self, *, salon_id: int | None = None, limit: int = 100) -> list[Message]:
         """Inbound messages stored but not yet marked published to the inbound stream, oldest first.
 
         The actor publishes right after a successful :meth:`insert_inbound`; this finds what a crash
         between the two left behind."""
-
-        async def work(conn: Conn) -> list[Message]:
-            rows = await conn.fetch(
-                """
-                SELECT * FROM messages WHERE direction = 'in' AND published_at IS NULL
-                  AND ($1::bigint IS NULL OR salon_id = $1)
-                ORDER BY id LIMIT $2
-                """,
-                salon_id, limit,
-            )
-            return [from_row(Message, r) for r in rows]
-
-        return await self._db.run(work, retry=True)
+        return await self._all(
+            Message,
+            """
+            SELECT * FROM messages WHERE direction = 'in' AND published_at IS NULL
+              AND ($1::bigint IS NULL OR salon_id = $1)
+            ORDER BY id LIMIT $2
+            """,
+            salon_id, limit,
+        )
 
     async def mark_published(self, salon_id: int, wa_ids: Sequence[str]) -> int:
         """Mark inbound messages as put on the stream; returns how many changed."""
@@ -719,14 +683,7 @@ class Messages:
 
     async def get_outbound(self, salon_id: int, idempotency_key: str) -> Message | None:
         """The outbound message a caller recorded under ``idempotency_key``, or None."""
-
-        async def work(conn: Conn) -> Message | None:
-            row = await conn.fetchrow(
-                "SELECT * FROM messages WHERE salon_id = $1 AND idempotency_key = $2", salon_id, idempotency_key
-            )
-            return None if row is None else from_row(Message, row)
-
-        return await self._db.run(work, retry=True)
+        return await self._one(Message, _OUTBOUND, salon_id, idempotency_key)
 
     async def record_send_outcome(
         self, salon_id: int, idempotency_key: str, *, wa_id: str | None, error: str | None
@@ -754,8 +711,9 @@ class Messages:
                 return False
             if failed:
                 await conn.execute(
-                    "INSERT INTO company_events (salon_id, type, data) VALUES ($1, 'message_send_failed', $2)",
+                    _APPEND_EVENT,
                     salon_id,
+                    "message_send_failed",
                     {"message_id": int(message_id), "idempotency_key": idempotency_key, "error": error or "no id"},
                 )
             return True

@@ -28,7 +28,6 @@ import hashlib
 import logging
 import math
 import os
-import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -38,17 +37,19 @@ from typing import Any, Final, Protocol, TypeVar, final
 import attrs
 import trio
 
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     LOGGED_OUT,
     NETWORK_ERROR,
+    QR_BATCH_S,
+    UNLINKED_REASONS,
     CredsUpdated,
     Disconnected,
     PairingCodeIssued,
     TransportEvent,
+    normalise_phone,
 )
 from actor_admin.whatsapp._neonize_map import (
     PAIRING_CODE_TTL_S,
-    QR_BATCH_S,
     format_jid,
     format_pairing_code,
     is_terminal,
@@ -69,10 +70,6 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT: Final = "pip install 'actor-admin[whatsapp]'"
 
-# Reasons after which the device is gone from the phone: its store is worthless, so no last
-# snapshot is taken.
-_UNLINKED_REASONS: Final = frozenset({401, 403, 406, 411})
-_PHONE: Final = re.compile(r"\d{5,20}")
 _PAIR_SUCCESS: Final = 2  # neonize.PairStatus.SUCCESS
 
 T = TypeVar("T")
@@ -528,7 +525,8 @@ class NeonizeLink:
             creds = self._quietly(self._snapshot_if_changed, None)
         elif is_terminal(event):
             reason = map_event(event, 0.0)
-            unlinked = isinstance(reason, Disconnected) and reason.reason in _UNLINKED_REASONS
+            # After an unlinking reason the device is gone from the phone: its store is worthless.
+            unlinked = isinstance(reason, Disconnected) and reason.reason in UNLINKED_REASONS
             if self._connected and not unlinked:
                 creds = self._quietly(self._snapshot_if_changed, None)
             # Stop before reporting: whatsmeow may already be reconnecting on its own, and the
@@ -692,8 +690,9 @@ class NeonizeLink:
 
 
 def _check_phone(phone: str) -> None:
-    if not _PHONE.fullmatch(phone):
-        raise TransportError(f"not a phone number (digits only): {phone!r}")
+    """The session hands over numbers as :func:`~actor_admin.session.normalise_phone` returns them."""
+    if normalise_phone(phone) != phone:
+        raise TransportError(f"not a phone number (10 to 15 digits, country code first): {phone!r}")
 
 
 @final

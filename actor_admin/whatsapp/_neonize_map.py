@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     BAD_SESSION,
     BANNED,
     CLIENT_OUTDATED,
@@ -25,6 +25,7 @@ from actor_admin.session._transport_events import (
     FORBIDDEN,
     LOGGED_OUT,
     NETWORK_ERROR,
+    QR_BATCH_S,
     TEMPORARILY_BANNED,
     UNAVAILABLE_SERVICE,
     Connected,
@@ -35,13 +36,8 @@ from actor_admin.session._transport_events import (
     PairSuccess,
     QrIssued,
     TransportEvent,
+    qr_ttl_s,
 )
-
-# WhatsApp's QR timing (set by its server): the first code of a batch is valid 60 s, each of the
-# five later ones 20 s; then the attempt ends.
-FIRST_QR_TTL_S: Final = 60.0
-NEXT_QR_TTL_S: Final = 20.0
-QR_BATCH_S: Final = FIRST_QR_TTL_S + 5 * NEXT_QR_TTL_S
 
 # A pairing code belongs to the connection attempt that asked for it: WhatsApp accepts it while
 # that attempt's QR batch runs, so it is valid at most one batch long.
@@ -107,9 +103,8 @@ def failure_code(reason: int) -> int:
 
 
 def qr_issued(code: str, seq: int) -> QrIssued:
-    """The ``seq``-th QR code of a batch (``seq`` counts from 1): 60 s for the first, 20 s after."""
-    ttl = FIRST_QR_TTL_S if seq <= 1 else NEXT_QR_TTL_S
-    return QrIssued(code=code, ttl_s=ttl, seq=seq)
+    """The ``seq``-th QR code of a batch (``seq`` counts from 1), with WhatsApp's lifetime for it."""
+    return QrIssued(code=code, ttl_s=qr_ttl_s(seq), seq=seq)
 
 
 def format_pairing_code(raw: str) -> str:

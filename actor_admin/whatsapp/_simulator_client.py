@@ -31,7 +31,7 @@ from trio_websocket import (
     connect_websocket_url,
 )
 
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     NETWORK_ERROR,
     CredsUpdated,
     Disconnected,

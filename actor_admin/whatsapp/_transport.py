@@ -19,7 +19,7 @@ from typing import Protocol
 
 import trio
 
-from actor_admin.session._transport_events import TransportEvent
+from actor_admin.session import TransportEvent
 
 Deliver = Callable[[TransportEvent], None]
 

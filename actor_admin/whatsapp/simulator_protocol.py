@@ -17,7 +17,7 @@ import binascii
 import json
 from typing import Any, Final
 
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     Connected,
     CredsUpdated,
     Disconnected,

@@ -1,11 +1,11 @@
-"""Talking to YClients: the marketplace client, ``user_data`` signatures, pacing, retries, and the
-outbox worker that delivers the activation callback. The fake marketplace is a double and lives in
-:mod:`actor_admin.doubles.yclients`.
+"""Talking to YClients: the marketplace client, ``user_data`` signatures, pacing, and the outbox
+worker that delivers the activation callback with retries. The fake marketplace is a double and
+lives in :mod:`actor_admin.doubles.yclients`.
 
 See reference/yclients-marketplace.md for the facts this package is built on.
 """
 
-from ._activation import activation_payload
+from ._activation import WEBHOOK_PATH, activation_payload
 from ._client import (
     ALREADY_INSTALLED_MESSAGE,
     PAYMENT_TIME_FORMAT,
@@ -16,15 +16,12 @@ from ._client import (
     PaymentReceipt,
     SalonsPage,
     YClientsClient,
-    parse_retry_after,
 )
 from ._errors import FinalError, RetryableError, YClientsError
 from ._outbox import DEADLINE_PASSED, OutboxWorker, OutboxWorkerStatistics, run_outbox_worker
-from ._retry import backoff_delay, call_with_retries
 from ._signature import (
     SignatureError,
     SignatureFailure,
-    decode_user_data,
     sign_user_data,
     user_id_from,
     verify_user_data,
@@ -35,6 +32,7 @@ __all__ = [
     "ALREADY_INSTALLED_MESSAGE",
     "DEADLINE_PASSED",
     "PAYMENT_TIME_FORMAT",
+    "WEBHOOK_PATH",
     "ActivationResult",
     "ClientStatistics",
     "FinalError",
@@ -55,10 +53,6 @@ __all__ = [
     "YClientsClient",
     "YClientsError",
     "activation_payload",
-    "backoff_delay",
-    "call_with_retries",
-    "decode_user_data",
-    "parse_retry_after",
     "run_outbox_worker",
     "sign_user_data",
     "user_id_from",

@@ -26,6 +26,7 @@ import attrs
 import httpx
 import trio
 
+from ._activation import ActivationRequest
 from ._errors import FinalError, RetryableError
 from ._throttle import Throttle, TokenBucket
 
@@ -263,14 +264,13 @@ class YClientsClient:
         ``via_redirect`` uses ``…/callback/redirect`` instead (200 ``{"success":true}``, or the 301 of
         the older spec). YClients' 403 "already installed" counts as success.
         """
-        body: dict[str, Any] = {
-            "salon_id": salon_id,
-            "application_id": self.application_id,
-            "api_key": api_key,
-            "webhook_urls": list(webhook_urls),
-        }
-        if channels is not None:
-            body["channels"] = list(channels)
+        request = ActivationRequest(
+            salon_id=salon_id,
+            api_key=api_key,
+            webhook_urls=tuple(webhook_urls),
+            channels=None if channels is None else tuple(channels),
+        )
+        body = request.to_json(self.application_id)
         endpoint = "partner_callback_redirect" if via_redirect else "partner_callback"
         path = "marketplace/partner/callback/redirect" if via_redirect else "marketplace/partner/callback"
         try:

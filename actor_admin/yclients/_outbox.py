@@ -37,8 +37,12 @@ from typing import TYPE_CHECKING, Any, Final, final
 import attrs
 import trio
 
+from actor_admin.backoff import Backoff
+from actor_admin.session import INACTIVE_STATES
+from actor_admin.store import ACTIVATION
+
+from ._activation import ActivationRequest
 from ._errors import FinalError, RetryableError
-from ._retry import backoff_delay
 
 if TYPE_CHECKING:
     from actor_admin.config import Settings
@@ -46,8 +50,6 @@ if TYPE_CHECKING:
     from ._client import YClientsClient
 
 log = logging.getLogger("actor_admin.yclients.outbox")
-
-ACTIVATION: Final = "activation"  # the outbox ``kind`` of the activation callback (store.ACTIVATION)
 
 # Failure reasons, as they appear in ``outbox.last_error``, events and metrics.
 DEADLINE_PASSED: Final = "deadline_passed"
@@ -57,9 +59,10 @@ UNKNOWN_KIND: Final = "unknown_kind"
 UNKNOWN_COMPANY: Final = "unknown_company"
 COMPANY_GONE: Final = "company_gone"
 
-# Companies we must not talk to YClients about any more: after ``uninstall`` API access stops, and a
-# ``frozen`` salon did not pay. Their pending activation is dropped, not sent.
-_SILENT_STATUSES: Final = frozenset({"uninstalled", "frozen"})
+
+# Retries of a failed call: 1 s doubling to 60 s, ±20 %, so many activations failing together
+# (a YClients outage) do not all come back in the same instant.
+DEFAULT_BACKOFF: Final = Backoff()
 
 
 @final
@@ -85,37 +88,6 @@ class OutboxWorkerStatistics:
     in_flight: int
 
 
-@attrs.frozen
-class _Activation:
-    """The activation payload of a row, checked (``BAD_PAYLOAD`` otherwise)."""
-
-    salon_id: int
-    api_key: str
-    webhook_urls: tuple[str, ...]
-    channels: tuple[str, ...] | None
-
-    @classmethod
-    def parse(cls, salon_id: int, payload: Mapping[str, Any]) -> _Activation | str:
-        """The call to make, or the reason the row cannot be sent."""
-        api_key = payload.get("api_key")
-        urls = payload.get("webhook_urls", [])
-        channels = payload.get("channels")
-        named = payload.get("salon_id", salon_id)
-        if named != salon_id:
-            return f"payload is for salon {named!r}, the row for {salon_id}"
-        if not isinstance(api_key, str) or not api_key:
-            return "payload has no api_key"
-        if not _strings(urls):
-            return "webhook_urls must be a list of strings"
-        if channels is not None and not _strings(channels):
-            return "channels must be a list of strings"
-        return cls(salon_id, api_key, tuple(urls), None if channels is None else tuple(channels))
-
-
-def _strings(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
-
-
 @final
 class OutboxWorker:
     """Delivers due outbox rows; run exactly one per node with :meth:`run`.
@@ -128,8 +100,8 @@ class OutboxWorker:
         batch: rows claimed per pass; they are delivered concurrently.
         lease_s: how long a claimed row is ours; must exceed one call (the client's timeout plus
             throttling). After it a crashed worker's row is due again.
-        base_s, max_s: the retry back-off (``base_s·2^(n-1)`` capped at ``max_s``, with jitter,
-            never sooner than YClients' ``Retry-After``).
+        backoff: the delays between attempts of one row (never sooner than YClients'
+            ``Retry-After``).
         random: the jitter source (a seeded ``random.Random`` in tests).
     """
 
@@ -142,8 +114,7 @@ class OutboxWorker:
         poll_interval_s: float = 1.0,
         batch: int = 10,
         lease_s: float = 60.0,
-        base_s: float = 1.0,
-        max_s: float = 60.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
         random: _random.Random | None = None,
     ) -> None:
         if batch < 1 or poll_interval_s <= 0 or lease_s <= 0:
@@ -154,8 +125,7 @@ class OutboxWorker:
         self.poll_interval_s = poll_interval_s
         self.batch = batch
         self.lease_s = lease_s
-        self.base_s = base_s
-        self.max_s = max_s
+        self.backoff = backoff
         self._random = random if random is not None else _random.Random()
         self._wake = trio.Event()
         self._delivered = 0
@@ -233,11 +203,13 @@ class OutboxWorker:
         if company is None:
             await self._fail(item, UNKNOWN_COMPANY, "no such company", status=None)
             return
-        if company.integration_status in _SILENT_STATUSES:
+        # After ``uninstall`` API access stops, and a ``frozen`` salon did not pay: a pending
+        # activation of such a salon is dropped, not sent.
+        if company.integration_status in INACTIVE_STATES:
             reason = f"company is {company.integration_status}"
             await self._fail(item, COMPANY_GONE, reason, status=None)
             return
-        call = _Activation.parse(salon_id, item.payload)
+        call = ActivationRequest.from_json(salon_id, item.payload)
         if isinstance(call, str):
             await self._fail(item, BAD_PAYLOAD, call, status="activation_failed")
             return
@@ -284,13 +256,10 @@ class OutboxWorker:
             )
 
     async def _retry(self, item: Any, error: str, *, retry_after: float | None) -> None:
-        delay = backoff_delay(
-            max(1, int(item.attempts)),
-            random=self._random,
-            base_s=self.base_s,
-            max_s=self.max_s,
-            retry_after=retry_after,
-        )
+        # ``attempts`` counts this row's calls so far, the failed one included (claiming counts it).
+        delay = self.backoff.delay(max(0, int(item.attempts) - 1), self._random.random())
+        if retry_after is not None:
+            delay = max(delay, retry_after)  # never sooner than YClients asked
         if await self.store.outbox.mark_retry(item.id, delay_s=delay, error=error):
             self._retried += 1
             log.info(

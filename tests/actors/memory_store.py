@@ -2,7 +2,8 @@
 
 Why not PostgreSQL here: under ``MockClock(autojump_threshold=0)`` virtual time jumps whenever
 every task waits, including while a query is on the wire, which would fire the driver's own
-timeouts. The real store is exercised by tests/actors/test_company_integration.py on real time.
+timeouts. The actor against the real store, on real time, is exercised through a whole node by
+tests/api/ (e.g. test_activation_e2e.py).
 Its behaviour mirrors actor_admin.store's contract (atomic inbound insert, activation once).
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+
+from actor_admin.session import phone_from_jid
 
 
 @attrs.define
@@ -33,7 +36,7 @@ class _Companies:
     async def record_connection(self, salon_id: int, phone: str, *, activation_payload: Any = None) -> Any:
         row = self.rows.setdefault(salon_id, MemoryCompany(salon_id))
         row.whatsapp_connected = True
-        row.whatsapp_phone = phone.split("@")[0].split(":")[0]
+        row.whatsapp_phone = phone_from_jid(phone)
         if activation_payload is not None and row.integration_status == "pending_whatsapp":
             row.integration_status = "activating"
             self.root.outbox.append(dict(activation_payload("k" * 64)))

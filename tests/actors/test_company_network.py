@@ -12,6 +12,7 @@ from typing import Any
 import trio
 
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory
+from actor_admin.backoff import Backoff
 from actor_admin.cluster import LocalBus
 from actor_admin.doubles.whatsapp import SimulatorCore, serve_simulator
 from actor_admin.runtime import open_supervisor
@@ -50,7 +51,7 @@ async def test_networked_session_pairs_receives_once_and_heals_a_drop_by_itself(
     inbound = RecordingInbound()
     registry = Registry()
     # A short back-off so the drop heals in a fraction of a second (the default starts at 5 s).
-    policy = SessionPolicy(backoff_initial_s=0.2)
+    policy = SessionPolicy(backoff=Backoff(initial_s=0.2))
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(serve_simulator, "127.0.0.1", 0, core)
         deps = SessionDeps(

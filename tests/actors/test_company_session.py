@@ -14,7 +14,8 @@ from actor_admin.actors import Registry, Router, SessionDeps, company_actor_fact
 from actor_admin.cluster import LocalBus
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.runtime import open_supervisor
-from actor_admin.session import Accepted, Logout, RequestQr, Send, SessionPolicy, Start, Status, jitter_fraction
+from actor_admin.session import Accepted, Logout, RequestQr, Send, SessionPolicy, Start, Status
+from actor_admin.session._policy import jitter_fraction
 
 from .memory_store import MemoryInbound, MemoryStore
 
@@ -268,7 +269,7 @@ async def test_drop_reconnects_after_the_exact_jittered_delay_which_resets_once_
 ) -> None:
     await harness.connect(114)
     policy = SessionPolicy()
-    expected = policy.backoff_s(1, jitter_fraction(114, 1))  # the salon id seeds its jitter
+    expected = policy.backoff.delay(0, jitter_fraction(114, 1))  # the salon id seeds its jitter
 
     async def drop_and_time() -> float:
         dropped = trio.current_time()
@@ -280,4 +281,5 @@ async def test_drop_reconnects_after_the_exact_jittered_delay_which_resets_once_
     assert await drop_and_time() == pytest.approx(expected, abs=1e-6)
     # Reconnected: the failure count is back to zero, so the next drop waits the first delay again.
     assert await drop_and_time() == pytest.approx(expected, abs=1e-6)
-    assert policy.backoff_bounds_s(1)[0] <= expected <= policy.backoff_bounds_s(1)[1]
+    low, high = policy.backoff.bounds(0)
+    assert low <= expected <= high

@@ -20,7 +20,8 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from actor_admin.api import Services, create_app, mint_onboarding_token
+from actor_admin.api import Services, create_app
+from actor_admin.api._tokens import mint_onboarding_token
 from actor_admin.config import Settings, load_settings
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.doubles.yclients import create_fake_yclients

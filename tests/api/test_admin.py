@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import trio
 
-from actor_admin.api import verify_onboarding_token
+from actor_admin.api._tokens import verify_onboarding_token
 from actor_admin.doubles.yclients import Fault
 
 from .conftest import JWT_SECRET, TestNode

@@ -19,7 +19,8 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actor_admin.api import create_app, mint_onboarding_token
+from actor_admin.api import create_app
+from actor_admin.api._tokens import mint_onboarding_token
 
 from .conftest import ADMIN_TOKEN, JWT_SECRET, TestNode
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from trio_websocket import ConnectionRejected
 
-from actor_admin.api import verify_onboarding_token
+from actor_admin.api._tokens import verify_onboarding_token
 
 from ._marketplace_helpers import frame_of, install_url, receive, served_app, viewer
 from .conftest import JWT_SECRET, PARTNER_TOKEN, TestNode, node_settings

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from actor_admin.api import verify_onboarding_token
+from actor_admin.api._tokens import verify_onboarding_token
 from actor_admin.session import Freeze
 from actor_admin.yclients import sign_user_data
 

@@ -254,6 +254,18 @@ async def test_a_bad_phone_gets_an_invalid_phone_error_frame(node: TestNode) -> 
         assert (await frame_of(ws, "error"))["code"] == "invalid_phone"
 
 
+async def test_rest_and_the_websocket_refuse_a_bad_phone_in_the_same_words(node: TestNode) -> None:
+    rest = await node.http.post("/marketplace/api/pairing-code", headers=node.bearer(728), json={"phone": "12"})
+    async with viewer(node.ws_url, node.token(728)) as ws:
+        await frame_of(ws, "state")
+        await ws.send_message('{"type": "request_pairing_code", "phone": "12"}')
+        frame = await frame_of(ws, "error")
+
+    error = rest.json()["error"]
+    assert (rest.status_code, error["code"]) == (422, "invalid_phone")
+    assert (frame["code"], frame["message"]) == (error["code"], error["message"])
+
+
 async def test_a_refused_command_comes_back_as_an_error_frame_with_its_code(node: TestNode) -> None:
     await node.register(726)
     node.core.scan(await qr_shown(node, 726), "79005550726")

@@ -44,7 +44,7 @@ async def main(kind: str, url: str, first: int, count: int, companies: int) -> N
     gate = trio.Semaphore(CONNECT_AT_ONCE)
     secret = None
     if kind == "ours":
-        from actor_admin.api import mint_onboarding_token
+        from actor_admin.api._tokens import mint_onboarding_token
         from tests.api.conftest import JWT_SECRET
 
         secret = JWT_SECRET

@@ -48,7 +48,8 @@ from actor_admin.config import Settings, load_settings
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.node import Parts, open_services
 from actor_admin.runtime import open_supervisor
-from actor_admin.store import EmbeddedPostgres, Keyring, migrate_aio, open_store
+from actor_admin.store import EmbeddedPostgres, Keyring, open_store
+from actor_admin.store._migrations import migrate_aio
 from tests._pg import drop_database, make_database
 from tests.actors.memory_store import MemoryStore
 from tests.bench.bench_sessions import _link_salons, _wait_connected

@@ -43,12 +43,13 @@ import trio
 import trio.testing
 
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
+from actor_admin.actors._router import RESTORE_PER_SECOND
 from actor_admin.cluster import LocalBus
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.runtime import open_supervisor
-from actor_admin.session import RequestQr
-from actor_admin.session._transport_events import CredsUpdated, Disconnected, MessageReceived, QrIssued, TransportEvent
-from actor_admin.whatsapp import Deliver, Link, Transport
+from actor_admin.session import CredsUpdated, Disconnected, MessageReceived, QrIssued, RequestQr, TransportEvent
+from actor_admin.whatsapp import Link, Transport
+from actor_admin.whatsapp._transport import Deliver
 from tests.actors.memory_store import MemoryStore
 
 IDLE_SIZES = (1_000, 10_000)
@@ -56,7 +57,6 @@ IDLE_WARMUP = 100
 QR_SALONS = 1_000
 QR_SMALL_HERD = 100  # for context: how the latency scales with the herd
 RESTORE_SALONS = 10_000
-RESTORE_PER_SECOND = 20.0  # Router.restore's default pacing
 # Virtual time does not advance while the CPU works, so the virtual figure cannot show a restore
 # that is CPU-bound; this real-clock run checks the pacing holds at 25 × the default rate.
 RESTORE_REAL_SALONS = 1_000

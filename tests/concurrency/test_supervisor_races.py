@@ -88,7 +88,7 @@ async def test_back_off_jitter_stays_within_twenty_percent_and_uses_the_injected
         await trio.sleep(1000)
     observed = _delays(probe.starts["k"])
     replay = random.Random(schedule_seed).random
-    assert observed == pytest.approx([SPEC_BACKOFF.delay(n, replay) for n in range(9)])
+    assert observed == pytest.approx([SPEC_BACKOFF.delay(n, replay()) for n in range(9)])
     for n, delay in enumerate(observed):
         base = min(60.0, 2.0**n)
         assert 0.8 * base <= delay <= 1.2 * base

@@ -17,7 +17,7 @@ from actor_admin.doubles.whatsapp import (
     SimulatorLookupError,
     SimulatorTransport,
 )
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     CLIENT_OUTDATED,
     CONNECTION_LOST,
     CONNECTION_REPLACED,
@@ -218,6 +218,15 @@ async def test_scan_accepts_a_formatted_phone(
 ) -> None:
     await open_link(core, nursery)
     assert core.scan(core.qr_for(SALON) or "", "+7 900 123-45-67").startswith(PHONE + ":")
+
+
+async def test_scan_reads_a_phone_as_the_product_does(
+    core: SimulatorCore, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The product turns a Russian trunk "8 …" into "7 …" (session.normalise_phone); the simulated
+    # phone must end up with the same number, or a pairing code asked for it would match nothing.
+    await open_link(core, nursery)
+    assert core.scan(core.qr_for(SALON) or "", "8 (900) 123-45-67").startswith(PHONE + ":")
 
 
 async def test_unknown_credentials_get_401_at_once(

@@ -14,7 +14,7 @@ from quart_trio import QuartTrio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from actor_admin.doubles.whatsapp import SimulatorCore, serve_simulator, simulator_blueprint
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     LOGGED_OUT,
     NETWORK_ERROR,
     RESTART_REQUIRED,

@@ -229,12 +229,12 @@ def test_send_without_a_connection_is_refused(make: type[Driver]) -> None:
 
 def test_send_outcome_is_recorded() -> None:
     effects = connected()(MessageSent("key-1", "wa-9"))
-    assert effects == [RecordSendOutcome("key-1", "wa-9", None)]
+    assert effects == [RecordSendOutcome(MessageSent("key-1", "wa-9"))]
 
 
 def test_inbound_messages_are_stored() -> None:
     effects = connected()(MessageReceived("wa-1", "79990001122", "hi", 12.5))
-    assert effects == [StoreMessage("wa-1", "79990001122", "hi", 12.5)]
+    assert effects == [StoreMessage(MessageReceived("wa-1", "79990001122", "hi", 12.5))]
 
 
 # --- lifecycle ---------------------------------------------------------------------------------

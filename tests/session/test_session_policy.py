@@ -15,6 +15,8 @@ from actor_admin.session import (
     LOGGED_OUT,
     MULTIDEVICE_MISMATCH,
     NETWORK_ERROR,
+    QR_BATCH_S,
+    QR_BATCH_SIZE,
     RESTART_REQUIRED,
     TEMPORARILY_BANNED,
     TIMER_BACKOFF,
@@ -24,6 +26,7 @@ from actor_admin.session import (
     TIMER_KEEPALIVE,
     TIMER_SILENCE,
     UNAVAILABLE_SERVICE,
+    UNLINKED_REASONS,
     Alert,
     CheckOwnership,
     Connect,
@@ -32,7 +35,6 @@ from actor_admin.session import (
     DeleteCredentials,
     Disconnect,
     Disconnected,
-    EnqueueActivation,
     KeepaliveRestored,
     KeepaliveTimeout,
     LinkFailed,
@@ -48,8 +50,9 @@ from actor_admin.session import (
     Start,
     StoreCredentials,
     Timer,
-    jitter_fraction,
+    qr_ttl_s,
 )
+from actor_admin.session._policy import jitter_fraction
 
 from ._session_driver import JID, PHONE, connected, frames, just_restarted, of_type, refusals, showing_qr
 
@@ -74,12 +77,11 @@ def test_515_reconnects_at_once_with_the_new_credentials() -> None:
     assert d.name == "connecting"
 
 
-def test_connected_after_515_persists_phone_digits_and_enqueues_activation() -> None:
+def test_connected_after_515_persists_the_phone_as_digits() -> None:
     d = just_restarted()
     effects = d(Connected(JID))
     assert d.name == "connected"
     assert of_type(effects, PersistConnection) == [PersistConnection(PHONE)]
-    assert of_type(effects, EnqueueActivation) == [EnqueueActivation(PHONE)]
     assert {"type": "connected", "phone": PHONE} in frames(effects)
     assert {"type": "state", "state": "connected", "phone": PHONE} in frames(effects)
 
@@ -121,6 +123,17 @@ def test_unlinking_reasons_delete_credentials_and_mark_disconnected(reason: int)
     assert len(of_type(effects, PersistUnlinked)) == 1
     assert not of_type(effects, Connect)
     assert not d.state.has_credentials and d.state.phone is None
+
+
+def test_the_unlinking_reasons_transports_check_are_the_policys() -> None:
+    # neonize skips its last credential snapshot after exactly these codes.
+    assert {LOGGED_OUT, FORBIDDEN, BANNED, MULTIDEVICE_MISMATCH} == UNLINKED_REASONS
+
+
+def test_whatsapp_qr_batch_lasts_160_s_and_the_link_guard_outlasts_it() -> None:
+    assert [qr_ttl_s(seq) for seq in range(1, QR_BATCH_SIZE + 1)] == [60.0, 20.0, 20.0, 20.0, 20.0, 20.0]
+    assert sum(qr_ttl_s(seq) for seq in range(1, QR_BATCH_SIZE + 1)) == QR_BATCH_S == 160.0
+    assert SessionPolicy().qr_link_timeout_s > QR_BATCH_S
 
 
 def test_client_outdated_fails_without_retrying() -> None:
@@ -200,7 +213,7 @@ def test_operator_start_clears_conflict_and_its_spent_retry() -> None:
 
 
 def _no_jitter() -> SessionPolicy:
-    return SessionPolicy(backoff_jitter=0.0, max_reconnects=100)
+    return SessionPolicy(backoff=attrs.evolve(SessionPolicy().backoff, jitter=0.0), max_reconnects=100)
 
 
 def test_backoff_delays_double_from_5_s_and_cap_at_60_s() -> None:
@@ -231,7 +244,7 @@ def test_backoff_jitter_stays_within_20_percent(seed: int) -> None:
     for failures in range(1, 7):
         effects = d(Disconnected(NETWORK_ERROR), after=1)
         (timer,) = of_type(effects, SetTimer)
-        low, high = policy.backoff_bounds_s(failures)
+        low, high = policy.backoff.bounds(failures - 1)
         assert low <= timer.at - d.now <= high
         d.fire(TIMER_BACKOFF)
 

@@ -6,7 +6,8 @@ import asyncpg
 import pytest
 import trio_asyncio
 
-from actor_admin.store import CredentialsError, Keyring, Store, key_id, open_store
+from actor_admin.store import CredentialsError, Keyring, Store, open_store
+from actor_admin.store._crypto import key_id
 
 NEW_KEY = bytes(range(100, 132))
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from actor_admin.store import CredentialsError, Keyring, key_id
+from actor_admin.store import CredentialsError, Keyring
+from actor_admin.store._crypto import key_id
 
 OLD = bytes(range(32))
 NEW = bytes(range(32, 64))

@@ -17,7 +17,7 @@ import pytest
 import trio
 import trio.testing
 
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     CONNECTION_LOST,
     CONNECTION_REPLACED,
     LOGGED_OUT,

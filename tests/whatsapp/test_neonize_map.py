@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     BANNED,
     CLIENT_OUTDATED,
     CONNECTION_LOST,

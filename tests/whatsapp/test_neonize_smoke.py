@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from actor_admin.session._transport_events import NETWORK_ERROR, Disconnected, TransportEvent
+from actor_admin.session import NETWORK_ERROR, Disconnected, TransportEvent
 from actor_admin.whatsapp._neonize import NeonizeTransport, neonize_available
 
 pytestmark = pytest.mark.skipif(

@@ -25,8 +25,8 @@ from actor_admin.yclients import (
     RetryableError,
     TokenBucket,
     YClientsClient,
-    parse_retry_after,
 )
+from actor_admin.yclients._client import parse_retry_after
 
 TOKEN = "secret-partner-token-xyz"
 

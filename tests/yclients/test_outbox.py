@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import trio
 
+from actor_admin.backoff import Backoff
 from actor_admin.doubles.yclients import Fault
 from actor_admin.store import Store
 from actor_admin.yclients import (
@@ -66,8 +67,10 @@ async def yclients(fake_server: FakeServer, *, timeout_s: float = 2.0) -> AsyncI
 
 
 def quick_worker(store: Store, client: YClientsClient, **options: Any) -> OutboxWorker:
-    """A worker with test-sized timings: polls every 20 ms, retries after ~10-40 ms."""
-    settings: dict[str, Any] = dict(poll_interval_s=0.02, lease_s=5.0, base_s=0.02, max_s=0.05, random=random.Random(7))
+    """A worker with test-sized timings: polls every 20 ms, retries after ~16-60 ms."""
+    settings: dict[str, Any] = dict(
+        poll_interval_s=0.02, lease_s=5.0, backoff=Backoff(initial_s=0.02, max_s=0.05), random=random.Random(7)
+    )
     settings.update(options)
     return OutboxWorker(store, client, **settings)
 

@@ -9,13 +9,8 @@ import json
 
 import pytest
 
-from actor_admin.yclients import (
-    SignatureError,
-    decode_user_data,
-    sign_user_data,
-    user_id_from,
-    verify_user_data,
-)
+from actor_admin.yclients import SignatureError, sign_user_data, user_id_from, verify_user_data
+from actor_admin.yclients._signature import decode_user_data
 
 TOKEN = "partner-token-for-signatures"
 # Chosen so that its base64 contains '+' / '/' in the standard alphabet (and '-' / '_' URL-safe)

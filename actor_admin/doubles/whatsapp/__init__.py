@@ -13,9 +13,6 @@ Behaviour, link protocol and control API: docs/simulator-protocol.md.
 from ._core import (
     PAIRING_CODE_ALPHABET,
     PAIRING_CODE_TTL_S,
-    QR_BATCH_SIZE,
-    QR_FIRST_TTL_S,
-    QR_NEXT_TTL_S,
     SentMessage,
     SimulatorCore,
     SimulatorInputError,
@@ -27,9 +24,6 @@ from ._server import serve_simulator, simulator_app, simulator_blueprint
 __all__ = [
     "PAIRING_CODE_ALPHABET",
     "PAIRING_CODE_TTL_S",
-    "QR_BATCH_SIZE",
-    "QR_FIRST_TTL_S",
-    "QR_NEXT_TTL_S",
     "SentMessage",
     "SimulatorCore",
     "SimulatorInputError",

@@ -29,12 +29,13 @@ from typing import Final, Protocol, TypeVar, final
 import attrs
 import trio
 
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     CLIENT_OUTDATED,
     CONNECTION_LOST,
     CONNECTION_REPLACED,
     LOGGED_OUT,
     NETWORK_ERROR,
+    QR_BATCH_SIZE,
     RESTART_REQUIRED,
     TEMPORARILY_BANNED,
     Connected,
@@ -45,14 +46,13 @@ from actor_admin.session._transport_events import (
     PairSuccess,
     QrIssued,
     TransportEvent,
+    normalise_phone,
+    qr_ttl_s,
 )
 from actor_admin.whatsapp import TransportError
 
 _T = TypeVar("_T")
 
-QR_BATCH_SIZE: Final = 6
-QR_FIRST_TTL_S: Final = 60.0
-QR_NEXT_TTL_S: Final = 20.0
 PAIRING_CODE_TTL_S: Final = 60.0
 # whatsmeow encodes pairing codes in this base32 alphabet (no 0, O, I, U: nothing to misread).
 PAIRING_CODE_ALPHABET: Final = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
@@ -81,18 +81,16 @@ class SimulatorInputError(ValueError):
         self.message = message
 
 
-def normalise_phone(raw: object, *, field: str = "phone") -> str:
-    """Digits only, 10–15 of them (``"+7 900 123-45-67"`` → ``"79001234567"``).
+def checked_phone(raw: object, *, field: str = "phone") -> str:
+    """``raw`` as the product stores phone numbers (:func:`actor_admin.session.normalise_phone`:
+    ``"+7 900 123-45-67"`` → ``"79001234567"``), so a phone typed here matches the one the product
+    asks for.
 
     Raises:
-        SimulatorInputError: not a string, or not 10–15 digits once separators are removed.
+        SimulatorInputError: not a string, or not 10–15 digits once normalised.
     """
-    if not isinstance(raw, str):
-        raise SimulatorInputError(f"invalid_{field}", f"{field} must be a string of digits")
-    digits = raw.strip()
-    for separator in " +-()":
-        digits = digits.replace(separator, "")
-    if not (digits.isascii() and digits.isdigit() and 10 <= len(digits) <= 15):
+    digits = normalise_phone(raw) if isinstance(raw, str) else None
+    if digits is None:
         raise SimulatorInputError(f"invalid_{field}", f"{field} must have 10 to 15 digits, got {raw!r}")
     return digits
 
@@ -311,7 +309,7 @@ class SimulatorCore:
             SimulatorLookupError: the QR is not the one a live connection shows now, or expired.
             SimulatorInputError: ``phone`` is not 10–15 digits.
         """
-        phone = normalise_phone(phone)
+        phone = checked_phone(phone)
         connection = self._qrs.get(qr) if isinstance(qr, str) else None
         if (
             connection is None
@@ -345,9 +343,7 @@ class SimulatorCore:
         Raises:
             SimulatorLookupError: the phone has no linked device.
         """
-        devices = self._linked_devices(normalise_phone(phone))
-        if not devices:
-            raise SimulatorLookupError("unknown_phone", "this phone has no linked device")
+        devices = self._devices_of(checked_phone(phone))
         for device in devices:
             self._unlink(device, "logged out from the phone")
         return len(devices)
@@ -363,17 +359,15 @@ class SimulatorCore:
             SimulatorLookupError: the phone has no linked device.
             SimulatorInputError: malformed phone, peer, text or id.
         """
-        phone = normalise_phone(phone)
-        peer = normalise_phone(peer, field="from")
+        phone = checked_phone(phone)
+        peer = checked_phone(peer, field="from")
         if not isinstance(text, str) or not text:
             raise SimulatorInputError("invalid_text", "text must be a non-empty string")
         if wa_id is None:
             wa_id = new_message_id()
         elif not isinstance(wa_id, str) or not wa_id or len(wa_id) > 128:
             raise SimulatorInputError("invalid_id", "id must be a non-empty string of at most 128 characters")
-        devices = self._linked_devices(phone)
-        if not devices:
-            raise SimulatorLookupError("unknown_phone", "this phone has no linked device")
+        devices = self._devices_of(phone)
         self._messages_in_total += 1
         message = _Inbound(wa_id, peer, text, trio.current_time())
         for device in devices:
@@ -389,9 +383,7 @@ class SimulatorCore:
         Raises:
             SimulatorLookupError: the account has no live connection.
         """
-        connections = self._live_of_phone(normalise_phone(phone))
-        if not connections:
-            raise SimulatorLookupError("no_live_session", "this phone has no live connection")
+        connections = self._live_connections_of(checked_phone(phone))
         for connection in connections:
             self._end(connection, Disconnected(NETWORK_ERROR, "network connection dropped"))
         return len(connections)
@@ -406,9 +398,7 @@ class SimulatorCore:
         Raises:
             SimulatorLookupError: the account has no live connection.
         """
-        connections = self._live_of_phone(normalise_phone(phone))
-        if not connections:
-            raise SimulatorLookupError("no_live_session", "this phone has no live connection")
+        connections = self._live_connections_of(checked_phone(phone))
         for connection in connections:
             if connection.stalled != stalled:
                 connection.stalled = stalled
@@ -424,7 +414,7 @@ class SimulatorCore:
         Raises:
             SimulatorInputError: ``seconds`` is not a positive number.
         """
-        phone = normalise_phone(phone)
+        phone = checked_phone(phone)
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < 10**9:
             raise SimulatorInputError("invalid_seconds", "seconds must be a positive number")
         expires_at = trio.current_time() + seconds
@@ -507,7 +497,7 @@ class SimulatorCore:
         if not connection.live or connection.device is not None:
             raise TransportError("pairing codes are only issued on a live connection that is not logged in")
         try:
-            phone = normalise_phone(phone)
+            phone = checked_phone(phone)
         except SimulatorInputError as exc:
             raise TransportError(exc.message) from None
         self._forget_codes(connection)
@@ -533,7 +523,7 @@ class SimulatorCore:
         if connection.stalled:
             raise TransportError("timed out: the connection does not answer")
         try:
-            to = normalise_phone(to, field="to")
+            to = checked_phone(to, field="to")
         except SimulatorInputError as exc:
             raise TransportError(exc.message) from None
         if not isinstance(text, str) or not text:
@@ -556,7 +546,7 @@ class SimulatorCore:
 
     def _issue_qr(self, connection: ServerConnection, *, seq: int) -> None:
         self._forget_codes(connection)
-        ttl = QR_FIRST_TTL_S if seq == 1 else QR_NEXT_TTL_S
+        ttl = qr_ttl_s(seq)
         qr = _Qr(_qr_payload(), seq, trio.current_time() + ttl)
         connection.qr = qr
         self._qrs[qr.raw] = connection
@@ -667,6 +657,20 @@ class SimulatorCore:
 
     def _linked_devices(self, phone: str) -> list[_Device]:
         return [d for d in self._devices.values() if d.phone == phone and d.linked]
+
+    def _devices_of(self, phone: str) -> list[_Device]:
+        """``phone``'s linked devices, for a control call that needs one."""
+        devices = self._linked_devices(phone)
+        if not devices:
+            raise SimulatorLookupError("unknown_phone", "this phone has no linked device")
+        return devices
+
+    def _live_connections_of(self, phone: str) -> list[ServerConnection]:
+        """``phone``'s live connections, for a control call that needs one."""
+        connections = self._live_of_phone(phone)
+        if not connections:
+            raise SimulatorLookupError("no_live_session", "this phone has no live connection")
+        return connections
 
     def _live_of_phone(self, phone: str) -> list[ServerConnection]:
         return [

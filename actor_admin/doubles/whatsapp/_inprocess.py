@@ -12,7 +12,7 @@ from typing import final
 
 import trio
 
-from actor_admin.session._transport_events import (
+from actor_admin.session import (
     Disconnected,
     KeepaliveRestored,
     KeepaliveTimeout,

@@ -18,7 +18,7 @@ from quart import Blueprint, Response, jsonify, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from actor_admin.session._transport_events import NETWORK_ERROR, Disconnected, MessageReceived, TransportEvent
+from actor_admin.session import NETWORK_ERROR, Disconnected, MessageReceived, TransportEvent
 from actor_admin.whatsapp import TransportError
 from actor_admin.whatsapp.simulator_protocol import (
     LINK_PATH,
@@ -34,7 +34,7 @@ from ._core import (
     SimulatorCore,
     SimulatorInputError,
     SimulatorLookupError,
-    normalise_phone,
+    checked_phone,
 )
 
 MAX_BODY_BYTES: Final = 64 * 1024
@@ -132,7 +132,7 @@ def simulator_blueprint(core: SimulatorCore) -> Blueprint:
     async def scan() -> Response:
         body = await _body()
         qr = _field(body, "qr", str)
-        phone = normalise_phone(_field(body, "phone", str))
+        phone = checked_phone(_field(body, "phone", str))
         return jsonify({"jid": core.scan(qr, phone), "phone": phone})
 
     @bp.post("/pair")
@@ -157,7 +157,7 @@ def simulator_blueprint(core: SimulatorCore) -> Blueprint:
 
     @bp.get("/phones/<phone>/messages")
     async def outbound_log(phone: str) -> Response:
-        sent = core.sent_messages(normalise_phone(phone))
+        sent = core.sent_messages(checked_phone(phone))
         return jsonify(
             {
                 "messages": [

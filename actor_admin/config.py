@@ -46,7 +46,7 @@ class SettingsError(Exception):
 
 @attrs.frozen
 class SupervisionSettings:
-    """Restart policy knobs for the actor supervisor (defaults from the Foundation issue)."""
+    """Restart policy knobs for the actor supervisor (defaults: docs/architecture.md#supervision)."""
 
     backoff_initial_s: float = 1.0
     backoff_factor: float = 2.0

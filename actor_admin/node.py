@@ -1,7 +1,7 @@
 """The composition root: wires settings, databases, actors and the web front end, and owns their
 lifetimes. Nothing else builds long-lived objects or opens connections.
 
-Order matters (trio-stack.md): ``trio.run`` → trio-asyncio's loop → store and Redis → the
+Order matters (docs/architecture.md#start-up-order): ``trio.run`` → trio-asyncio's loop → store and Redis → the
 supervisor's nursery → ``hypercorn.trio.serve``. The asyncio loop is opened around the server, not
 inside the app, so request tasks inherit it.
 """

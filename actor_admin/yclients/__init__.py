@@ -1,7 +1,7 @@
 """Talking to YClients: the marketplace client, ``user_data`` signatures, pacing, retries, the outbox
 worker that delivers the activation callback, and a fake.
 
-See reference/yclients-marketplace.md for the facts this package is built on.
+See docs/yclients.md for the facts this package is built on.
 """
 
 from ._activation import activation_payload

@@ -1,4 +1,4 @@
-"""The activation call's body (reference/yclients-marketplace.md §2), built in one place."""
+"""The activation call's body (docs/yclients.md#activation-call), built in one place."""
 
 from __future__ import annotations
 

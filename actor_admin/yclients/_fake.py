@@ -1,11 +1,11 @@
-"""A fake YClients marketplace: the partner API of reference/yclients-marketplace.md §4 plus a control API.
+"""A fake YClients marketplace: the partner API of docs/yclients.md#partner-api plus a control API.
 
 YClients has no sandbox, so this is the only place the client, the outbox and the webhook route meet
 something that answers like YClients: its envelopes (``{"success","data","meta"}``), its status codes
 (201 on activation, 403 "already installed", 401 on a bad bearer, 422 with ``meta.errors``), and its
 bad days (5xx, 429, HTML instead of JSON, slowness) on demand.
 
-Two route groups (SPEC §6):
+Two route groups (docs/doubles.md#fake-yclients):
 
 * the **API**, mounted at ``/_dev/yclients/api`` by ``actor-admin dev`` (so that ``YCLIENTS_API_URL =
   PUBLIC_URL + "/_dev/yclients/api"``) and at ``/`` of ``actor-admin fake-yclients``;
@@ -482,7 +482,8 @@ class FakeYClients:
         return {"at": self.clock(), "message": message}
 
     def _authorised(self, authorization: str | None) -> bool:
-        # "Bearer <partner token>" or "Bearer <partner token>, User <user token>" (reference §5).
+        # "Bearer <partner token>" or "Bearer <partner token>, User <user token>"
+        # (docs/yclients.md#conventions-and-limits).
         if not authorization:
             return False
         scheme, _, rest = authorization.strip().partition(" ")

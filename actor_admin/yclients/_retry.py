@@ -1,7 +1,7 @@
 """Retrying a YClients call on transient failures, on trio's clock.
 
 The activation callback must land within an hour of the salon granting access
-(reference/yclients-marketplace.md §1.7), so callers retry :class:`RetryableError` with exponential
+(docs/yclients.md#activation-window), so callers retry :class:`RetryableError` with exponential
 back-off and jitter up to a deadline; :class:`FinalError` is never retried.
 """
 

@@ -1,7 +1,7 @@
 """``actor-admin backup PATH`` / ``actor-admin restore PATH``: the database, with ``pg_dump -Fc`` and
 ``pg_restore --clean --if-exists``.
 
-PostgreSQL is the only state worth keeping (SPEC §7): companies, encrypted WhatsApp credentials, the
+PostgreSQL is the only state worth keeping (docs/data.md): companies, encrypted WhatsApp credentials, the
 event log, the outbox and messages. Redis holds only what may be lost or rebuilt (leases, rate-limit
 counters, pub/sub, the inbound stream — whose entries are also in ``messages``), so it has no backup.
 The credentials stay encrypted in the dump: a restore is useful only together with the same

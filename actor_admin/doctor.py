@@ -1,4 +1,4 @@
-"""``actor-admin doctor``: the seed guide's diagnostic checklist as one command (SPEC §1).
+"""``actor-admin doctor``: ops/RUNBOOK.md's diagnostic checklist as one command (docs/commands-and-settings.md#doctor).
 
 The old guide had operators run ``pm2 status``, ``redis-cli ping``, a database script, ``curl
 …/marketplace/test`` and ``wscat`` by hand and read the output. Here each of those is a check that

@@ -2,7 +2,7 @@
 lifetimes. Nothing else builds long-lived objects or opens connections. The commands that run a node
 (``dev``, ``serve``) are in :mod:`actor_admin.commands`; this module only wires one.
 
-Order matters (trio-stack.md): ``trio.run`` → trio-asyncio's loop → store and Redis → the
+Order matters (docs/architecture.md#start-up-order): ``trio.run`` → trio-asyncio's loop → store and Redis → the
 supervisor's nursery → ``hypercorn.trio.serve``. The asyncio loop is opened around the server, not
 inside the app, so request tasks inherit it.
 """

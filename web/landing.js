@@ -1,5 +1,5 @@
 /* The dev landing page (GET / in `actor-admin dev`): walks a developer through install → QR → scan →
- * connected → the activation call, using the dev doubles of SPEC §6. Same-origin fetches only. */
+ * connected → the activation call, using the dev doubles of docs/doubles.md. Same-origin fetches only. */
 (function () {
   "use strict";
 

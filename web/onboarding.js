@@ -1,6 +1,6 @@
 /* The salon's connect page: links a salon's WhatsApp by QR code or pairing code.
  *
- * Contract (SPEC §3.2, §4, §5): the onboarding JWT arrives in the URL fragment (#token=…, never the query
+ * Contract (docs/http-api.md#onboarding, docs/websocket.md): the onboarding JWT arrives in the URL fragment (#token=…, never the query
  * string, so it stays out of access logs and Referer headers); the page authenticates the websocket
  * /marketplace/ws with a first {"type":"auth"} frame and renders the server's frames. While the socket is
  * down it polls the HTTP fallback. No frameworks, no inline code: the page runs under
@@ -162,7 +162,7 @@
     }
   }/*I18N-END*/;
 
-  /* Server error codes (SPEC §4 `error` frames, §3 JSON errors) → dictionary keys. Unknown codes fall back
+  /* Server error codes (docs/websocket.md#error-codes frames, docs/http-api.md#conventions JSON errors) → dictionary keys. Unknown codes fall back
    * to err.generic with the server's own message shown alongside. */
   var ERROR_KEYS = {
     invalid_phone: "err.invalid_phone",
@@ -275,7 +275,7 @@
     claims: {},
     link: "connecting",      // connecting | open | down
     authFailed: false,
-    state: null,             // the server's state, SPEC §4
+    state: null,             // the server's state, docs/websocket.md#states
     phone: "",
     mode: "qr",              // qr | phone
     qr: null,                // {raw, node, expiresAt}
@@ -598,7 +598,7 @@
     ws = sock;
     var framed = false;
     sock.onopen = function () {
-      // The token goes in the first frame, never in the URL (SPEC §4).
+      // The token goes in the first frame, never in the URL (docs/websocket.md#authentication).
       sock.send(JSON.stringify({ type: "auth", token: model.token }));
       startPing(sock);
     };

@@ -1,4 +1,4 @@
-/* Operators' status page: renders GET /status (SPEC §3.3). The admin token is pasted by the operator, kept
+/* Operators' status page: renders GET /status (docs/http-api.md#status). The admin token is pasted by the operator, kept
  * only for this tab (sessionStorage) and sent as a bearer header; without it /status shows aggregates. */
 (function () {
   "use strict";

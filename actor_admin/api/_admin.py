@@ -1,9 +1,9 @@
-"""The admin and service API (SPEC §3.4), all under ``/admin/``.
+"""The admin and service API (docs/http-api.md#admin-api), all under ``/admin/``.
 
 Every route needs ``Authorization: Bearer <ADMIN_TOKEN>``, compared in constant time; anything else
 — no header, another scheme, a wrong token, an onboarding JWT — is 401 ``unauthorized``. The
 original accepted any JWT signed with the app secret here, including a salon's onboarding token
-(reference/original-system.md fault 3); this API knows no JWTs at all.
+(docs/architecture.md#original-faults, fault 3); this API knows no JWTs at all.
 
 A company is shown as ``{"salon_id", "title", "integration_status", "state", "phone",
 "whatsapp_connected", "connected_at", "node", "restarts", "last_error", "since"}``: the first fields

@@ -1,4 +1,4 @@
-"""The dev doubles (SPEC §6), mounted only by ``actor-admin dev`` (``create_app`` leaves this
+"""The dev doubles (docs/doubles.md), mounted only by ``actor-admin dev`` (``create_app`` leaves this
 blueprint out in serve, so every route here is a 404 there).
 
 * ``GET /`` — the landing page that walks a person through install → QR → scan → activation.

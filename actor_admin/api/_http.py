@@ -1,6 +1,6 @@
 """The HTTP edge: body limit, the JSON error shape, security headers.
 
-Every error leaves the server as ``{"error": {"code": "snake_case", "message": "…"}}`` (SPEC §3),
+Every error leaves the server as ``{"error": {"code": "snake_case", "message": "…"}}`` (docs/http-api.md#conventions),
 except pages meant for a salon's browser, which render HTML themselves.
 """
 
@@ -79,7 +79,7 @@ class BodyLimit:
 
     Over the limit it answers 413 itself. It first drains the rest of the body (bounded in bytes
     and time): with quart-trio 0.12 + hypercorn 0.18 an early answer while the client is still
-    sending leaves the keep-alive connection hung (trio-stack.md). When the drain bound is hit
+    sending leaves the keep-alive connection hung (docs/architecture.md#early-413). When the drain bound is hit
     it answers with ``Connection: close`` instead.
     """
 

@@ -1,5 +1,5 @@
-"""The salon's way in (SPEC §3.1–3.2): the YClients registration redirect, the connect page and
-its REST fallbacks.
+"""The salon's way in: the YClients registration redirect, the connect page and its REST fallbacks
+(docs/http-api.md#redirect, docs/http-api.md#onboarding).
 
 The redirect trusts nothing it cannot verify: ``user_data`` must carry a valid HMAC under the
 partner token (the original system minted a token for any ``?salon_id=N`` — fault 1), and a

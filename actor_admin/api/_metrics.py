@@ -178,7 +178,7 @@ class _StatsCollector(Collector):
     def _sessions(self) -> Iterator[Metric]:
         by_state = GaugeMetricFamily(
             "actor_admin_sessions",
-            "WhatsApp sessions on this node by state (SPEC §4 state names).",
+            "WhatsApp sessions on this node by state (the states of docs/websocket.md#states).",
             labels=["state"],
         )
         for state, count in sorted(self._services.registry.by_state().items()):
@@ -310,7 +310,7 @@ class _StatsCollector(Collector):
                 )
 
     def _simulator(self) -> Iterator[Metric]:
-        # Dev only: the in-process WhatsApp simulator counts messages both ways (SPEC §6).
+        # Dev only: the in-process WhatsApp simulator counts messages both ways (docs/doubles.md#whatsapp-simulator).
         core = self._services.simulator
         if core is None:
             return

@@ -1,4 +1,4 @@
-"""Operations endpoints (SPEC §3.3): ``/healthz``, ``/readyz``, ``/status`` and ``/metrics``.
+"""Operations endpoints (docs/http-api.md#operations): ``/healthz``, ``/readyz``, ``/status`` and ``/metrics``.
 
 ``/status`` is what an operator opens first, so it must stay cheap with thousands of companies: the
 per-company figures come from memory (the session registry and the supervisor), and the only I/O is

@@ -1,6 +1,6 @@
 """HTML pages for a salon's browser: the files of ``web/`` with their ``{{placeholders}}`` filled in.
 
-Pages are Russian first with English below (SPEC §3). Every value is HTML-escaped; the one
+Pages are Russian first with English below (docs/http-api.md#conventions). Every value is HTML-escaped; the one
 exception, the salons list, is built here from escaped parts. The headers let the pages live inside
 the YClients marketplace iframe (CSP ``frame-ancestors``, never ``X-Frame-Options``) and keep
 onboarding tokens out of caches and ``Referer`` headers.

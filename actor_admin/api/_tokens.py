@@ -1,4 +1,4 @@
-"""Onboarding tokens (SPEC §3.2): HS256 JWTs that open one salon's connect page for one hour.
+"""Onboarding tokens (docs/http-api.md#onboarding-token): HS256 JWTs that open one salon's connect page for one hour.
 
 They never open ``/admin/*`` (the original accepted any JWT signed with the app secret there —
 fault 3): admin routes check ``ADMIN_TOKEN`` only, and these tokens carry ``aud = onboarding``.

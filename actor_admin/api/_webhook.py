@@ -1,4 +1,5 @@
-"""``POST /webhook/yclients``: the marketplace's lifecycle webhook (SPEC §3.1, reference §3).
+"""``POST /webhook/yclients``: the marketplace's lifecycle webhook (docs/http-api.md#webhook,
+docs/yclients.md#lifecycle-webhook).
 
 Body ``{"salon_id", "application_id", "event", "partner_token"}``; the only proof it comes from
 YClients is the partner token in the body (no signature header), compared in constant time.

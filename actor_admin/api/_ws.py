@@ -1,4 +1,4 @@
-"""``WS /marketplace/ws`` (SPEC §4): the connect page's live view of one salon's WhatsApp session.
+"""``WS /marketplace/ws`` (docs/websocket.md): the connect page's live view of one salon's WhatsApp session.
 
 The handshake is refused before anything else happens for a foreign ``Origin`` (403), for a
 client IP over 10 new connections a minute across the cluster (429, counted in Redis — the

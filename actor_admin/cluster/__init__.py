@@ -2,7 +2,7 @@
 
 Everything here is trio-native for its callers; redis-py's asyncio client runs underneath through
 trio-asyncio (the caller runs inside ``trio_asyncio.open_loop()``). Redis holds only what may be
-lost or rebuilt (SPEC §7), and every Redis failure surfaces as :class:`RedisUnavailable`.
+lost or rebuilt (docs/data.md#redis), and every Redis failure surfaces as :class:`RedisUnavailable`.
 """
 
 from ._bus import (

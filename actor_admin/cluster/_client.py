@@ -3,7 +3,7 @@
 One :class:`RedisClient` per process holds one connection pool. Its methods are trio-native awaits:
 callers never see asyncio, and ``trio_asyncio.aio_as_trio`` stays inside ``cluster/`` (and
 ``store/``). The caller must run inside ``trio_asyncio.open_loop()`` — the composition root opens
-it around the server (see the trio-stack reference: the loop is found through a ContextVar).
+it around the server (docs/architecture.md#start-up-order: the loop is found through a ContextVar).
 """
 
 from __future__ import annotations

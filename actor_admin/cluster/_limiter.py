@@ -1,7 +1,8 @@
 """A cluster-wide rate limiter: a sliding-window log per key in Redis.
 
-SPEC §4 caps new websocket connections per client IP at 10 per 60 s *across the whole cluster*, and
-§3.4 paces outbound sends per company; both need one count shared by every node, so the count lives
+A websocket handshake allows 10 new connections per client IP per 60 s *across the whole cluster*
+(docs/websocket.md#handshake), and YClients calls are paced cluster-wide
+(docs/yclients.md#conventions-and-limits); both need one count shared by every node, so the count lives
 in Redis, never in process memory. Each key is a sorted set of the accepted hits' timestamps (Redis
 server time), trimmed to the window and expiring by itself one window after the last accepted hit.
 

@@ -30,7 +30,7 @@ def _positive(instance: object, attribute: attrs.Attribute[float], value: float)
 @final
 @attrs.frozen(kw_only=True)
 class SupervisorPolicy:
-    """The supervisor's numbers; the defaults are the Foundation issue's.
+    """The supervisor's numbers; the defaults are those of docs/architecture.md#supervision.
 
     Attributes:
         backoff: delays between restarts after crashes.

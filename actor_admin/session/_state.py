@@ -7,7 +7,7 @@ from typing import Final, Literal, final, get_args
 
 import attrs
 
-# SPEC §4: these exact names appear in websocket frames, /status and the database.
+# docs/websocket.md#states: these exact names appear in websocket frames, /status and the database.
 StateName = Literal[
     "idle",
     "starting",
@@ -64,7 +64,7 @@ class SessionState:
     """One company's connection as the machine sees it. Build the first with :meth:`initial`.
 
     Attributes:
-        name: the state (SPEC §4).
+        name: the state (docs/websocket.md#states).
         has_credentials: stored device credentials exist (a linked device).
         phone: the linked account's number, digits only, once known.
         reason: why the session is in ``name`` (snake_case: ``qr_expired``, ``client_outdated`` …);

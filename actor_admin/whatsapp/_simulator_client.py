@@ -42,7 +42,7 @@ from actor_admin.session import (
 from actor_admin.whatsapp._transport import Deliver, Link, TransportError
 from actor_admin.whatsapp.simulator_protocol import LINK_PATH, FrameError, dump, frame_event, parse_frame
 
-# Real WhatsApp clients ping every 20–30 s (reference/whatsapp.md).
+# Real WhatsApp clients ping every 20–30 s (docs/whatsapp.md#keep-alive).
 KEEPALIVE_INTERVAL_S: Final = 20.0
 KEEPALIVE_TIMEOUT_S: Final = 10.0
 REQUEST_TIMEOUT_S: Final = 10.0

@@ -2,7 +2,7 @@
 worker that delivers the activation callback with retries. The fake marketplace is a double and
 lives in :mod:`actor_admin.doubles.yclients`.
 
-See reference/yclients-marketplace.md for the facts this package is built on.
+See docs/yclients.md for the facts this package is built on.
 """
 
 from ._activation import WEBHOOK_PATH, activation_payload

@@ -1,4 +1,4 @@
-"""The activation call (reference/yclients-marketplace.md §2): its one shape, built and read here.
+"""The activation call (docs/yclients.md#activation-call): its one shape, built and read here.
 
 The same body travels twice: the store writes it into the outbox row in the transaction that
 records the connection (:func:`activation_payload`), and the outbox worker reads it back

@@ -1,11 +1,11 @@
 """The YClients marketplace partner API, as typed methods over one ``httpx.AsyncClient``.
 
-Every endpoint of reference/yclients-marketplace.md §4 is one method. Each call is paced by a
+Every endpoint of docs/yclients.md#partner-api is one method. Each call is paced by a
 :class:`~actor_admin.yclients.Throttle`, counted per endpoint and outcome, and its answer is judged in
 this order: HTTP status, then ``success``, then ``errors`` / ``meta.message``. The result is either a
 typed value or one of two errors: :class:`RetryableError` (timeout, connection error, non-JSON body,
 429, 5xx) or :class:`FinalError` (any other 4xx, ``success: false``). An HTML answer — seen in
-production — is therefore a retry, not a crash (reference/original-system.md fault 7).
+production — is therefore a retry, not a crash (docs/architecture.md#original-faults, fault 7).
 
 The partner token lives only in the ``Authorization`` header of the underlying client: it is not kept
 in any attribute that ``repr`` shows, and no message or log line built here contains headers.
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 ACCEPT: Final = "application/vnd.yclients.v2+json"
 # What YClients answers (403) when the activation callback repeats for an installed salon. It means
-# the job is done, so activation treats it as success (reference §2).
+# the job is done, so activation treats it as success (docs/yclients.md#activation-call).
 ALREADY_INSTALLED_MESSAGE: Final = "Пользователь уже установил это приложение."
 _ALREADY_INSTALLED_MARK: Final = "уже установил"
 

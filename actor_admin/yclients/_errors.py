@@ -1,6 +1,6 @@
 """What a YClients call can fail with, split by what the caller should do next.
 
-The split is the whole point (reference/original-system.md fault 7): an HTML page, a timeout, a 429 or a
+The split is the whole point (docs/architecture.md#original-faults, fault 7): an HTML page, a timeout, a 429 or a
 5xx means "try again later" and must never lose the call; a 4xx means YClients refused it and retrying
 will not help. Messages carry the endpoint, the status and YClients' own text — never the partner token
 or any header.

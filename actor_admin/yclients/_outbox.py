@@ -1,6 +1,6 @@
 """The outbox worker: delivers the YClients calls that state changes wrote into the ``outbox`` table.
 
-Why an outbox (reference/original-system.md fault 7): the activation callback must reach YClients
+Why an outbox (docs/architecture.md#original-faults, fault 7): the activation callback must reach YClients
 within one hour of the salon granting access, and YClients sometimes answers 5xx, 429 or an HTML page.
 The original called YClients inline, crashed on the HTML, and lost the call. Here the call is a row,
 written in the same transaction as "WhatsApp is connected" (``Companies.record_connection``), and

@@ -2,7 +2,7 @@
 
 ``user_data`` is base64 of a compact JSON object describing the salon admin; ``user_data_sign`` is the
 lowercase hex HMAC-SHA256 of the *decoded JSON bytes*, keyed with the partner token
-(reference/yclients-marketplace.md §1.4–1.6). Three things make this easy to get wrong, and the original
+(docs/yclients.md#user-data-signature). Three things make this easy to get wrong, and the original
 system got the first two wrong:
 
 * the alphabet: real values were seen URL-safe (``-``/``_``), the docs show the standard one, and Python's

@@ -1,6 +1,6 @@
 """Client-side pacing of YClients calls.
 
-YClients allows 5 requests per second per IP (reference/yclients-marketplace.md §5) and documents neither
+YClients allows 5 requests per second per IP (docs/yclients.md#conventions-and-limits) and documents neither
 its 429 format nor ``Retry-After``, so we stay under the limit ourselves instead of learning it from
 errors. :class:`Throttle` is the small interface the client needs; :class:`TokenBucket` paces one process.
 :class:`SharedThrottle` adds a Redis window that several nodes behind one IP share.

@@ -104,7 +104,7 @@ def _b64(data: bytes) -> str:
 
 
 def bad_tokens(salon_id: int, good: str) -> dict[str, str]:
-    """Every kind of token SPEC §3.2 says must be refused, by name."""
+    """Every kind of token docs/http-api.md#onboarding-token says must be refused, by name."""
     now = int(time.time())
     header, payload, signature = good.split(".")
     other = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))

@@ -1,4 +1,4 @@
-"""The admin and service API (SPEC §3.4) on a whole node."""
+"""The admin and service API (docs/http-api.md#admin-api) on a whole node."""
 
 from __future__ import annotations
 

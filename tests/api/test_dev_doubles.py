@@ -1,4 +1,4 @@
-"""The dev doubles (SPEC §6) as the dev landing page uses them — and their absence in serve."""
+"""The dev doubles (docs/doubles.md) as the dev landing page uses them — and their absence in serve."""
 
 from __future__ import annotations
 

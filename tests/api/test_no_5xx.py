@@ -1,4 +1,4 @@
-"""No input produces a 5xx (SPEC §3): random methods, paths, query strings, headers and bodies sent
+"""No input produces a 5xx (docs/http-api.md#conventions): random methods, paths, query strings, headers and bodies sent
 over real HTTP to every route of the app, on one real node.
 
 Hypothesis runs in a worker thread with a plain blocking HTTP client, so the node keeps serving in

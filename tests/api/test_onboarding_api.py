@@ -1,4 +1,4 @@
-"""The connect page and its REST fallbacks (SPEC §3.2): headers, token checks, QR, status, pairing."""
+"""The connect page and its REST fallbacks (docs/http-api.md#onboarding): headers, token checks, QR, status, pairing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``/healthz``, ``/readyz`` and ``/status`` (SPEC §3.3) against real PostgreSQL and Redis, healthy and broken."""
+"""``/healthz``, ``/readyz`` and ``/status`` (docs/http-api.md#operations) against real PostgreSQL and Redis,
+healthy and broken."""
 
 from __future__ import annotations
 

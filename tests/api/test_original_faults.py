@@ -1,4 +1,4 @@
-"""The original system's faults (reference/original-system.md) that live at the HTTP and websocket
+"""The original system's faults (docs/architecture.md#original-faults) that live at the HTTP and websocket
 edge — one test each, named for the fault, trying to reproduce it against a real node."""
 
 from __future__ import annotations

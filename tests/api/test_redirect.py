@@ -1,4 +1,4 @@
-"""``GET /auth/yclients/redirect`` (SPEC §3.1): signed installs register salons and hand out
+"""``GET /auth/yclients/redirect`` (docs/http-api.md#redirect): signed installs register salons and hand out
 onboarding links in the URL fragment; everything else is refused and stores nothing."""
 
 from __future__ import annotations

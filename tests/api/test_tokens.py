@@ -1,4 +1,4 @@
-"""Onboarding tokens: exactly SPEC §3.2, and every way a forged or stale token is refused."""
+"""Onboarding tokens: exactly docs/http-api.md#onboarding-token, and every way a forged or stale token is refused."""
 
 from __future__ import annotations
 

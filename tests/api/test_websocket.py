@@ -1,4 +1,4 @@
-"""``WS /marketplace/ws`` (SPEC §4) with real websocket clients against a real node."""
+"""``WS /marketplace/ws`` (docs/websocket.md) with real websocket clients against a real node."""
 
 from __future__ import annotations
 

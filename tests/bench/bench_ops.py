@@ -1,4 +1,4 @@
-"""``/status`` with 10,000 companies (SPEC §3.3, issue 7: answer in under 50 ms).
+"""``/status`` with 10,000 companies (docs/architecture.md#performance-targets: under 50 ms).
 
 ``run(results)`` adds, measured in a fresh subprocess (``python -m tests.bench.bench_ops --probe``)
 so the figure starts from a clean heap and 10,000 actors need not be torn down:

@@ -1,7 +1,7 @@
 """Cost of the actor runtime against bare trio: throughput, request/reply latency, memory per
 idle actor, and concurrent ``ensure``.
 
-Targets (Foundation issue): ``mailbox_ratio`` >= 0.8, ``ask_ratio`` <= 3, ``idle_actor_ratio``
+Targets (docs/architecture.md#performance-targets): ``mailbox_ratio`` >= 0.8, ``ask_ratio`` <= 3, ``idle_actor_ratio``
 <= 2. Memory is measured in fresh subprocesses (``python -m tests.bench.bench_runtime --probe
 KIND N``) so each figure starts from a clean heap.
 """

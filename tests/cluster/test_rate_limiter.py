@@ -1,4 +1,4 @@
-"""The cluster-wide rate limiter (SPEC §4: 10 new websocket connections per IP per 60 s)."""
+"""The cluster-wide rate limiter (docs/websocket.md#handshake: 10 new websocket connections per IP per 60 s)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from actor_admin.store import EmbeddedPostgres
 from tests.api.conftest import free_port
 
 START_TIMEOUT_S = 60.0
-SHUTDOWN_DEADLINE_S = 10.0  # the default of SPEC §1
+SHUTDOWN_DEADLINE_S = 10.0  # SHUTDOWN_DEADLINE's default (docs/commands-and-settings.md#settings)
 PHONE = "79001234567"
 
 

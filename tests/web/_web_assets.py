@@ -11,7 +11,7 @@ import attrs
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 
-# SPEC §4: the states a `state` frame can carry.
+# docs/websocket.md#states: the states a `state` frame can carry.
 SPEC_STATES = (
     "idle starting qr pairing_code connecting connected reconnecting logged_out conflict failed frozen uninstalled"
 ).split()

@@ -1,4 +1,4 @@
-"""``user_data`` decoding and HMAC verification (reference/yclients-marketplace.md §1.4–1.6)."""
+"""``user_data`` decoding and HMAC verification (docs/yclients.md#user-data-signature)."""
 
 from __future__ import annotations
 

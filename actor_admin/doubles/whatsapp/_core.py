@@ -6,7 +6,7 @@ connection. Two fronts drive it: the in-process :class:`~._inprocess.SimulatorTr
 :mod:`._server`. A front hands each connection a :class:`ConnectionSink`; the core pushes
 the connection's events into it and tells it when the server ends the connection.
 
-Faithful where the session machine's policy depends on it (SPEC §6, reference/whatsapp.md):
+Faithful where the session machine's policy depends on it (docs/doubles.md#whatsapp-simulator, docs/whatsapp.md):
 
 * A connection without credentials gets a QR batch: 6 QRs, the first valid 60 s, each later one
   20 s; when the sixth expires the attempt ends with 408 ("QR refs attempts ended").
@@ -430,7 +430,7 @@ class SimulatorCore:
     # -- looking ---------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """The counters of SPEC §6.
+        """The counters of docs/simulator-protocol.md#behaviour.
 
         ``max_live_per_device`` is counted when a connection with device credentials is accepted,
         *before* the older connection is kicked with 440, so one double connection shows as 2.

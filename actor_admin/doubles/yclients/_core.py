@@ -1,6 +1,6 @@
 """The fake YClients marketplace's core: state, rules, faults and the calls log, without a web framework.
 
-The partner API of reference/yclients-marketplace.md §4, answered by :meth:`FakeYClients.handle_api`
+The partner API of docs/yclients.md#partner-api, answered by :meth:`FakeYClients.handle_api`
 as a :class:`FakeAnswer` (status, body, headers). YClients has no sandbox, so this is the only place
 the client, the outbox and the webhook route meet something that answers like YClients: its
 envelopes (``{"success","data","meta"}``), its status codes (201 on activation, 403 "already
@@ -8,7 +8,7 @@ installed", 401 on a bad bearer, 422 with ``meta.errors``), and its bad days (5x
 of JSON, slowness) on demand (:class:`Fault`, parsed from the control API by :func:`fault_from_json`).
 
 Every API call is recorded without its headers, so the partner token never shows in ``calls``. The
-Quart routes that put this on HTTP (SPEC §6) are the thin adapters of :mod:`._server`.
+Quart routes that put this on HTTP (docs/doubles.md#fake-yclients) are the thin adapters of :mod:`._server`.
 """
 
 from __future__ import annotations
@@ -468,7 +468,8 @@ class FakeYClients:
         return {"at": self.clock(), "message": message}
 
     def _authorised(self, authorization: str | None) -> bool:
-        # "Bearer <partner token>" or "Bearer <partner token>, User <user token>" (reference §5).
+        # "Bearer <partner token>" or "Bearer <partner token>, User <user token>"
+        # (docs/yclients.md#conventions-and-limits).
         if not authorization:
             return False
         scheme, _, rest = authorization.strip().partition(" ")

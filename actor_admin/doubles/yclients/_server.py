@@ -1,6 +1,6 @@
 """The fake YClients marketplace's HTTP face: thin Quart adapters over :class:`~._core.FakeYClients`.
 
-Two route groups (SPEC §6):
+Two route groups (docs/doubles.md#fake-yclients):
 
 * the **API**, mounted at ``/_dev/yclients/api`` by ``actor-admin dev`` (so that ``YCLIENTS_API_URL =
   PUBLIC_URL + "/_dev/yclients/api"``) and at ``/`` of ``actor-admin fake-yclients``; every request is

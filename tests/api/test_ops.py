@@ -153,7 +153,10 @@ async def _idle_actor(ctx: Any, *, task_status: trio.TaskStatus[None] = trio.TAS
         pass
 
 
-async def test_status_answers_within_50_ms_with_10000_companies(store: Store, redis_client: RedisClient) -> None:
+async def test_status_counts_10000_companies_and_lists_them_all_with_the_admin_token(
+    store: Store, redis_client: RedisClient
+) -> None:
+    # How fast this answers is measured by `make bench` (status_10k_ms), never asserted here.
     factory: Callable[[int], Any] = lambda salon_id: _idle_actor  # noqa: E731
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with app_client(store, redis_client) as (client, services), open_supervisor(factory) as supervisor:
@@ -161,27 +164,13 @@ async def test_status_answers_within_50_ms_with_10000_companies(store: Store, re
         for salon_id in range(1, 10_001):
             await supervisor.ensure(salon_id)
             services.registry.update(salon_id, "connected", f"7900{salon_id:07d}", None)
-
-        async def best_of_5(headers: dict[str, str]) -> tuple[float, Any]:
-            await client.get("/status", headers=headers)  # warm the pool
-            timings = []
-            for _ in range(5):
-                started = trio.current_time()
-                response = await client.get("/status", headers=headers)
-                timings.append(trio.current_time() - started)
-            return min(timings), await response.get_json()
-
-        aggregates_s, body = await best_of_5({})
-        detailed_s, detailed = await best_of_5(admin)
+        body = await (await client.get("/status")).get_json()
+        detailed = await (await client.get("/status", headers=admin)).get_json()
         await supervisor.aclose()
-    print(
-        f"/status, 10,000 companies: aggregates {aggregates_s * 1000:.1f} ms, with companies {detailed_s * 1000:.1f} ms"
-    )
     assert body["actors"]["by_state"] == {"connected": 10_000}
+    assert "companies" not in body
     assert len(detailed["companies"]) == 10_000
-    assert aggregates_s < 0.050
-    # The full list is ~1.3 MB of JSON; bounded loosely, the figure is reported above.
-    assert detailed_s < 0.5
+    assert {c["salon_id"] for c in detailed["companies"]} == set(range(1, 10_001))
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/status", "/metrics"])

@@ -54,10 +54,19 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from actor_admin import node
+    import logging
 
-    settings = _settings("serve")
-    return node.run_serve(settings, migrate=not args.no_migrate)
+    from actor_admin import logs, node
+
+    # Every line serve writes is a JSON log line from the first on, a refused start included: it is
+    # logged at error, so `journalctl -u actor-admin -p err` shows why the node did not start.
+    logs.configure_before_settings(os.environ.get("LOG_FORMAT"), os.environ.get("JOURNAL_STREAM"))
+    try:
+        settings = _settings("serve")
+        return node.run_serve(settings, migrate=not args.no_migrate)
+    except CommandError as exc:
+        logging.getLogger("actor_admin.cli").error("%s", exc)
+        return exc.code
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:

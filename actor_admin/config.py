@@ -84,6 +84,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     pg_pool_size: int = 10
     supervision: SupervisionSettings = attrs.field(factory=SupervisionSettings)
+    #: systemd's ``$JOURNAL_STREAM`` (not a setting to make: it says whether stderr is the journal).
+    journal_stream: str | None = None
 
     def redacted(self) -> dict[str, object]:
         """A view safe for logs and /status: secrets replaced by a marker."""
@@ -252,6 +254,7 @@ def load_settings(
         shutdown_deadline_s=number("SHUTDOWN_DEADLINE", 10.0),
         trusted_proxies=proxies,
         pg_pool_size=integer("PG_POOL_SIZE", 10),
+        journal_stream=environ.get("JOURNAL_STREAM") or None,
     )
     if problems:
         raise SettingsError(problems)

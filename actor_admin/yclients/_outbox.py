@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any, Final, final
 import attrs
 import trio
 
+from actor_admin.logs import for_salon
+
 from ._errors import FinalError, RetryableError
 from ._retry import backoff_delay
 
@@ -226,6 +228,7 @@ class OutboxWorker:
 
     async def _deliver(self, item: Any) -> None:
         salon_id = int(item.salon_id)
+        for_salon(salon_id)  # this task delivers one salon's row: httpx's lines name the salon too
         if item.kind != ACTIVATION:
             await self._fail(item, UNKNOWN_KIND, f"no handler for outbox kind {item.kind!r}", status=None)
             return

@@ -158,13 +158,13 @@ async def test_websocket_refusals_are_counted_by_reason(node: TestNode) -> None:
 
 async def test_sessions_that_need_a_person_are_counted_by_reason(node: TestNode) -> None:
     await connect(node, 605, "79001230605")
-    node.core.logout("79001230605")
+    node.core.ban("79001230605", 3600)
     with trio.fail_after(5):
-        view = await node.services.registry.wait_state(605, "logged_out")
+        await node.services.registry.wait_state(605, "failed")
     samples = await scrape(node)
-    key = ("actor_admin_sessions_stuck", (("reason", str(view.reason)), ("state", "logged_out")))
+    key = ("actor_admin_sessions_stuck", (("reason", "temporarily_banned"), ("state", "failed")))
     assert samples[key] == 1.0
-    assert samples[("actor_admin_sessions", (("state", "logged_out"),))] == 1.0
+    assert samples[("actor_admin_sessions", (("state", "failed"),))] == 1.0
 
 
 async def test_outbox_gauges_vanish_instead_of_freezing_while_postgres_is_down(

@@ -4,7 +4,6 @@ closed port, an unmigrated database, a short secret."""
 
 from __future__ import annotations
 
-import base64
 import os
 import sys
 from pathlib import Path
@@ -13,22 +12,9 @@ import pytest
 import trio
 
 from tests._pg import dsn_for_database
-from tests.api.conftest import ADMIN_TOKEN, JWT_SECRET, PARTNER_TOKEN, TestNode, free_port
+from tests.api.conftest import TestNode, free_port
 
-
-def serve_env(database_url: str, redis_url: str, public_url: str, data_dir: Path) -> dict[str, str]:
-    """A complete, valid set of ``serve`` settings (the node fixture's secrets)."""
-    return {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "JWT_SECRET": JWT_SECRET,
-        "ADMIN_TOKEN": ADMIN_TOKEN,
-        "CREDENTIALS_KEY": base64.b64encode(bytes(range(32))).decode(),
-        "YCLIENTS_PARTNER_TOKEN": PARTNER_TOKEN,
-        "YCLIENTS_APP_ID": "1",
-        "PUBLIC_URL": public_url,
-        "DATA_DIR": str(data_dir),
-    }
+from ._serve import serve_settings as serve_env
 
 
 async def doctor(env: dict[str, str], cwd: Path, url: str | None = None) -> tuple[int, dict[str, str]]:

@@ -115,7 +115,9 @@ def _cmd_fake_yclients(args: argparse.Namespace) -> int:
 def _cmd_rotate_key(args: argparse.Namespace) -> int:
     from actor_admin import node
 
-    return node.run_rotate_key(os.environ, old_keys=args.old_key)
+    # OLD_CREDENTIALS_KEY (comma-separated) keeps old keys off the command line (ops/RUNBOOK.md §13).
+    old_keys = args.old_key + [k.strip() for k in os.environ.get("OLD_CREDENTIALS_KEY", "").split(",") if k.strip()]
+    return node.run_rotate_key(os.environ, old_keys=old_keys)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="BASE64",
-        help="a previous CREDENTIALS_KEY still needed to decrypt (repeatable)",
+        help="a previous CREDENTIALS_KEY still needed to decrypt (repeatable; better: OLD_CREDENTIALS_KEY in the "
+        "environment, which keeps it off the command line)",
     )
     return parser
 

@@ -13,12 +13,13 @@ Each ``_cmd_*`` imports its command module when it runs, not at start: those loa
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from actor_admin import __version__
+from actor_admin import __version__, logs
 from actor_admin.config import Mode, Settings, SettingsError, load_settings, read_dotenv
 from actor_admin.console import CommandError
 
@@ -54,8 +55,15 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from actor_admin import commands
 
-    settings = _settings("serve")
-    return commands.run_serve(settings, migrate=not args.no_migrate)
+    # Every line serve writes is a JSON log line from the first on, a refused start included: it is
+    # logged at error, so `journalctl -u actor-admin -p err` shows why the node did not start.
+    logs.configure_before_settings(os.environ.get("LOG_FORMAT"), os.environ.get("JOURNAL_STREAM"))
+    try:
+        settings = _settings("serve")
+        return commands.run_serve(settings, migrate=not args.no_migrate)
+    except CommandError as exc:
+        logging.getLogger("actor_admin.cli").error("%s", exc)
+        return exc.code
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -104,7 +112,9 @@ def _cmd_fake_yclients(args: argparse.Namespace) -> int:
 def _cmd_rotate_key(args: argparse.Namespace) -> int:
     from actor_admin import commands
 
-    return commands.run_rotate_key(os.environ, old_keys=args.old_key)
+    # OLD_CREDENTIALS_KEY (comma-separated) keeps old keys off the command line (ops/RUNBOOK.md §13).
+    old_keys = args.old_key + [k.strip() for k in os.environ.get("OLD_CREDENTIALS_KEY", "").split(",") if k.strip()]
+    return commands.run_rotate_key(os.environ, old_keys=old_keys)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="BASE64",
-        help="a previous CREDENTIALS_KEY still needed to decrypt (repeatable)",
+        help="a previous CREDENTIALS_KEY still needed to decrypt (repeatable; better: OLD_CREDENTIALS_KEY in the "
+        "environment, which keeps it off the command line)",
     )
     return parser
 

@@ -73,6 +73,8 @@ class Settings:
     pg_pool_size: int = 10
     #: The company actors' supervisor; its defaults are documented on :class:`SupervisorPolicy`.
     supervision: SupervisorPolicy = attrs.field(factory=SupervisorPolicy)
+    #: systemd's ``$JOURNAL_STREAM`` (not a setting to make: it says whether stderr is the journal).
+    journal_stream: str | None = None
 
     def redacted(self) -> dict[str, object]:
         """A view safe for logs and /status: secrets replaced by a marker."""
@@ -237,6 +239,7 @@ def load_settings(
         shutdown_deadline_s=number("SHUTDOWN_DEADLINE", 10.0),
         trusted_proxies=proxies,
         pg_pool_size=integer("PG_POOL_SIZE", 10),
+        journal_stream=environ.get("JOURNAL_STREAM") or None,
     )
     if problems:
         raise SettingsError(problems)

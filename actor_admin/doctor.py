@@ -13,9 +13,16 @@ Checks, in order (each bounded in time; a failure never stops the later checks):
 4. outbox — YClients calls not backing up; 5. activations — no salon left in ``activation_failed``;
 6. redis — reachable, with latency;
 7. server — ``/readyz`` of the running node (``--url`` or ``PUBLIC_URL``);
-8. websocket — ``/marketplace/ws`` accepts a handshake and refuses a bad token with 4401;
+8. websocket — ``/marketplace/ws`` accepts a handshake from each origin a real page has (``PUBLIC_URL``'s
+   and YClients') — a browser always sends one, and a node whose ``ALLOWED_ORIGINS`` lacks it refuses the
+   page (403) — and refuses a bad token with 4401;
 9. actors — none stuck in ``failed`` or ``conflict`` (``/status`` with the admin token);
-10. disk — free space where ``DATA_DIR`` lives.
+10. disk — free space where the node writes: ``DATA_DIR`` (under systemd the unit's RAM-backed
+    ``/run/actor-admin``). In serve it must be set, and absolute, where doctor can read it: the
+    settings file both read (a guess relative to doctor's own directory would measure the wrong disk).
+
+Hints that call the admin API use the runbook's ``admin`` helper (ops/RUNBOOK.md §0), which keeps
+``ADMIN_TOKEN`` off command lines.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import attrs
 import trio
 
 from actor_admin.cluster import RedisClient
-from actor_admin.config import Settings, SettingsError, load_settings, read_dotenv, redact_url
+from actor_admin.config import YCLIENTS_ORIGINS, Settings, SettingsError, load_settings, read_dotenv, redact_url
 from actor_admin.store import (
     Companies,
     Database,
@@ -313,8 +320,8 @@ async def _check_outbox(ctx: Context) -> Result:
         return Result(
             False,
             detail + " — YClients calls are not being delivered",
-            f"see why: curl -s {ctx.base_url}/metrics | grep actor_admin_yclients_calls; "
-            "journalctl -u actor-admin | grep -i yclients\n"
+            f"see why: curl -s {ctx.base_url}/metrics | grep actor_admin_yclients_calls; journalctl -u actor-admin "
+            "-o cat | jq -c 'select(.logger | startswith(\"actor_admin.yclients\"))'\n"
             "check YCLIENTS_PARTNER_TOKEN / YCLIENTS_API_URL; the outbox retries by itself once YClients answers",
         )
     return Result(True, detail)
@@ -331,8 +338,7 @@ async def _check_activations(ctx: Context) -> Result:
         return Result(
             False,
             f"{total} salon(s) in activation_failed (YClients never confirmed them): {ids}",
-            f're-activate each: curl -X POST -H "Authorization: Bearer $ADMIN_TOKEN" '
-            f"{ctx.base_url}/admin/companies/SALON_ID/activate",
+            "re-activate each: admin /admin/companies/SALON_ID/activate -X POST   (admin: ops/RUNBOOK.md §0)",
         )
     return Result(True, "no salon in activation_failed")
 
@@ -407,40 +413,73 @@ async def _check_server(ctx: Context) -> Result:
     )
 
 
-async def _check_websocket(ctx: Context) -> Result:
-    from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, open_websocket_url
+def _origins(ctx: Context) -> list[str]:
+    """The Origin headers of real connect pages: PUBLIC_URL's, and YClients' (the page in its iframe)."""
+    public = (ctx.settings.public_url if ctx.settings else None) or ctx.environ.get("PUBLIC_URL") or ctx.base_url
+    parts = urlsplit(public)
+    origins = [f"{parts.scheme}://{parts.netloc}", YCLIENTS_ORIGINS[0]]
+    return list(dict.fromkeys(origins))
 
+
+async def _check_websocket(ctx: Context) -> Result:
     parts = urlsplit(ctx.base_url)
     ws_url = parts._replace(scheme="wss" if parts.scheme == "https" else "ws").geturl() + "/marketplace/ws"
     proxy_hint = (
         "behind nginx the /marketplace/ws location needs the Upgrade headers "
         '(proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"; see ops/nginx/)'
     )
+    lines: list[str] = []
+    failures: list[tuple[str, str]] = []
+    for origin in _origins(ctx):
+        ok, text, hint = await _probe_websocket(ctx, ws_url, origin, proxy_hint)
+        lines.append(f"{origin}: {text}")
+        if not ok:
+            failures.append((text, hint))
+    if not failures:
+        return Result(True, f"{ws_url} accepts the connect page's origins and refuses a bad token\n" + "\n".join(lines))
+    return Result(
+        False,
+        f"{ws_url}: {failures[0][0]}\n" + "\n".join(lines),
+        "\n".join(dict.fromkeys(hint for _, hint in failures)),
+    )
+
+
+async def _probe_websocket(ctx: Context, ws_url: str, origin: str, proxy_hint: str) -> tuple[bool, str, str]:
+    """One handshake from ``origin`` with a token that cannot be valid: (passed, what happened, the fix)."""
+    from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, open_websocket_url
+
     try:
         with trio.fail_after(CHECK_TIMEOUT_S):
-            async with open_websocket_url(ws_url, connect_timeout=CHECK_TIMEOUT_S) as ws:
-                # A token that cannot be valid: the server must answer "unauthorized" and close 4401.
+            async with open_websocket_url(
+                ws_url, connect_timeout=CHECK_TIMEOUT_S, extra_headers=[(b"Origin", origin.encode())]
+            ) as ws:
+                # The server must answer "unauthorized" and close 4401.
                 await ws.send_message(json.dumps({"type": "auth", "token": "actor-admin-doctor"}))
                 try:
                     while True:
                         frame = _json_text(await ws.get_message())
                         if isinstance(frame, dict) and frame.get("type") == "error":
-                            return Result(
-                                True, f"{ws_url} accepts connections and refuses a bad token ({frame.get('code')})"
-                            )
+                            return True, f"accepted, a bad token refused ({frame.get('code')})", ""
                 except ConnectionClosed as closed:
                     code = closed.reason.code if closed.reason is not None else None
                     if code == 4401:
-                        return Result(True, f"{ws_url} accepts connections and refuses a bad token (4401)")
-                    return Result(False, f"{ws_url} closed with {code} instead of refusing the token", proxy_hint)
+                        return True, "accepted, a bad token refused (4401)", ""
+                    return False, f"closed with {code} instead of refusing the token", proxy_hint
     except ConnectionRejected as exc:
         if exc.status_code == 429:
-            return Result(True, f"{ws_url} answers (this address is rate limited right now: 429)")
-        return Result(False, f"{ws_url} refused the handshake with HTTP {exc.status_code}", proxy_hint)
+            return True, "answers (this address is rate limited right now: 429)", ""
+        if exc.status_code == 403:
+            return (
+                False,
+                f"refused the origin {origin} (HTTP 403)",
+                f"add {origin} to ALLOWED_ORIGINS in /etc/actor-admin/env, or remove ALLOWED_ORIGINS (its default "
+                "is PUBLIC_URL and YClients' origins), then: sudo systemctl restart actor-admin",
+            )
+        return False, f"refused the handshake with HTTP {exc.status_code}", proxy_hint
     except trio.TooSlowError:
-        return Result(False, f"{ws_url} did not answer within {CHECK_TIMEOUT_S:g} s", proxy_hint)
+        return False, f"no answer within {CHECK_TIMEOUT_S:g} s", proxy_hint
     except (HandshakeError, OSError) as exc:
-        return Result(False, f"{ws_url}: {_one_line(exc.__cause__ or exc)}", _server_hint(ctx))
+        return False, _one_line(exc.__cause__ or exc), _server_hint(ctx)
 
 
 async def _check_actors(ctx: Context) -> Result:
@@ -482,8 +521,8 @@ async def _check_actors(ctx: Context) -> Result:
     return Result(
         False,
         f"{len(stuck)} of {total} stuck:\n" + "\n".join(lines),
-        f'failed: fix the cause shown, then restart it: curl -X POST -H "Authorization: Bearer $ADMIN_TOKEN" '
-        f"{ctx.base_url}/admin/companies/SALON_ID/restart\n"
+        "failed: fix the cause shown, then restart it: admin /admin/companies/SALON_ID/restart -X POST   "
+        "(admin: ops/RUNBOOK.md §0)\n"
         "conflict: another WhatsApp Web/desktop session took the number; ask the salon to close it, then restart",
     )
 
@@ -493,6 +532,15 @@ async def _check_actors(ctx: Context) -> Result:
 
 async def _check_disk(ctx: Context) -> Result:
     await trio.lowlevel.checkpoint()
+    if ctx.mode == "serve" and not Path(ctx.environ.get("DATA_DIR") or ".").is_absolute():
+        shown = ctx.environ.get("DATA_DIR")
+        return Result(
+            False,
+            (f"DATA_DIR is relative ({shown})" if shown else "DATA_DIR is not set")
+            + ": the node writes relative to its own working directory, which doctor cannot see",
+            "set DATA_DIR in /etc/actor-admin/env, where both the unit and doctor read it "
+            "(the unit's RuntimeDirectory: DATA_DIR='/run/actor-admin', see ops/systemd/env.example)",
+        )
     path = ctx.data_dir.absolute()
     while not path.exists() and path != path.parent:
         path = path.parent

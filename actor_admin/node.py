@@ -94,7 +94,7 @@ async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Servi
             render_svg=render_qr_svg,
         )
         supervisor = await stack.enter_async_context(
-            open_supervisor(company_actor_factory(deps), policy=settings.supervision)
+            open_supervisor(company_actor_factory(deps), policy=settings.supervision, log_key="salon_id")
         )
         yield Services(
             settings=settings,
@@ -116,6 +116,8 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
     config.loglevel = "WARNING"  # our own line says where we listen; hypercorn's would repeat it
+    # hypercorn's own errors go through our handlers (JSON in serve), not a plain-text handler of its own.
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = max(1.0, settings.shutdown_deadline_s / 2)
     config.websocket_ping_interval = 20.0
     config.include_server_header = False

@@ -15,6 +15,7 @@ from typing import Any, final
 import attrs
 import trio
 
+from actor_admin.logs import about_salon
 from actor_admin.runtime import ActorContext, MailboxClosed, MailboxFull, Request
 from actor_admin.session import Alert as AlertEffect
 from actor_admin.session import (
@@ -54,6 +55,9 @@ from actor_admin.whatsapp import Link, Transport
 from ._registry import Registry
 
 log = logging.getLogger("actor_admin.actors")
+
+#: Transitions into states that need a person are logged above info (journalctl -p warning / -p err).
+_TRANSITION_LEVEL = {"failed": logging.ERROR, "conflict": logging.WARNING, "logged_out": logging.WARNING}
 
 
 @final
@@ -107,6 +111,11 @@ class CompanySession:
         self.qr_svg: tuple[str, str] | None = None
 
     async def __call__(self, ctx: ActorContext[int, Any], *, task_status: trio.TaskStatus[None]) -> None:
+        # Every line logged while this salon's actor works — by its link, httpx, anything — names the salon.
+        with about_salon(self.salon_id):
+            await self._run(ctx, task_status)
+
+    async def _run(self, ctx: ActorContext[int, Any], task_status: trio.TaskStatus[None]) -> None:
         store = self.deps.store
         # The salon id seeds the back-off jitter: salons that dropped together retry spread out, and
         # the same salon replays the same delays (deterministic tests).
@@ -151,7 +160,8 @@ class CompanySession:
         self.state, effects = step(self.state, event, trio.current_time(), policy=self.deps.policy)
         if self.state.name != before:
             # One line per transition, with what caused it: operators grep a salon's history by salon_id.
-            log.info(
+            log.log(
+                _TRANSITION_LEVEL.get(self.state.name, logging.INFO),
                 "session %s -> %s",
                 before,
                 self.state.name,
@@ -346,7 +356,7 @@ class CompanySession:
         try:
             self.ctx.ref.send_nowait(event)
         except (MailboxFull, MailboxClosed):
-            log.error("could not feed %s back to the session", type(event).__name__)
+            log.error("could not feed %s back to the session", type(event).__name__, extra={"salon_id": self.salon_id})
 
     def _publish_view(self) -> None:
         self.deps.registry.update(self.salon_id, self.state.name, self.state.phone, self.state.reason)

@@ -9,11 +9,19 @@ the QR issue → viewer latency (:meth:`Metrics.observe_qr_latency`, called by t
 and lease ownership changes (:meth:`Metrics.count_lease_change`, 0 until cross-node ownership is
 wired). Figures that need I/O (outbox backlog, dependency round trips) are fetched by the handler
 before rendering, bounded in time, so a scrape never hangs on a dead database.
+
+Zero is exported, absence is meaningful. Every session state, supervisor state and websocket
+refusal reason has a sample even at 0, so a dashboard shows "0 connected salons", not "No data".
+The outbox gauges are the exception on purpose: when PostgreSQL does not answer a scrape they are
+left out of it (Prometheus marks the series stale at once) instead of repeating the last figure,
+and ``actor_admin_dependency_up{dependency="postgres"}`` is 0 — so a backlog that builds up during
+an outage is never hidden behind a frozen, reassuring number (see ops/RUNBOOK.md, "Alerts").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import collections
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, final
 
 import attrs
@@ -25,6 +33,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from actor_admin import __version__
+from actor_admin.runtime import ActorState
+from actor_admin.session import STATES
 
 if TYPE_CHECKING:
     from ._services import Services
@@ -35,6 +45,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAILBOX_BUCKETS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 # A QR is valid 20 s (60 s the first); a viewer should see it well within a second.
 QR_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Why a websocket was turned away: the handshake's error code, or ``unauthorized`` (close 4401).
+WEBSOCKET_REFUSALS = ("forbidden_origin", "rate_limited", "shutting_down", "unauthorized")
+#: Session states that wait for a person; their sessions are also counted by the reason they entered.
+STUCK_STATES = ("failed", "conflict", "logged_out")
 
 
 @final
@@ -74,6 +88,15 @@ class Metrics:
         )
         for change in ("acquired", "lost"):
             self._lease_changes.labels(change=change)
+        self._websocket_refusals = Counter(
+            "actor_admin_websocket_refusals",
+            "Onboarding websockets turned away, by reason: forbidden_origin (403, Origin not in "
+            "ALLOWED_ORIGINS), rate_limited (429), shutting_down (503), unauthorized (close 4401).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in WEBSOCKET_REFUSALS:
+            self._websocket_refusals.labels(reason=reason)
         self.registry.register(_StatsCollector(services, self.probes))
         # process_resident_memory_bytes, CPU seconds, open fds — read from /proc at scrape time.
         ProcessCollector(namespace="actor_admin", registry=self.registry)
@@ -81,6 +104,10 @@ class Metrics:
     def observe_qr_latency(self, seconds: float) -> None:
         """Record how long a QR took from being issued to reaching one viewer (trio seconds)."""
         self._qr_latency.observe(max(0.0, seconds))
+
+    def count_websocket_refusal(self, reason: str) -> None:
+        """Count a websocket turned away (one of :data:`WEBSOCKET_REFUSALS`)."""
+        self._websocket_refusals.labels(reason=reason).inc()
 
     def count_lease_change(self, change: str) -> None:
         """Count a lease ``acquired`` or ``lost`` (for the cluster work; nothing calls it yet)."""
@@ -95,7 +122,9 @@ async def refresh_probes(services: Services, probes: Probes, *, timeout_s: float
     """Fetch the figures that need I/O, each bounded by ``timeout_s``, concurrently."""
 
     async def outbox() -> None:
+        # Forget the last figures first: a scrape PostgreSQL does not answer must not repeat them.
         probes.postgres_up = False
+        probes.outbox_pending = probes.outbox_oldest_pending_s = probes.outbox_failed = None
         with trio.move_on_after(timeout_s):
             try:
                 stats = await services.store.outbox.stats()
@@ -176,14 +205,28 @@ class _StatsCollector(Collector):
         yield family
 
     def _sessions(self) -> Iterator[Metric]:
+        registry = self._services.registry
+        stats = self._services.router.supervisor.statistics()
+        counts = session_counts(self._services, stats.by_state, stats.actors)
         by_state = GaugeMetricFamily(
             "actor_admin_sessions",
-            "WhatsApp sessions on this node by state (the states of docs/websocket.md#states).",
+            "Salons on this node by session state, as /status counts them (every state, 0 included).",
             labels=["state"],
         )
-        for state, count in sorted(self._services.registry.by_state().items()):
-            by_state.add_metric([state], float(count))
+        for name in STATES:
+            by_state.add_metric([name], float(counts.get(name, 0)))
         yield by_state
+        stuck = GaugeMetricFamily(
+            "actor_admin_sessions_stuck",
+            "Sessions waiting for a person (failed, conflict, logged_out) by the reason they entered the state.",
+            labels=["state", "reason"],
+        )
+        reasons = collections.Counter(
+            (view.state, view.reason or "unknown") for _, view in registry.items() if view.state in STUCK_STATES
+        )
+        for (state, reason), count in sorted(reasons.items()):
+            stuck.add_metric([state, reason], float(count))
+        yield stuck
 
     def _actors(self) -> Iterator[Metric]:
         supervisor = self._services.router.supervisor
@@ -330,3 +373,19 @@ class _StatsCollector(Collector):
 def _le(bound: float) -> str:
     """A bucket bound as Prometheus' own clients write it (``1.0``, ``+Inf``)."""
     return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
+
+
+def session_counts(services: Services, supervisor_by_state: Mapping[str, int], actors: int) -> dict[str, int]:
+    """Companies by session state, without visiting each company (cheap at any scale).
+
+    Running sessions publish their view to the registry; an actor that crashed and backs off, has
+    failed, or has not published yet has no view, and is counted under the state its record shows.
+    """
+    by_state = services.registry.by_state()
+    failed = supervisor_by_state.get(ActorState.FAILED.value, 0)
+    backing_off = supervisor_by_state.get(ActorState.BACKING_OFF.value, 0)
+    viewless = actors - sum(by_state.values()) - failed - backing_off
+    for state, count in (("failed", failed), ("reconnecting", backing_off), ("starting", viewless)):
+        if count > 0:
+            by_state[state] = by_state.get(state, 0) + count
+    return by_state

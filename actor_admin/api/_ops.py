@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -23,7 +23,7 @@ from actor_admin.runtime import ActorState, ActorStatistics
 from actor_admin.store import MigrationError, load_migrations
 
 from ._http import error_response
-from ._metrics import CONTENT_TYPE, Metrics, refresh_probes
+from ._metrics import CONTENT_TYPE, Metrics, refresh_probes, session_counts
 from ._services import Services
 
 #: The bound on each dependency check of ``/readyz`` and ``/status``.
@@ -165,22 +165,6 @@ def _record(actor: ActorStatistics[Any], view: Any, node: str, now_trio: float, 
 
 def _iso(wall: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
-
-
-def session_counts(services: Services, supervisor_by_state: Mapping[str, int], actors: int) -> dict[str, int]:
-    """Companies by session state, without visiting each company (cheap at any scale).
-
-    Running sessions publish their view to the registry; an actor that crashed and backs off, has
-    failed, or has not published yet has no view, and is counted under the state its record shows.
-    """
-    by_state = services.registry.by_state()
-    failed = supervisor_by_state.get(ActorState.FAILED.value, 0)
-    backing_off = supervisor_by_state.get(ActorState.BACKING_OFF.value, 0)
-    viewless = actors - sum(by_state.values()) - failed - backing_off
-    for state, count in (("failed", failed), ("reconnecting", backing_off), ("starting", viewless)):
-        if count > 0:
-            by_state[state] = by_state.get(state, 0) + count
-    return by_state
 
 
 # -- the blueprint -----------------------------------------------------------------------------

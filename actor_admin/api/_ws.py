@@ -132,6 +132,10 @@ def client_ip(peer: str, forwarded_for: str | None, trusted: list[Network]) -> s
     return peer
 
 
+#: The error code of each refused handshake's status (for ``/metrics``).
+_REFUSED_BY_STATUS: Final = {403: "forbidden_origin", 429: "rate_limited", 503: "shutting_down"}
+
+
 def _handshake_error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
     response = error_response(status, code, message)
     for name, value in (headers or {}).items():
@@ -299,6 +303,8 @@ class Viewer:
         return None
 
     async def _refuse(self) -> None:
+        if self.services.metrics is not None:
+            self.services.metrics.count_websocket_refusal("unauthorized")
         await self.send(error_frame("unauthorized", UNAUTHORIZED_MESSAGE))
         raise _Closing(CLOSE_UNAUTHORIZED, "unauthorized")
 
@@ -471,6 +477,8 @@ def blueprint(services: Services) -> Blueprint:
     async def marketplace_ws() -> Response | None:
         refused = await refusal()
         if refused is not None:
+            if services.metrics is not None:
+                services.metrics.count_websocket_refusal(_REFUSED_BY_STATUS[refused.status_code])
             return refused
         await websocket.accept()
         counters = services.counters

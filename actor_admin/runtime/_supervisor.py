@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import logging
 import math
 import random as _random
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Mapping
@@ -23,6 +24,8 @@ import trio
 from ._errors import ActorFailed, SupervisorClosed
 from ._mailbox import Inbox, Mailbox, MailboxStatistics
 from ._policy import Restart, SupervisorPolicy
+
+log = logging.getLogger("actor_admin.runtime")
 
 K = TypeVar("K", bound=Hashable)
 M = TypeVar("M")
@@ -58,6 +61,9 @@ class ErrorInfo:
 
     type: str
     message: str
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
 
     @classmethod
     def of(cls, error: BaseException) -> ErrorInfo:
@@ -275,6 +281,8 @@ class Supervisor(Generic[K, M]):
             for every run, so a restart gets a fresh actor.
         restart: the restart type of this kind of actor.
         random: the jitter's source, returning floats in [0, 1); inject a seeded one in tests.
+        log_key: the field that names the key in log lines (each crash is logged at error with
+            its traceback, and so is the move to ``failed``).
     """
 
     def __init__(
@@ -285,8 +293,10 @@ class Supervisor(Generic[K, M]):
         policy: SupervisorPolicy | None = None,
         restart: Restart = Restart.PERMANENT,
         random: Callable[[], float] | None = None,
+        log_key: str = "key",
     ) -> None:
         self._nursery = nursery
+        self._log_key = log_key
         self._factory = actor_factory
         self._policy = policy if policy is not None else SupervisorPolicy()
         self._restart = restart
@@ -426,6 +436,7 @@ class Supervisor(Generic[K, M]):
                     break
                 if error is not None:
                     entry.last_error = ErrorInfo.of(error)
+                    self._log(logging.ERROR, entry, "actor crashed: %s", entry.last_error, exc_info=error)
                 if entry.restart_requested:
                     entry.restart_requested = False
                     self._count_restart(entry)
@@ -438,6 +449,15 @@ class Supervisor(Generic[K, M]):
                     entry.attempt = 0
                 if self._too_many_restarts(entry, now):
                     entry.set_state(ActorState.FAILED)
+                    self._log(
+                        logging.ERROR,
+                        entry,
+                        "actor failed: more than %d crashes within %g s; not restarted until restarted by hand "
+                        "(last error: %s)",
+                        policy.intensity_max_restarts,
+                        policy.intensity_window_s,
+                        entry.last_error,
+                    )
                     await self._park(entry, math.inf)
                 else:
                     delay = policy.backoff.delay(entry.attempt, self._random())
@@ -492,6 +512,9 @@ class Supervisor(Generic[K, M]):
         while crashes[0] <= horizon:
             crashes.popleft()
         return len(crashes) > self._policy.intensity_max_restarts
+
+    def _log(self, level: int, entry: _Entry[K, M], msg: str, *args: object, exc_info: Exception | None = None) -> None:
+        log.log(level, msg, *args, exc_info=exc_info, extra={self._log_key: entry.key, "restarts": entry.restarts})
 
     def _count_restart(self, entry: _Entry[K, M]) -> None:
         entry.restarts += 1
@@ -571,6 +594,7 @@ async def open_supervisor(
     policy: SupervisorPolicy | None = None,
     restart: Restart = Restart.PERMANENT,
     random: Callable[[], float] | None = None,
+    log_key: str = "key",
 ) -> AsyncIterator[Supervisor[K, M]]:
     """A `Supervisor` with its own nursery, closed (``aclose``) when the block ends.
 
@@ -581,7 +605,7 @@ async def open_supervisor(
     try:
         async with trio.open_nursery() as nursery:
             supervisor: Supervisor[K, M] = Supervisor(
-                nursery, actor_factory, policy=policy, restart=restart, random=random
+                nursery, actor_factory, policy=policy, restart=restart, random=random, log_key=log_key
             )
             try:
                 yield supervisor

@@ -404,6 +404,7 @@ class NeonizeLink:
     ) -> None:
         self._client = client
         self._spec = spec
+        self._about = {"salon_id": spec.salon_id}  # for log lines: they run on threads without the salon context
         self._deliver = deliver
         self._token = trio_token
         self._runner_limiter = runner_limiter
@@ -607,7 +608,7 @@ class NeonizeLink:
                     self._snapshot_if_changed, abandon_on_cancel=True, limiter=self._call_limiter
                 )
             except Exception:
-                log.warning("salon %s: store snapshot failed", self._spec.salon_id, exc_info=True)
+                log.warning("salon %s: store snapshot failed", self._spec.salon_id, exc_info=True, extra=self._about)
                 continue
             if creds is not None:
                 self._accept(CredsUpdated(credentials=creds))
@@ -626,6 +627,7 @@ class NeonizeLink:
                 "salon %s: neonize client did not stop within %s s; abandoned",
                 self._spec.salon_id,
                 self._close_timeout_s,
+                extra=self._about,
             )
         with trio.move_on_after(self._close_timeout_s):
             await trio.to_thread.run_sync(
@@ -662,13 +664,15 @@ class NeonizeLink:
         except trio.RunFinishedError:
             pass  # the process is shutting down; nobody is left to tell
         except Exception:
-            log.exception("salon %s: delivering a WhatsApp event failed", self._spec.salon_id)
+            log.exception("salon %s: delivering a WhatsApp event failed", self._spec.salon_id, extra=self._about)
 
     def _stop_client_quietly(self) -> None:
         try:
             self._client.stop()
         except Exception:
-            log.warning("salon %s: stopping the neonize client failed", self._spec.salon_id, exc_info=True)
+            log.warning(
+                "salon %s: stopping the neonize client failed", self._spec.salon_id, exc_info=True, extra=self._about
+            )
 
     def _snapshot_if_changed(self) -> bytes | None:
         with self._snapshot_lock:
@@ -685,7 +689,13 @@ class NeonizeLink:
         try:
             return fn()
         except Exception:
-            log.warning("salon %s: %s failed", self._spec.salon_id, getattr(fn, "__name__", fn), exc_info=True)
+            log.warning(
+                "salon %s: %s failed",
+                self._spec.salon_id,
+                getattr(fn, "__name__", fn),
+                exc_info=True,
+                extra=self._about,
+            )
             return default
 
 

@@ -38,6 +38,7 @@ import attrs
 import trio
 
 from actor_admin.backoff import Backoff
+from actor_admin.logs import for_salon
 from actor_admin.session import INACTIVE_STATES
 from actor_admin.store import ACTIVATION
 
@@ -196,6 +197,7 @@ class OutboxWorker:
 
     async def _deliver(self, item: Any) -> None:
         salon_id = int(item.salon_id)
+        for_salon(salon_id)  # this task delivers one salon's row: httpx's lines name the salon too
         if item.kind != ACTIVATION:
             await self._fail(item, UNKNOWN_KIND, f"no handler for outbox kind {item.kind!r}", status=None)
             return

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
 import httpx
+import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
-from trio_websocket import open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from actor_admin.yclients import YClientsError
+from tests._pg import _admin as admin_sql
 
 from .conftest import TestNode
+from .test_webhook import connect
+
+OUTBOX_GAUGES = ("actor_admin_outbox_pending", "actor_admin_outbox_oldest_pending_seconds", "actor_admin_outbox_failed")
 
 
 async def scrape(node: TestNode) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -58,13 +67,7 @@ async def test_sessions_and_actors_are_counted_by_state(node: TestNode) -> None:
 
 
 async def test_inbound_messages_are_counted_once_and_redeliveries_as_duplicates(node: TestNode) -> None:
-    from actor_admin.session import RequestQr
-
-    await node.register(604)
-    await node.services.router.ask(604, RequestQr())
-    node.core.scan(await node.core.wait_qr(604), "79001230604")
-    with trio.fail_after(5):
-        await node.services.registry.wait_state(604, "connected")
+    await connect(node, 604, "79001230604")
     for _ in range(2):  # the second is WhatsApp's redelivery of the same message id
         node.core.inbound("79001230604", "79990000001", "Можно записаться?", "wamid-604")
     with trio.fail_after(5):
@@ -106,23 +109,65 @@ async def test_an_open_websocket_viewer_is_counted(node: TestNode) -> None:
     assert samples[("actor_admin_websockets_open", ())] == 1.0
 
 
-async def test_every_metric_the_grafana_dashboard_queries_is_exported(node: TestNode) -> None:
-    import json
-    import re
+async def test_every_session_state_is_exported_even_at_zero(node: TestNode) -> None:
+    from actor_admin.session import STATES
 
-    from actor_admin._resources import web_dir
+    samples = await scrape(node)
+    for state in STATES:
+        assert samples[("actor_admin_sessions", (("state", state),))] == 0.0, state
+    for reason in ("forbidden_origin", "rate_limited", "shutting_down", "unauthorized"):
+        assert samples[("actor_admin_websocket_refusals_total", (("reason", reason),))] == 0.0, reason
 
-    dashboard = json.loads((web_dir().parent / "ops" / "grafana" / "actor-admin-dashboard.json").read_text())
-    queried = {
-        name
-        for panel in dashboard["panels"]
-        for target in panel["targets"]
-        for name in re.findall(r"\b(actor_admin_[a-z_]+)", target["expr"])
-    }
-    # Family names, so a family with no sample yet (no YClients call so far) counts as exported.
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
-    exported = set()
-    for family in text_string_to_metric_families((await node.http.get("/metrics")).text):
-        exported.add(family.name)
-        exported.update(family.name + suffix for suffix in suffixes.get(family.type, ()))
-    assert queried - exported == set()
+
+async def test_websocket_refusals_are_counted_by_reason(node: TestNode) -> None:
+    with pytest.raises(ConnectionRejected):
+        async with open_websocket_url(node.ws_url, extra_headers=[("Origin", "https://evil.example")]):
+            pass
+    async with open_websocket_url(node.ws_url, extra_headers=[("Authorization", "Bearer not-a-token")]) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await ws.get_message()
+    assert closed.value.reason.code == 4401
+    samples = await scrape(node)
+    assert samples[("actor_admin_websocket_refusals_total", (("reason", "forbidden_origin"),))] == 1.0
+    assert samples[("actor_admin_websocket_refusals_total", (("reason", "unauthorized"),))] == 1.0
+    assert samples[("actor_admin_websocket_refusals_total", (("reason", "rate_limited"),))] == 0.0
+
+
+async def test_sessions_that_need_a_person_are_counted_by_reason(node: TestNode) -> None:
+    await connect(node, 605, "79001230605")
+    node.core.ban("79001230605", 3600)
+    with trio.fail_after(5):
+        await node.services.registry.wait_state(605, "failed")
+    samples = await scrape(node)
+    key = ("actor_admin_sessions_stuck", (("reason", "temporarily_banned"), ("state", "failed")))
+    assert samples[key] == 1.0
+    assert samples[("actor_admin_sessions", (("state", "failed"),))] == 1.0
+
+
+async def test_outbox_gauges_vanish_instead_of_freezing_while_postgres_is_down(
+    node: TestNode, pg_admin_dsn: str, pg_dsn: str
+) -> None:
+    before = await scrape(node)
+    assert before[("actor_admin_outbox_pending", ())] == 0.0
+    async with postgres_refusing(pg_admin_dsn, pg_dsn):
+        during = await scrape(node)
+        assert during[("actor_admin_dependency_up", (("dependency", "postgres"),))] == 0.0
+        for name in OUTBOX_GAUGES:
+            assert (name, ()) not in during, f"{name} still shows its last value while PostgreSQL is down"
+    after = await scrape(node)  # the pool reconnects by itself at the next query
+    assert after[("actor_admin_dependency_up", (("dependency", "postgres"),))] == 1.0
+    assert after[("actor_admin_outbox_pending", ())] == 0.0
+
+
+@asynccontextmanager
+async def postgres_refusing(admin_dsn: str, dsn: str) -> AsyncIterator[None]:
+    """A real outage of the node's database: new connections refused, open ones terminated."""
+    name = urlsplit(dsn).path.lstrip("/")
+    refuse = f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'
+    terminate = f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    await trio.to_thread.run_sync(admin_sql, admin_dsn, refuse, terminate)
+    try:
+        yield
+    finally:
+        await trio.to_thread.run_sync(admin_sql, admin_dsn, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

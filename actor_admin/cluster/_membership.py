@@ -80,17 +80,24 @@ class NodeLease:
     timings: OwnershipTimings
     _renewed_at: float | None = attrs.field(default=None, init=False)
 
-    def renewed(self, sent_at: float, received_at: float) -> bool:
+    def renewed(self, sent_at: float, received_at: float, *, owned_read: bool) -> bool:
         """A heartbeat sent at ``sent_at`` succeeded; its answer arrived at ``received_at``.
 
-        Returns whether the lease was continuous: False when the answer came after the previous
-        renewal had lapsed (or there was none) — then other nodes may have taken salons over
-        meanwhile, and what this node owns must be read again before it is trusted.
+        The lease is renewed (from ``sent_at``) when the renewal is continuous — the answer came
+        before the previous renewal lapsed, so nobody can have taken a salon over in between — or
+        when the heartbeat also read everything this node owns (``owned_read``), which tells it
+        what was taken during the gap. After a gap without that read nothing is renewed: the next
+        heartbeat must ask for what it owns (``include_owned``), and the caller must stop every
+        actor whose salon that answer does not list before it trusts the lease again.
+
+        Returns whether the lease was renewed.
         """
         continuous = self._renewed_at is not None and received_at < self._renewed_at + self.timings.lease_s
+        if not (continuous or owned_read):
+            return False
         if self._renewed_at is None or sent_at > self._renewed_at:
             self._renewed_at = sent_at
-        return continuous
+        return True
 
     def lost(self) -> None:
         """Forget every renewal (this node was superseded or left)."""

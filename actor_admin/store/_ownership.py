@@ -307,7 +307,12 @@ class Ownership:
                 """,
                 me.node_id, me.incarnation, me.version,
             )
-            if inserted is None and replacing is not None and replacing.node_id == me.node_id:
+            if (
+                inserted is None
+                and replacing is not None
+                and replacing.node_id == me.node_id
+                and replacing.incarnation != me.incarnation
+            ):
                 inserted = await conn.fetchval(
                     """
                     UPDATE cluster_nodes SET incarnation = $4, version = $5, started_at = now(),

@@ -8,7 +8,7 @@ the real store enforces. Every method is atomic (no awaits): the simulation adds
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 import attrs
@@ -52,6 +52,7 @@ class Change:
     previous: Owner | None
     current: Owner
     cause: OwnershipCause
+    after_expiry: bool = False  # released because its node's incarnation was replaced after going silent
 
 
 @attrs.define
@@ -62,17 +63,20 @@ class OwnershipModel:
     nodes: dict[str, _Node] = attrs.field(factory=dict)
     owners: dict[int, Owner] = attrs.field(factory=dict)
     changes: list[Change] = attrs.field(factory=list)
+    on_change: Callable[[Change], None] | None = None
     _last_fence: int = 0
 
     def _fence(self) -> int:
         self._last_fence += 1
         return self._last_fence
 
-    def _set(self, salon_id: int, node_id: str | None, cause: OwnershipCause) -> int:
+    def _set(self, salon_id: int, node_id: str | None, cause: OwnershipCause, *, after_expiry: bool = False) -> int:
         fence = self._fence()
-        current = Owner(node_id, fence)
-        self.changes.append(Change(salon_id, self.owners.get(salon_id), current, cause))
-        self.owners[salon_id] = current
+        change = Change(salon_id, self.owners.get(salon_id), Owner(node_id, fence), cause, after_expiry)
+        self.changes.append(change)
+        self.owners[salon_id] = change.current
+        if self.on_change is not None:
+            self.on_change(change)
         return fence
 
     def _record(self, node_id: str) -> NodeRecord:
@@ -83,10 +87,10 @@ class OwnershipModel:
         node = self.nodes.get(me.node_id)
         return node is not None and node.incarnation == me.incarnation
 
-    def _release_all(self, node_id: str) -> list[int]:
+    def _release_all(self, node_id: str, *, after_expiry: bool = False) -> list[int]:
         mine = sorted(s for s, o in self.owners.items() if o.node_id == node_id)
         for salon_id in mine:
-            self._set(salon_id, None, "released")
+            self._set(salon_id, None, "released", after_expiry=after_expiry)
         return mine
 
     # --- the Ownership API, synchronously ---------------------------------------------------------
@@ -99,7 +103,7 @@ class OwnershipModel:
             if replacing != NodeRef(me.node_id, node.incarnation, node.seq):
                 raise NodeIdOccupied(self._record(me.node_id))
             self.nodes[me.node_id] = _Node(me.incarnation, me.version, seq=node.seq + 1)
-            self._release_all(me.node_id)
+            self._release_all(me.node_id, after_expiry=True)
         return self._record(me.node_id)
 
     def heartbeat(self, me: Member, *, include_owned: bool = False) -> Heartbeat:
@@ -157,6 +161,9 @@ class OwnershipModel:
                 self._set(salon_id, None, cause)
                 released.add(salon_id)
         return released
+
+    def owners_now(self) -> dict[int, Owner]:
+        return dict(self.owners)
 
     def owned(self, node_id: str) -> dict[int, int]:
         return {s: o.fence for s, o in self.owners.items() if o.node_id == node_id}

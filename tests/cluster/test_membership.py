@@ -91,29 +91,40 @@ def test_a_vanished_row_is_forgotten_and_a_long_dead_node_becomes_forgettable() 
 def test_the_lease_lasts_ttl_less_the_margin_from_when_the_heartbeat_was_sent() -> None:
     lease = NodeLease(T)
     assert not lease.valid(0.0) and lease.valid_until() is None
-    lease.renewed(sent_at=100.0, received_at=103.0)
+    assert lease.renewed(sent_at=100.0, received_at=103.0, owned_read=True)
     assert lease.valid_until() == pytest.approx(109.0)
     assert lease.valid(108.99) and not lease.valid(109.0)
 
 
-def test_renewals_within_the_lease_are_continuous_and_a_gap_is_reported() -> None:
+def test_continuous_renewals_need_no_ownership_read() -> None:
     lease = NodeLease(T)
-    assert lease.renewed(0.0, 0.1) is False  # the first: nothing known before it
-    assert lease.renewed(2.0, 2.1) is True
-    assert lease.renewed(4.0, 10.9) is True  # a slow answer, still within 2.0 + 9.0
-    assert lease.renewed(30.0, 30.1) is False  # paused, or PostgreSQL away: salons may have moved
+    assert lease.renewed(0.0, 0.1, owned_read=True)
+    assert lease.renewed(2.0, 2.1, owned_read=False)
+    assert lease.renewed(4.0, 10.9, owned_read=False)  # a slow answer, still within 2.0 + 9.0
+    assert lease.valid_until() == pytest.approx(13.0)
+
+
+def test_after_a_gap_only_a_renewal_that_read_what_the_node_owns_counts() -> None:
+    # Paused, or PostgreSQL away: salons may have been taken meanwhile.
+    lease = NodeLease(T)
+    assert not lease.renewed(0.0, 0.1, owned_read=False)  # the first: nothing is known before it
+    assert lease.renewed(0.5, 0.6, owned_read=True)
+    assert not lease.renewed(30.0, 30.1, owned_read=False)
+    assert not lease.valid(30.2)
+    assert lease.renewed(32.0, 32.1, owned_read=True)
+    assert lease.valid(32.2)
 
 
 def test_a_late_answer_never_moves_the_lease_back() -> None:
     lease = NodeLease(T)
-    lease.renewed(10.0, 10.1)
-    lease.renewed(8.0, 10.2)  # an older request answered last
+    lease.renewed(10.0, 10.1, owned_read=True)
+    lease.renewed(8.0, 10.2, owned_read=True)  # an older request answered last
     assert lease.valid_until() == pytest.approx(19.0)
 
 
 def test_a_lost_lease_is_invalid_until_renewed() -> None:
     lease = NodeLease(T)
-    lease.renewed(0.0, 0.1)
+    lease.renewed(0.0, 0.1, owned_read=True)
     lease.lost()
     assert not lease.valid(0.2)
 

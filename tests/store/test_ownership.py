@@ -99,6 +99,13 @@ async def test_joining_twice_with_the_same_incarnation_is_harmless(store: Store)
     assert again.incarnation == A.incarnation
 
 
+async def test_joining_again_naming_itself_as_replaced_keeps_what_it_owns(store: Store, pg_dsn: str) -> None:
+    await _setup(store, pg_dsn, [1], A)
+    fences = await store.ownership.claim(A, [Claim(1)])
+    await store.ownership.join(A, replacing=await _ref(store, "node-a"))
+    assert await store.ownership.owned("node-a") == fences
+
+
 async def test_a_second_process_with_the_same_node_id_is_refused(store: Store) -> None:
     await store.ownership.join(A)
     twin = Member.new("node-a", "1.1")

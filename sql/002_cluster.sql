@@ -60,6 +60,15 @@ BEGIN
 END;
 $$;
 
+-- How the store opens a fenced transaction: state the fence and check it up front, in one round trip,
+-- so a stale owner fails before doing any work (and a write to a table without a trigger is covered).
+CREATE FUNCTION actor_admin_use_fence(p_salon_id bigint, p_fence bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('actor_admin.fence', p_fence::text, true);
+    PERFORM actor_admin_check_fence(p_salon_id);
+END;
+$$;
+
 CREATE FUNCTION actor_admin_fence_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN

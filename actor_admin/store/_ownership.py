@@ -32,9 +32,6 @@ T = TypeVar("T")
 FENCED_SQLSTATE: Final = "AAF01"
 """Raised by PostgreSQL (``sql/002_cluster.sql``) for a write whose stated fence is not current."""
 
-FENCE_SETTING: Final = "actor_admin.fence"
-"""The transaction-local setting through which a writer states its fence."""
-
 OwnershipCause = Literal["claimed", "taken_after_expiry", "handed_over", "released"]
 """Why a salon's owner last changed (``salon_owners.cause``, and the ownership-change metric)."""
 
@@ -244,9 +241,6 @@ def _int_arrays(pairs: Iterable[tuple[int, int]]) -> tuple[list[int], list[int]]
     return [a for a, _ in ordered], [b for _, b in ordered]
 
 
-async def _state_fence(conn: Conn, salon_id: int, fence: int) -> None:
-    await conn.execute("SELECT set_config($1, $2, true)", FENCE_SETTING, str(fence))
-    await conn.execute("SELECT actor_admin_check_fence($1)", salon_id)
 
 
 async def run_fenced(db: Database, salon_id: int, fence: int, work: Callable[[Conn], Awaitable[T]]) -> T:
@@ -263,7 +257,7 @@ async def run_fenced(db: Database, salon_id: int, fence: int, work: Callable[[Co
     """
 
     async def fenced(conn: Conn) -> T:
-        await _state_fence(conn, salon_id, fence)
+        await conn.execute("SELECT actor_admin_use_fence($1, $2)", salon_id, fence)
         return await work(conn)
 
     try:

@@ -206,8 +206,10 @@ async def test_a_rolling_deploy_hands_every_salon_over_with_a_short_gap(
 
     cluster = await _simulate(schedule_seed, body)
     assert cluster.replaced_total == 0
-    gaps = [gap for _, gap in cluster.gaps]
-    assert gaps and max(gaps) <= 2 * INTERVAL + 4.0, sorted(gaps)[-3:]
+    # Stop, release, nudge the new owner, claim, connect: a few round trips — more only when the
+    # simulated network has one of its slow moments (0.5–3 s a leg).
+    gaps = sorted(gap for _, gap in cluster.gaps)
+    assert gaps and gaps[len(gaps) // 2] <= 1.0 and gaps[-1] <= 2 * INTERVAL + 4.0, gaps[-3:]
 
 
 async def test_a_second_process_with_the_same_node_id_waits_and_steals_nothing(

@@ -46,7 +46,9 @@ class OwnershipTimings:
     """
 
     ttl_s: float = attrs.field(default=10.0, validator=_positive)
-    heartbeat_interval_s: float = attrs.field(default=2.0, validator=_positive)
+    # ttl/10 rather than ttl/5: a death is noticed up to two intervals after the TTL, and a failover
+    # must fit in TTL + 5 s with the restores; each heartbeat is still O(nodes), not O(salons).
+    heartbeat_interval_s: float = attrs.field(default=1.0, validator=_positive)
     clock_margin: float = 0.1
     forget_after_s: float = attrs.field(default=60.0, validator=_positive)
     handovers_per_round: int = 10

@@ -46,8 +46,7 @@ from tests.cluster._ownership_model import Change, OwnershipModel
 
 T = TypeVar("T")
 
-TIMINGS = OwnershipTimings(ttl_s=10.0, heartbeat_interval_s=2.0, clock_margin=0.1, forget_after_s=30.0,
-                           handovers_per_round=5)
+TIMINGS = OwnershipTimings(forget_after_s=30.0, handovers_per_round=5)  # the defaults, faster forgetting
 RESTORE_INTERVAL_S = 0.05  # 20 connects a second per node, as restores are paced today
 CONFLICT_RETRY_S = 60.0  # the session policy: one retry a minute after a 440, only if still the owner
 WRITE_INTERVAL_S = 3.0  # how often each node's actors write (and so learn they are fenced)
@@ -270,6 +269,7 @@ class SimNode:
     _pending: deque[tuple[int, int]] = attrs.field(factory=deque)
     _wake: trio.Event = attrs.field(factory=trio.Event)
     _nudged: trio.Event = attrs.field(factory=trio.Event)
+    _beats: int = 0
     _conflicted: set[int] = attrs.field(factory=set)
     _scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     _planning: trio.CancelScope = attrs.field(factory=trio.CancelScope)
@@ -300,6 +300,11 @@ class SimNode:
 
     def nudge(self) -> None:
         self._nudged.set()
+
+    @property
+    def ready(self) -> bool:
+        """Joined and planning (what a deploy waits for before stopping the old node)."""
+        return self._beats >= 2
 
     def kill(self) -> None:
         """kill -9: the process and its connections are gone; its rows stay."""
@@ -382,6 +387,9 @@ class SimNode:
         membership = self.observer.observe(received, beat.nodes)
         if not self.lease.renewed(sent, received, owned_read=beat.owned is not None):
             return  # a gap: the next heartbeat reads what this node owns before anything else
+        self._beats += 1
+        if self._beats < 2:
+            return  # nodes started together see each other before the first claims them all
         try:
             owners = await self.cluster.call(self, self.cluster.model.owners_now)
         except Unavailable:

@@ -20,27 +20,45 @@ from ._errors import RedisUnavailable
 from ._inbound import DEFAULT_INBOUND_MAXLEN, InboundStream
 from ._lease import Lease, LeaseHolder, LeaseLostReason, LeaseManager
 from ._limiter import Decision, RateLimiter
+from ._membership import Membership, NodeLease, Observer, OwnershipTimings
 from ._nodes import NodeRegistry
+from ._placement import Placement, place, placement_weight
+from ._planner import ClusterView, HandOver, Plan, Release, Start, Stop, placement_for, plan
 
 __all__ = [
     "DEFAULT_INBOUND_MAXLEN",
     "Bus",
     "BusStatistics",
+    "ClusterView",
     "Decision",
     "EmbeddedRedis",
     "EmbeddedRedisError",
+    "HandOver",
     "InboundStream",
     "Lease",
     "LeaseHolder",
     "LeaseLostReason",
     "LeaseManager",
     "LocalBus",
+    "Membership",
+    "NodeLease",
     "NodeRegistry",
+    "Observer",
+    "OwnershipTimings",
+    "Placement",
+    "Plan",
     "RateLimiter",
     "RedisBus",
     "RedisClient",
     "RedisUnavailable",
+    "Release",
+    "Start",
+    "Stop",
     "SubscriberTooSlow",
     "Subscription",
     "open_redis_bus",
+    "place",
+    "placement_for",
+    "placement_weight",
+    "plan",
 ]

@@ -11,6 +11,7 @@ import trio
 
 from ._crypto import Keyring
 from ._db import Conn, Database
+from ._ownership import Ownership
 from ._repos import Companies, Credentials, Events, Messages, Outbox
 
 
@@ -30,6 +31,7 @@ class Store:
         self.events = Events(db)
         self.outbox = Outbox(db)
         self.messages = Messages(db)
+        self.ownership = Ownership(db)
 
     @classmethod
     async def open(cls, dsn: str, *, pool_size: int = 10, credentials_keys: Keyring) -> Store:

@@ -21,6 +21,7 @@ from actor_admin import __version__
 from actor_admin._resources import web_dir
 from actor_admin.runtime import ActorState, ActorStatistics
 
+from . import _pages
 from ._http import error_response
 from ._metrics import CONTENT_TYPE, Metrics, refresh_probes
 from ._services import Services
@@ -198,11 +199,6 @@ def admin_token_given(services: Services) -> bool | None:
     return hmac.compare_digest(token.strip().encode(), services.settings.admin_token.encode())
 
 
-def _prefers_html() -> bool:
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "text/html"
-
-
 def _scrub(services: Services, value: Any) -> Any:
     """Remove anything secret from dependency error texts (a DSN password could sit in one)."""
     if not isinstance(value, str):
@@ -270,7 +266,7 @@ def blueprint(services: Services) -> Blueprint:
 
     @bp.get("/status")
     async def status() -> Response:
-        if _prefers_html():
+        if _pages.prefers_html():
             # The page fetches the JSON itself (web/status.js, Accept: application/json).
             page = (web_dir() / "status.html").read_text(encoding="utf-8")
             response = Response(page, content_type="text/html; charset=utf-8")

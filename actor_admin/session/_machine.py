@@ -154,10 +154,15 @@ def _remaining_s(at: float, now: float) -> int:
 
 
 def state_frame(state: SessionState) -> Frame:
-    """``{"type": "state", "state": S, "phone": …}`` — ``phone`` only once known."""
+    """``{"type": "state", "state": S, "phone": …, "reason": …}`` — ``phone`` only once known; ``reason``
+    only while reconnecting, so a page can say at once that WhatsApp reported the device unlinked while
+    the session double-checks it (docs/contract.md)."""
+    frame: dict[str, str | int] = {"type": "state", "state": state.name}
     if state.phone:
-        return {"type": "state", "state": state.name, "phone": state.phone}
-    return {"type": "state", "state": state.name}
+        frame["phone"] = state.phone
+    if state.name == "reconnecting" and state.reason:
+        frame["reason"] = state.reason
+    return frame
 
 
 def qr_frame(qr: CurrentQr, now: float) -> Frame:

@@ -7,13 +7,16 @@ gets — so the browser sees the product, not a test assembly.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -82,13 +85,18 @@ class DevServer:
 
 
 @pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory, browser: object) -> Iterator[DevServer]:
-    server = DevServer(tmp_path_factory.mktemp("dev-data"))
+def dev(browser: object) -> Iterator[DevServer]:
+    # Not pytest's tmp_path: its root is mode 0700 — and set back to 0700 by any other pytest run of this
+    # user starting meanwhile — while the embedded PostgreSQL runs as another user and must reach its data.
+    data_dir = Path(tempfile.mkdtemp(prefix="aa-e2e-dev-"))
+    data_dir.chmod(0o755)
+    server = DevServer(data_dir)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +108,13 @@ def dev_server(dev: DevServer) -> str:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def phone_page(browser: Any) -> Iterator[Any]:
+    """A page on a 375×812 phone screen, touch and all."""
+    context = browser.new_context(viewport={"width": 375, "height": 812}, is_mobile=True, has_touch=True)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

@@ -75,6 +75,17 @@ class FakeServer:
 
         self.on_frame = run
 
+    def answer_pairing(self, code: str = "ABCD-EFGH", expires_in: int = 60) -> None:
+        """Answer a pairing request with ``code``; everything else as by default."""
+
+        def run(ws: Any, frame: dict[str, Any]) -> None:
+            if frame["type"] == "request_pairing_code":
+                self.send(ws, {"type": "pairing_code", "code": code, "expires_in": expires_in})
+            else:
+                self.default_script(ws, frame)
+
+        self.on_frame = run
+
     def websocket(self, ws: Any) -> None:
         if self.down:
             ws.close(code=1006, reason="no server")

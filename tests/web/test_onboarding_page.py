@@ -281,13 +281,7 @@ def test_pairing_rejects_a_short_number_without_asking_the_server(page: Any, ser
 
 
 def test_pairing_sends_normalised_digits_and_shows_the_code(page: Any, server: FakeServer) -> None:
-    def script(ws: Any, frame: dict[str, Any]) -> None:
-        if frame["type"] == "request_pairing_code":
-            server.send(ws, {"type": "pairing_code", "code": "ABCD-EFGH", "expires_in": 50})
-        else:
-            server.default_script(ws, frame)
-
-    server.on_frame = script
+    server.answer_pairing()
     open_page(page)
     page.get_by_test_id("mode-toggle").click()
     page.get_by_test_id("pairing-input").fill("8 (900) 123-45-67")

@@ -28,6 +28,7 @@ from actor_admin.api import Services, create_app
 from actor_admin.cluster import (
     EmbeddedRedis,
     InboundStream,
+    Keeper,
     LocalBus,
     NodeRegistry,
     RateLimiter,
@@ -40,7 +41,7 @@ from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.doubles.yclients import create_fake_yclients
 from actor_admin.runtime import open_supervisor
 from actor_admin.session import SessionPolicy
-from actor_admin.store import EmbeddedPostgres, Keyring, MigrationError, Store, StoreError
+from actor_admin.store import EmbeddedPostgres, Keyring, Member, MigrationError, Store, StoreError
 from actor_admin.store import migrate as run_migrations
 from actor_admin.store import pending as pending_migrations
 from actor_admin.whatsapp import NeonizeTransport, NetworkSimulatorTransport, require_neonize
@@ -64,6 +65,11 @@ class Parts:
     transport: Any = None
     simulator: Any = None
     fake_yclients: Any = None
+    #: This process as a cluster member: given, the node runs the ownership keeper (docs/cluster.md)
+    #: and its actors write with fences; None, it owns every salon unfenced (one node, tests).
+    member: Member | None = None
+    #: The keeper ``open_services`` built for ``member``.
+    keeper: Keeper | None = None
 
 
 @asynccontextmanager
@@ -83,6 +89,16 @@ async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Servi
         throttle = SharedThrottle(limiter) if limiter is not None else None  # None: the client's own bucket
         yclients = await stack.enter_async_context(YClientsClient.from_settings(settings, throttle=throttle))
         registry = Registry()
+        keeper = None
+        if parts.member is not None:
+            keeper = parts.keeper = Keeper(
+                parts.store.ownership,
+                parts.member,
+                settings.cluster.timings(),
+                None,
+                functools.partial(_wanted, parts.store),
+                restore_per_second=settings.cluster.restore_per_second,
+            )
         deps = SessionDeps(
             transport=parts.transport,
             store=parts.store,
@@ -92,14 +108,18 @@ async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Servi
             inbound=inbound,
             activation_payload=activation_payload(settings),
             render_svg=render_qr_svg,
+            ownership=keeper,
         )
         supervisor = await stack.enter_async_context(
             open_supervisor(company_actor_factory(deps), policy=settings.supervision, log_key="salon_id")
         )
+        router = Router(supervisor)
+        if keeper is not None:
+            keeper.actors = router
         yield Services(
             settings=settings,
             store=parts.store,
-            router=Router(supervisor),
+            router=router,
             registry=registry,
             bus=bus,
             redis=parts.redis,
@@ -194,7 +214,7 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
         redis = await RedisClient.open(redis_url)
         stack.push_async_callback(redis.aclose)
 
-        parts = Parts(store=store, redis=redis)
+        parts = Parts(store=store, redis=redis, member=Member.new(settings.node_id, __version__))
         parts.transport, parts.simulator = _transport(settings)
         if dev:
             parts.fake_yclients = create_fake_yclients(
@@ -202,7 +222,10 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
             )
         services = await stack.enter_async_context(open_services(settings, parts))
         app = create_app(services)
+        keeper = parts.keeper
         async with trio.open_nursery() as nursery:
+            if keeper is not None:
+                nursery.start_soon(keeper.run)
             if services.nodes is not None:
                 nursery.start_soon(_keep_registered, services, settings.node_id)
             _start_workers(nursery, services)
@@ -213,11 +236,14 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
             )
             url = _landing_url(settings, binds)
             say(f"actor-admin {settings.mode} {__version__} is running — open {url}")
-            nursery.start_soon(_restore, services)
+            nursery.start_soon(_restore, services, keeper)
             await stop.wait()
             services.shutting_down.set()
             say("stopping …")
             with trio.move_on_after(settings.shutdown_deadline_s):
+                if keeper is not None:
+                    # Hand every salon to the other nodes (stop → release), then leave the cluster.
+                    await keeper.drain(deadline_s=settings.shutdown_deadline_s * 0.6)
                 await services.router.supervisor.aclose(grace=max(1.0, settings.shutdown_deadline_s / 2))
             nursery.cancel_scope.cancel()
     say("stopped")
@@ -246,8 +272,24 @@ def _start_workers(nursery: trio.Nursery, services: Services) -> None:
     )
 
 
-async def _restore(services: Services) -> None:
-    """Reconnect every salon with stored credentials, paced so a restart does not stampede WhatsApp."""
+async def _wanted(store: Store) -> set[int]:
+    """The salons that should run: stored credentials, neither frozen nor uninstalled."""
+    return {company.salon_id for company in await store.companies.list_with_credentials()}
+
+
+async def _restore(services: Services, keeper: Keeper | None) -> None:
+    """Reconnect every salon with stored credentials, paced so a restart does not stampede WhatsApp.
+
+    In a cluster the keeper does it: it claims what placement gives this node and starts it paced.
+    """
+    if keeper is not None:
+        await keeper.planned.wait()
+        if keeper.local:
+            say(f"reconnecting {len(keeper.local)} salon(s) with stored WhatsApp credentials …")
+        count = await keeper.restore()
+        if count:
+            say(f"reconnected {count} salon(s)")
+        return
     try:
         companies = await services.store.companies.list_with_credentials()
     except Exception as exc:

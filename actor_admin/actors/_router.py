@@ -72,6 +72,16 @@ class Router:
     async def restart(self, salon_id: int) -> None:
         await self.supervisor.restart(salon_id)
 
+    async def start(self, salon_id: int) -> bool:
+        """Start the salon's actor and have it connect from stored credentials; False if it could not."""
+        try:
+            ref = await self.supervisor.ensure(salon_id)
+            await ref.send(Start())
+        except (ActorFailed, MailboxClosed) as exc:
+            log.warning("could not start salon %s: %s", salon_id, exc, extra={"salon_id": salon_id})
+            return False
+        return True
+
     def running(self, salon_id: int) -> bool:
         return self.supervisor.get(salon_id) is not None
 
@@ -89,11 +99,7 @@ class Router:
         for salon_id in salon_ids:
             await trio.sleep_until(next_at)
             next_at = max(next_at + interval, trio.current_time())
-            try:
-                ref = await self.supervisor.ensure(salon_id)
-                await ref.send(Start())
-            except (ActorFailed, MailboxClosed) as exc:
-                log.warning("could not restore salon %s: %s", salon_id, exc, extra={"salon_id": salon_id})
+            if not await self.start(salon_id):
                 continue
             count += 1
             if progress is not None:

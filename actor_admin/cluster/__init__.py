@@ -18,8 +18,10 @@ from ._client import RedisClient
 from ._embedded import EmbeddedRedis, EmbeddedRedisError
 from ._errors import RedisUnavailable
 from ._inbound import DEFAULT_INBOUND_MAXLEN, InboundStream
+from ._keeper import Actors, Keeper, OwnershipStore
 from ._lease import Lease, LeaseHolder, LeaseLostReason, LeaseManager
 from ._limiter import Decision, RateLimiter
+from ._location import Here, Location, Locator, SoleNode, There, Unavailable
 from ._membership import Membership, NodeLease, Observer, OwnershipTimings
 from ._nodes import NodeRegistry
 from ._placement import Placement, place, placement_weight
@@ -27,6 +29,7 @@ from ._planner import ClusterView, HandOver, Plan, Release, Start, Stop, placeme
 
 __all__ = [
     "DEFAULT_INBOUND_MAXLEN",
+    "Actors",
     "Bus",
     "BusStatistics",
     "ClusterView",
@@ -34,16 +37,21 @@ __all__ = [
     "EmbeddedRedis",
     "EmbeddedRedisError",
     "HandOver",
+    "Here",
     "InboundStream",
+    "Keeper",
     "Lease",
     "LeaseHolder",
     "LeaseLostReason",
     "LeaseManager",
     "LocalBus",
+    "Location",
+    "Locator",
     "Membership",
     "NodeLease",
     "NodeRegistry",
     "Observer",
+    "OwnershipStore",
     "OwnershipTimings",
     "Placement",
     "Plan",
@@ -52,10 +60,13 @@ __all__ = [
     "RedisClient",
     "RedisUnavailable",
     "Release",
+    "SoleNode",
     "Start",
     "Stop",
     "SubscriberTooSlow",
     "Subscription",
+    "There",
+    "Unavailable",
     "open_redis_bus",
     "place",
     "placement_for",

@@ -6,9 +6,10 @@ in-memory statistics the other parts already keep — the session registry, the 
 the YClients client, the websocket counters — when Prometheus scrapes, so nothing here has to be
 told about events as they happen. The exceptions are the few figures only an event source knows:
 the QR issue → viewer latency (:meth:`Metrics.observe_qr_latency`, called by the websocket handler)
-and lease ownership changes (:meth:`Metrics.count_lease_change`, 0 until cross-node ownership is
-wired). Figures that need I/O (outbox backlog, dependency round trips) are fetched by the handler
-before rendering, bounded in time, so a scrape never hangs on a dead database.
+and the websocket refusals. Ownership changes by cause are counted by the ownership keeper in
+``services.ownership_changes`` and read here like the rest (docs/cluster.md). Figures that need
+I/O (outbox backlog, dependency round trips) are fetched by the handler before rendering, bounded
+in time, so a scrape never hangs on a dead database.
 
 Zero is exported, absence is meaningful. Every session state, supervisor state and websocket
 refusal reason has a sample even at 0, so a dashboard shows "0 connected salons", not "No data".
@@ -79,15 +80,6 @@ class Metrics:
             buckets=QR_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self._lease_changes = Counter(
-            "actor_admin_lease_changes",
-            "Company ownership changes between nodes (leases won or lost). Always 0 while a single "
-            "node runs: cross-node ownership routing is not wired yet.",
-            ["change"],
-            registry=self.registry,
-        )
-        for change in ("acquired", "lost"):
-            self._lease_changes.labels(change=change)
         self._websocket_refusals = Counter(
             "actor_admin_websocket_refusals",
             "Onboarding websockets turned away, by reason: forbidden_origin (403, Origin not in "
@@ -108,10 +100,6 @@ class Metrics:
     def count_websocket_refusal(self, reason: str) -> None:
         """Count a websocket turned away (one of :data:`WEBSOCKET_REFUSALS`)."""
         self._websocket_refusals.labels(reason=reason).inc()
-
-    def count_lease_change(self, change: str) -> None:
-        """Count a lease ``acquired`` or ``lost`` (for the cluster work; nothing calls it yet)."""
-        self._lease_changes.labels(change=change).inc()
 
     def render(self) -> bytes:
         """The exposition text (call after :func:`refresh_probes`)."""
@@ -184,6 +172,7 @@ class _StatsCollector(Collector):
         yield from self._messages()
         yield from self._actors()
         yield from self._websockets()
+        yield from self._ownership()
         yield from self._outbox()
         yield from self._dependencies()
         yield from self._yclients()
@@ -279,6 +268,18 @@ class _StatsCollector(Collector):
             "Onboarding websocket connections accepted since start.",
             value=float(counters.websockets_total),
         )
+
+    def _ownership(self) -> Iterator[Metric]:
+        changes = CounterMetricFamily(
+            "actor_admin_ownership_changes",
+            "Salons whose owner changed on this node's side, by cause: claimed (a released salon), "
+            "handed_over (to its new owner), taken_after_expiry (from a dead node), fenced (lost while "
+            "running: taken over or replaced).",
+            labels=["cause"],
+        )
+        for cause, count in self._services.ownership_changes.statistics().items():
+            changes.add_metric([cause], float(count))
+        yield changes
 
     def _outbox(self) -> Iterator[Metric]:
         p = self._probes

@@ -20,7 +20,7 @@ from quart import Blueprint, Response, jsonify, request
 from actor_admin import __version__
 from actor_admin._resources import web_dir
 from actor_admin.runtime import ActorState, ActorStatistics
-from actor_admin.store import MigrationError, load_migrations
+from actor_admin.store import MigrationError, NodeRecord, StoredSalon, load_migrations
 
 from ._http import error_response
 from ._metrics import CONTENT_TYPE, Metrics, refresh_probes, session_counts
@@ -167,6 +167,63 @@ def _iso(wall: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
 
 
+def cluster_view(
+    services: Services, rows: tuple[list[NodeRecord], dict[str, int]] | None, actors_here: int
+) -> dict[str, Any]:
+    """``cluster`` of ``/status``: every node row with what it owns, from PostgreSQL.
+
+    A node not registered in ``cluster_nodes`` runs alone (no ownership loop): it is listed as the
+    one node owning what it runs. ``rows`` None (PostgreSQL did not answer) lists this node alone
+    the same way, so the answer stays useful while the database is down.
+    """
+    me = services.settings.node_id
+    records, owned = rows if rows is not None else ([], {})
+    nodes = [
+        {
+            "id": r.node_id,
+            "version": r.version,
+            "heartbeat_age_s": round(max(0.0, r.heartbeat_age_s), 3),
+            "owned": owned.get(r.node_id, 0),
+            "draining": r.draining,
+        }
+        for r in records
+    ]
+    if any(r.node_id == me for r in records):
+        return {"nodes": nodes, "owned_here": owned.get(me, 0)}
+    sole = {"id": me, "version": __version__, "heartbeat_age_s": 0.0, "owned": actors_here, "draining": False}
+    nodes = sorted([*nodes, sole], key=lambda n: str(n["id"]))
+    return {"nodes": nodes, "owned_here": actors_here}
+
+
+def cluster_records(services: Services, stored: list[StoredSalon] | None) -> list[dict[str, Any]]:
+    """Every salon of the cluster for ``/status``: this node's from memory, the others' as stored.
+
+    A salon whose actor runs here is shown as the registry sees it; one owned by another node (or
+    that should run and has no owner: ``node`` None) with the connection its owner last stored.
+    One query for all of them (``Ownership.salons``), never a round trip per salon.
+    """
+    records = company_records(services)
+    if not stored:
+        return records
+    here = {r["salon_id"] for r in records}
+    for salon in stored:
+        if salon.salon_id in here:
+            continue
+        records.append(
+            {
+                "salon_id": salon.salon_id,
+                "state": "connected" if salon.whatsapp_connected else "disconnected",
+                "phone": salon.whatsapp_phone,
+                "node": salon.node_id,
+                "restarts": 0,
+                "last_error": None,
+                "since": _iso(salon.since.timestamp()),
+            }
+        )
+    records.sort(key=lambda r: r["salon_id"])
+    return records
+
+
 # -- the blueprint -----------------------------------------------------------------------------
 
 
@@ -275,17 +332,30 @@ def blueprint(services: Services) -> Blueprint:
                 return {"pending": stats.pending, "oldest_pending_s": stats.oldest_pending_s, "failed": stats.failed}
             return {"pending": None, "oldest_pending_s": None, "failed": None}
 
-        async def nodes() -> list[str]:
-            if services.nodes is None:
-                return [services.settings.node_id]
+        async def cluster() -> tuple[list[NodeRecord], dict[str, int]] | None:
             with trio.move_on_after(CHECK_TIMEOUT_S):
                 try:
-                    return list(await services.nodes.nodes())
+                    ownership = services.store.ownership
+                    rows, owned = await _gather(ownership.nodes, ownership.owned_counts)
+                    return rows, owned
                 except Exception:
-                    pass
-            return []
+                    return None
+            return None
 
-        (postgres, redis, _, _), outbox_stats, live_nodes = await _gather(readiness, outbox, nodes)
+        async def stored_salons() -> list[StoredSalon] | None:
+            if not authorized:
+                return None
+            with trio.move_on_after(CHECK_TIMEOUT_S):
+                try:
+                    salons: list[StoredSalon] = await services.store.ownership.salons()
+                    return salons
+                except Exception:
+                    return None
+            return None
+
+        (postgres, redis, _, _), outbox_stats, cluster_rows, stored = await _gather(
+            readiness, outbox, cluster, stored_salons
+        )
         supervisor_stats = services.router.supervisor.statistics()
         body: dict[str, Any] = {
             "node": services.settings.node_id,
@@ -302,12 +372,12 @@ def blueprint(services: Services) -> Blueprint:
                 "restarts_total": supervisor_stats.restarts_total,
                 "mailbox_max_depth": supervisor_stats.mailbox_max_depth,
             },
-            "cluster": {"nodes": live_nodes, "owned_here": supervisor_stats.actors},
+            "cluster": cluster_view(services, cluster_rows, supervisor_stats.actors),
             "outbox": outbox_stats,
             "websockets": {"open": services.counters.websockets_open},
         }
         if authorized:
-            body["companies"] = company_records(services)
+            body["companies"] = cluster_records(services, stored)
         response = jsonify(body)
         response.headers["Vary"] = "Accept, Authorization"
         response.headers["Cache-Control"] = "no-store"

@@ -44,6 +44,7 @@ from ._ownership import (
     Owner,
     Ownership,
     OwnershipCause,
+    StoredSalon,
     Takeover,
     run_fenced,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "StoredSalon",
     "Takeover",
     "load_migrations",
     "migrate",

@@ -23,6 +23,8 @@ from typing import Final, Literal, TypeVar, final
 import asyncpg
 import attrs
 
+from actor_admin.session import INACTIVE_STATES
+
 from ._db import Conn, Database
 from ._errors import StoreError
 from ._models import from_row
@@ -155,6 +157,31 @@ class Heartbeat:
     nodes: tuple[NodeRecord, ...]
     owned: Mapping[int, int] | None
 
+
+@final
+@attrs.frozen
+class StoredSalon:
+    """A salon as PostgreSQL knows it: its owner (None: released or never owned), the connection
+    its actor last stored, and whether it should run (stored credentials, not frozen or uninstalled)."""
+
+    salon_id: int
+    node_id: str | None
+    whatsapp_connected: bool
+    whatsapp_phone: str | None
+    since: datetime
+    should_run: bool
+
+
+_SALONS = """
+SELECT c.salon_id, o.node_id, c.whatsapp_connected, c.whatsapp_phone,
+       coalesce(o.changed_at, c.updated_at) AS since,
+       (w.salon_id IS NOT NULL AND c.integration_status <> ALL($1::text[])) AS should_run
+FROM companies c
+LEFT JOIN salon_owners o USING (salon_id)
+LEFT JOIN whatsapp_credentials w USING (salon_id)
+WHERE o.node_id IS NOT NULL OR (w.salon_id IS NOT NULL AND c.integration_status <> ALL($1::text[]))
+ORDER BY c.salon_id
+"""
 
 _NODES = """
 SELECT node_id, incarnation, version, started_at, heartbeat_seq, heartbeat_at, draining,
@@ -498,6 +525,18 @@ class Ownership:
                 "SELECT node_id, count(*) AS owned FROM salon_owners WHERE node_id IS NOT NULL GROUP BY node_id"
             )
             return {r["node_id"]: int(r["owned"]) for r in rows}
+
+        return await self._db.run(work, retry=True)
+
+    async def salons(self) -> list[StoredSalon]:
+        """Every salon that has an owner or should run, with its stored connection (one query).
+
+        What ``/status`` shows for salons whose actor runs elsewhere, and what ``doctor`` checks for
+        salons without a live owner; ordered by ``salon_id``.
+        """
+
+        async def work(conn: Conn) -> list[StoredSalon]:
+            return [from_row(StoredSalon, r) for r in await conn.fetch(_SALONS, sorted(INACTIVE_STATES))]
 
         return await self._db.run(work, retry=True)
 

@@ -12,6 +12,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
+from actor_admin.cluster import OWNERSHIP_CHANGE_CAUSES, OwnershipChanges
 from actor_admin.yclients import YClientsError
 from tests._pg import _admin as admin_sql
 
@@ -44,7 +45,7 @@ async def test_metrics_is_prometheus_text_with_the_documented_families(node: Tes
         "actor_admin_websockets_open",
         "actor_admin_outbox_pending",
         "actor_admin_outbox_oldest_pending_seconds",
-        "actor_admin_lease_changes_total",
+        "actor_admin_ownership_changes_total",
         "actor_admin_bus_published_total",
         "actor_admin_process_resident_memory_bytes",
         "actor_admin_qr_latency_seconds_bucket",
@@ -171,3 +172,31 @@ async def postgres_refusing(admin_dsn: str, dsn: str) -> AsyncIterator[None]:
         yield
     finally:
         await trio.to_thread.run_sync(admin_sql, admin_dsn, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+async def test_ownership_changes_are_exported_for_every_cause_from_zero(node: TestNode) -> None:
+    samples = await scrape(node)
+    for cause in OWNERSHIP_CHANGE_CAUSES:
+        assert samples[("actor_admin_ownership_changes_total", (("cause", cause),))] == 0.0
+    assert set(OWNERSHIP_CHANGE_CAUSES) == {"claimed", "handed_over", "taken_after_expiry", "fenced"}
+
+
+async def test_ownership_changes_counted_by_the_keeper_show_in_the_next_scrape(node: TestNode) -> None:
+    changes = node.services.ownership_changes
+    changes.count("claimed", 3)
+    changes.count("taken_after_expiry")
+    changes.count("fenced")
+    samples = await scrape(node)
+    assert samples[("actor_admin_ownership_changes_total", (("cause", "claimed"),))] == 3.0
+    assert samples[("actor_admin_ownership_changes_total", (("cause", "taken_after_expiry"),))] == 1.0
+    assert samples[("actor_admin_ownership_changes_total", (("cause", "fenced"),))] == 1.0
+    assert samples[("actor_admin_ownership_changes_total", (("cause", "handed_over"),))] == 0.0
+
+
+def test_ownership_changes_refuse_an_unknown_cause_or_a_negative_count() -> None:
+    changes = OwnershipChanges()
+    with pytest.raises(ValueError):
+        changes.count("acquired")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        changes.count("claimed", -1)
+    assert changes.statistics() == dict.fromkeys(OWNERSHIP_CHANGE_CAUSES, 0)

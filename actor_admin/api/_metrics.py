@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from actor_admin import __version__
+from actor_admin.cluster import OwnershipTimings
 from actor_admin.runtime import ActorState
 from actor_admin.session import STATES
 
@@ -62,6 +63,8 @@ class Probes:
     outbox_pending: int | None = None
     outbox_oldest_pending_s: float | None = None
     outbox_failed: int | None = None
+    cluster_nodes_silent: int | None = None
+    cluster_salons_without_owner: int | None = None
 
 
 @final
@@ -135,9 +138,20 @@ async def refresh_probes(services: Services, probes: Probes, *, timeout_s: float
                 return
             probes.redis_up = True
 
+    async def cluster() -> None:
+        probes.cluster_nodes_silent = probes.cluster_salons_without_owner = None
+        with trio.move_on_after(timeout_s):
+            try:
+                health = await services.store.ownership.health(OwnershipTimings().ttl_s)
+            except Exception:
+                return
+            probes.cluster_nodes_silent = health.silent_nodes
+            probes.cluster_salons_without_owner = health.salons_without_owner
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(outbox)
         nursery.start_soon(redis)
+        nursery.start_soon(cluster)
 
 
 @final
@@ -173,6 +187,7 @@ class _StatsCollector(Collector):
         yield from self._actors()
         yield from self._websockets()
         yield from self._ownership()
+        yield from self._cluster()
         yield from self._outbox()
         yield from self._dependencies()
         yield from self._yclients()
@@ -280,6 +295,23 @@ class _StatsCollector(Collector):
         for cause, count in self._services.ownership_changes.statistics().items():
             changes.add_metric([cause], float(count))
         yield changes
+
+    def _cluster(self) -> Iterator[Metric]:
+        # Like the outbox gauges: left out of a scrape PostgreSQL did not answer, never repeated.
+        p = self._probes
+        if p.cluster_nodes_silent is not None:
+            yield GaugeMetricFamily(
+                "actor_admin_cluster_nodes_silent",
+                "Nodes in cluster_nodes without a heartbeat for longer than the lease TTL (PostgreSQL's clock).",
+                value=float(p.cluster_nodes_silent),
+            )
+        if p.cluster_salons_without_owner is not None:
+            yield GaugeMetricFamily(
+                "actor_admin_cluster_salons_without_owner",
+                "Salons that should run (credentials, not frozen or uninstalled) without a live owner for "
+                "longer than the lease TTL; 0 while no node is registered.",
+                value=float(p.cluster_salons_without_owner),
+            )
 
     def _outbox(self) -> Iterator[Metric]:
         p = self._probes

@@ -34,6 +34,7 @@ from ._models import (
 from ._ownership import (
     FENCED_SQLSTATE,
     Claim,
+    ClusterHealth,
     Fenced,
     Heartbeat,
     Member,
@@ -59,6 +60,7 @@ __all__ = [
     "INTEGRATION_STATUSES",
     "MIGRATION_LOCK_KEY",
     "Claim",
+    "ClusterHealth",
     "Companies",
     "Company",
     "CompanyEvent",

@@ -183,6 +183,32 @@ WHERE o.node_id IS NOT NULL OR (w.salon_id IS NOT NULL AND c.integration_status 
 ORDER BY c.salon_id
 """
 
+@final
+@attrs.frozen
+class ClusterHealth:
+    """What ``/metrics`` shows of the cluster: node rows, the silent ones, salons without a live owner."""
+
+    nodes: int
+    silent_nodes: int
+    salons_without_owner: int
+
+
+_HEALTH = """
+WITH n AS (SELECT node_id, heartbeat_at < now() - make_interval(secs => $2) AS silent FROM cluster_nodes)
+SELECT (SELECT count(*) FROM n)::int AS nodes,
+       (SELECT count(*) FROM n WHERE silent)::int AS silent,
+       CASE WHEN NOT EXISTS (SELECT 1 FROM n) THEN 0 ELSE (
+           SELECT count(*) FROM companies c
+           JOIN whatsapp_credentials w USING (salon_id)
+           LEFT JOIN salon_owners o USING (salon_id)
+           LEFT JOIN n ON n.node_id = o.node_id
+           WHERE c.integration_status <> ALL($1::text[])
+             AND (n.node_id IS NULL OR n.silent)
+             AND coalesce(o.changed_at, c.updated_at) < now() - make_interval(secs => $2)
+       ) END::int AS unowned
+"""
+
+
 _NODES = """
 SELECT node_id, incarnation, version, started_at, heartbeat_seq, heartbeat_at, draining,
        extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age_s
@@ -537,6 +563,17 @@ class Ownership:
 
         async def work(conn: Conn) -> list[StoredSalon]:
             return [from_row(StoredSalon, r) for r in await conn.fetch(_SALONS, sorted(INACTIVE_STATES))]
+
+        return await self._db.run(work, retry=True)
+
+    async def health(self, silent_after_s: float) -> ClusterHealth:
+        """Nodes silent for longer than ``silent_after_s`` and salons that should run without a live
+        owner (released or owned by a silent node longer than that), on PostgreSQL's clock — the
+        operators' gauges (one query, counts only). Both 0 while no node is registered."""
+
+        async def work(conn: Conn) -> ClusterHealth:
+            row = await conn.fetchrow(_HEALTH, sorted(INACTIVE_STATES), silent_after_s)
+            return ClusterHealth(row["nodes"], row["silent"], row["unowned"])
 
         return await self._db.run(work, retry=True)
 

@@ -13,8 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from actor_admin.cluster import OWNERSHIP_CHANGE_CAUSES, OwnershipChanges
+from actor_admin.store import Claim, Member
 from actor_admin.yclients import YClientsError
 from tests._pg import _admin as admin_sql
+from tests.store._ownership_helpers import add_companies, sql
 
 from .conftest import TestNode
 from .test_webhook import connect
@@ -200,3 +202,23 @@ def test_ownership_changes_refuse_an_unknown_cause_or_a_negative_count() -> None
     with pytest.raises(ValueError):
         changes.count("claimed", -1)
     assert changes.statistics() == dict.fromkeys(OWNERSHIP_CHANGE_CAUSES, 0)
+
+
+async def test_silent_nodes_and_salons_without_a_live_owner_are_gauged_from_postgresql(
+    node: TestNode, pg_dsn: str
+) -> None:
+    samples = await scrape(node)
+    assert samples[("actor_admin_cluster_nodes_silent", ())] == 0.0
+    assert samples[("actor_admin_cluster_salons_without_owner", ())] == 0.0
+    ownership = node.services.store.ownership
+    dead = Member("node-dead", "id", "1.0")
+    await add_companies(pg_dsn, [991, 992])
+    await sql(pg_dsn, "INSERT INTO whatsapp_credentials (salon_id, blob, key_id) VALUES (991, '\\x00', 'k')")
+    await ownership.join(dead)
+    await ownership.join(Member("node-live", "il", "1.0"))
+    assert await ownership.claim(dead, [Claim(991), Claim(992)])  # 992 has no credentials: need not run
+    await sql(pg_dsn, "UPDATE cluster_nodes SET heartbeat_at = now() - interval '1 minute' WHERE node_id = 'node-dead'")
+    await sql(pg_dsn, "UPDATE salon_owners SET changed_at = now() - interval '1 minute'")
+    samples = await scrape(node)
+    assert samples[("actor_admin_cluster_nodes_silent", ())] == 1.0
+    assert samples[("actor_admin_cluster_salons_without_owner", ())] == 1.0

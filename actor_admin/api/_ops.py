@@ -21,7 +21,7 @@ from actor_admin import __version__
 from actor_admin._resources import web_dir
 from actor_admin.runtime import ActorState, ActorStatistics
 from actor_admin.session import STATES
-from actor_admin.store import INTEGRATION_STATUSES, MigrationError, load_migrations
+from actor_admin.store import INTEGRATION_STATUSES, MigrationError, NodeRecord, StoredSalon, load_migrations
 
 from . import _pages
 from ._http import error_response, fail
@@ -208,8 +208,9 @@ def _listing_filter() -> tuple[str | None, str | None]:
     fail(422, "invalid_query", f"state must be one of: {known}")
 
 
-def company_row(company: Any, record: Mapping[str, Any] | None) -> dict[str, Any]:
-    """One salon as the supervisor's list shows it: the stored company, and its live session if any."""
+def company_row(company: Any, record: Mapping[str, Any] | None, owner: str | None = None) -> dict[str, Any]:
+    """One salon as the supervisor's list shows it: the stored company, its live session if it runs
+    here, and the node that owns it (``owner``, from ``salon_owners``) wherever it runs."""
     live = record or {}
     return {
         "salon_id": company.salon_id,
@@ -217,7 +218,7 @@ def company_row(company: Any, record: Mapping[str, Any] | None) -> dict[str, Any
         "integration_status": company.integration_status,
         "state": live.get("state"),
         "phone": company.whatsapp_phone or live.get("phone"),
-        "node": live.get("node"),
+        "node": live.get("node") or owner,
         "restarts": live.get("restarts", 0),
         "last_error": live.get("last_error"),
         "since": live.get("since"),
@@ -233,6 +234,63 @@ def _event_json(event: Any, now_wall: float, scrub: Callable[[Any], Any]) -> dic
         "age_s": round(max(0.0, now_wall - at), 1),
         "data": {str(k): scrub(v) for k, v in dict(event.data).items()},
     }
+
+
+def cluster_view(
+    services: Services, rows: tuple[list[NodeRecord], dict[str, int]] | None, actors_here: int
+) -> dict[str, Any]:
+    """``cluster`` of ``/status``: every node row with what it owns, from PostgreSQL.
+
+    A node not registered in ``cluster_nodes`` runs alone (no ownership loop): it is listed as the
+    one node owning what it runs. ``rows`` None (PostgreSQL did not answer) lists this node alone
+    the same way, so the answer stays useful while the database is down.
+    """
+    me = services.settings.node_id
+    records, owned = rows if rows is not None else ([], {})
+    nodes = [
+        {
+            "id": r.node_id,
+            "version": r.version,
+            "heartbeat_age_s": round(max(0.0, r.heartbeat_age_s), 3),
+            "owned": owned.get(r.node_id, 0),
+            "draining": r.draining,
+        }
+        for r in records
+    ]
+    if any(r.node_id == me for r in records):
+        return {"nodes": nodes, "owned_here": owned.get(me, 0)}
+    sole = {"id": me, "version": __version__, "heartbeat_age_s": 0.0, "owned": actors_here, "draining": False}
+    nodes = sorted([*nodes, sole], key=lambda n: str(n["id"]))
+    return {"nodes": nodes, "owned_here": actors_here}
+
+
+def cluster_records(services: Services, stored: list[StoredSalon] | None) -> list[dict[str, Any]]:
+    """Every salon of the cluster for ``/status``: this node's from memory, the others' as stored.
+
+    A salon whose actor runs here is shown as the registry sees it; one owned by another node (or
+    that should run and has no owner: ``node`` None) with the connection its owner last stored.
+    One query for all of them (``Ownership.salons``), never a round trip per salon.
+    """
+    records = company_records(services)
+    if not stored:
+        return records
+    here = {r["salon_id"] for r in records}
+    for salon in stored:
+        if salon.salon_id in here:
+            continue
+        records.append(
+            {
+                "salon_id": salon.salon_id,
+                "state": "connected" if salon.whatsapp_connected else "disconnected",
+                "phone": salon.whatsapp_phone,
+                "node": salon.node_id,
+                "restarts": 0,
+                "last_error": None,
+                "since": _iso(salon.since.timestamp()),
+            }
+        )
+    records.sort(key=lambda r: r["salon_id"])
+    return records
 
 
 # -- the blueprint -----------------------------------------------------------------------------
@@ -338,17 +396,30 @@ def blueprint(services: Services) -> Blueprint:
                 return {"pending": stats.pending, "oldest_pending_s": stats.oldest_pending_s, "failed": stats.failed}
             return {"pending": None, "oldest_pending_s": None, "failed": None}
 
-        async def nodes() -> list[str]:
-            if services.nodes is None:
-                return [services.settings.node_id]
+        async def cluster() -> tuple[list[NodeRecord], dict[str, int]] | None:
             with trio.move_on_after(CHECK_TIMEOUT_S):
                 try:
-                    return list(await services.nodes.nodes())
+                    ownership = services.store.ownership
+                    rows, owned = await _gather(ownership.nodes, ownership.owned_counts)
+                    return rows, owned
                 except Exception:
-                    pass
-            return []
+                    return None
+            return None
 
-        (postgres, redis, _, _), outbox_stats, live_nodes = await _gather(readiness, outbox, nodes)
+        async def stored_salons() -> list[StoredSalon] | None:
+            if not authorized:
+                return None
+            with trio.move_on_after(CHECK_TIMEOUT_S):
+                try:
+                    salons: list[StoredSalon] = await services.store.ownership.salons()
+                    return salons
+                except Exception:
+                    return None
+            return None
+
+        (postgres, redis, _, _), outbox_stats, cluster_rows, stored = await _gather(
+            readiness, outbox, cluster, stored_salons
+        )
         supervisor_stats = services.router.supervisor.statistics()
         body: dict[str, Any] = {
             "node": services.settings.node_id,
@@ -365,12 +436,12 @@ def blueprint(services: Services) -> Blueprint:
                 "restarts_total": supervisor_stats.restarts_total,
                 "mailbox_max_depth": supervisor_stats.mailbox_max_depth,
             },
-            "cluster": {"nodes": live_nodes, "owned_here": supervisor_stats.actors},
+            "cluster": cluster_view(services, cluster_rows, supervisor_stats.actors),
             "outbox": outbox_stats,
             "websockets": {"open": services.counters.websockets_open},
         }
         if authorized:
-            body["companies"] = company_records(services)
+            body["companies"] = cluster_records(services, stored)
         response = jsonify(body)
         response.headers["Vary"] = "Accept, Authorization"
         response.headers["Cache-Control"] = "no-store"
@@ -390,7 +461,7 @@ def blueprint(services: Services) -> Blueprint:
 
     @bp.get("/status/companies")
     async def status_companies() -> Response:
-        """One page of salons, optionally of one state or problem (docs/contract.md)."""
+        """One page of salons, optionally of one state or problem (docs/http-api.md#status-companies)."""
         if (answer := refused()) is not None:
             return answer
         session_state, integration_status = _listing_filter()
@@ -409,9 +480,10 @@ def blueprint(services: Services) -> Blueprint:
             )
         counts = {p: sum(1 for r in live.values() if r["state"] == p) for p in PROBLEMS[:-1]}
         _, counts["activation_failed"] = await store.companies.list(integration_status="activation_failed", page_size=1)
+        owners = await store.ownership.owners_of(c.salon_id for c in companies)
         return no_store(
             {
-                "companies": [company_row(c, live.get(c.salon_id)) for c in companies],
+                "companies": [company_row(c, live.get(c.salon_id), owners.get(c.salon_id)) for c in companies],
                 "page": page,
                 "per_page": per_page,
                 "total": total,
@@ -432,11 +504,12 @@ def blueprint(services: Services) -> Blueprint:
         if company is None and not events:
             fail(404, "unknown_salon", f"salon {salon_id} is not known here")
         live = next((r for r in company_records(services) if r["salon_id"] == salon_id), None)
+        owners = await services.store.ownership.owners_of([salon_id])
         now_wall = services.wall_clock()
         return no_store(
             {
                 "salon_id": salon_id,
-                "company": None if company is None else company_row(company, live),
+                "company": None if company is None else company_row(company, live, owners.get(salon_id)),
                 "events": [_event_json(e, now_wall, lambda v: _scrub(services, v)) for e in events],
                 "now": _iso(now_wall),
             }

@@ -13,6 +13,7 @@ import attrs
 import trio
 
 from actor_admin.actors import Registry, Router
+from actor_admin.cluster import OwnershipChanges
 from actor_admin.config import Settings
 
 
@@ -40,6 +41,8 @@ class Services:
     metrics: Any = None  # actor_admin.api._metrics.Metrics, set by create_app
     outbox_worker: Any = None  # actor_admin.yclients.OutboxWorker, set by node._start_workers
     counters: Counters = attrs.field(factory=Counters)
+    #: Ownership changes by cause: the ownership keeper counts, /metrics exports.
+    ownership_changes: OwnershipChanges = attrs.field(factory=OwnershipChanges)
     #: Wall-clock seconds, for JWT times and anything shown as a date; injectable in tests.
     wall_clock: Callable[[], float] = time.time
     started_at: float = attrs.field(factory=trio.current_time)

@@ -14,6 +14,7 @@ from ._bus import (
     Subscription,
     open_redis_bus,
 )
+from ._changes import OWNERSHIP_CHANGE_CAUSES, OwnershipChangeCause, OwnershipChanges
 from ._client import RedisClient
 from ._embedded import EmbeddedRedis, EmbeddedRedisError
 from ._errors import RedisUnavailable
@@ -29,6 +30,7 @@ from ._planner import ClusterView, HandOver, Plan, Release, Start, Stop, placeme
 
 __all__ = [
     "DEFAULT_INBOUND_MAXLEN",
+    "OWNERSHIP_CHANGE_CAUSES",
     "Actors",
     "Bus",
     "BusStatistics",
@@ -51,6 +53,8 @@ __all__ = [
     "NodeLease",
     "NodeRegistry",
     "Observer",
+    "OwnershipChangeCause",
+    "OwnershipChanges",
     "OwnershipStore",
     "OwnershipTimings",
     "Placement",

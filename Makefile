@@ -29,7 +29,7 @@ bench: install
 # .any-budget, which only goes down (docs/architecture.md#typed-seams).
 lint: install
 	$(BIN)/ruff check actor_admin tests
-	$(BIN)/mypy actor_admin tests/tools
+	$(BIN)/mypy actor_admin tests/tools tests/actors/memory_store.py
 	$(BIN)/python -m tests.tools.count_any actor_admin --budget .any-budget
 
 clean:

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, final
+from collections.abc import Awaitable, Callable
+from typing import final
 
 import attrs
 import trio
 
+from actor_admin.json_types import JSON
 from actor_admin.runtime import ActorContext, MailboxClosed, MailboxFull, Request
 from actor_admin.session import Alert as AlertEffect
 from actor_admin.session import (
     AskPairingCode,
     CancelTimer,
     CheckOwnership,
+    Command,
     Connect,
     DeleteCredentials,
     Disconnect,
     Effect,
+    Event,
     Frame,
     LinkFailed,
     LogEvent,
@@ -51,6 +54,7 @@ from actor_admin.session import (
 )
 from actor_admin.whatsapp import Link, Transport
 
+from ._ports import ActivationPayload, FramePublisher, InboundSink, SessionStore
 from ._registry import Registry
 
 log = logging.getLogger("actor_admin.actors")
@@ -72,20 +76,33 @@ class GetSnapshot:
     """Ask the actor for the frames a new viewer must see first (state, current QR or code)."""
 
 
+@final
+@attrs.frozen
+class Snapshot:
+    """The answer to :class:`GetSnapshot`: a ``qr`` frame among them carries its SVG."""
+
+    frames: list[Frame]
+
+
+#: What a company actor's mailbox carries; callers ``ask`` with a ``Command`` or ``GetSnapshot``.
+CompanyMessage = Event | LinkEvent | GetSnapshot
+
+
 @attrs.frozen
 class SessionDeps:
     """What every company actor needs; built once by the composition root."""
 
     transport: Transport
-    store: Any  # actor_admin.store.Store (kept loose so unit tests can pass a small fake)
-    bus: Any  # actor_admin.cluster.Bus
+    store: SessionStore
+    bus: FramePublisher
     registry: Registry
     policy: SessionPolicy = attrs.field(factory=SessionPolicy)
-    inbound: Any = None  # actor_admin.cluster.InboundStream, or None
+    #: Where new inbound messages are announced; None: stored only (no Redis).
+    inbound: InboundSink | None = None
     #: Does this node own the salon? None answers yes: nothing takes leases yet (cluster/_lease.py),
     #: and one node owns every salon.
     owns: Callable[[int], Awaitable[bool]] | None = None
-    activation_payload: Callable[[int, str], Mapping[str, Any]] | None = None
+    activation_payload: Callable[[int, str], JSON] | None = None
     render_svg: Callable[[str], str] | None = None
     sends_per_minute: float = 20.0
 
@@ -100,13 +117,15 @@ class CompanySession:
         self.link: Link | None = None
         self.generation = 0
         self.timers: dict[str, trio.CancelScope] = {}
-        self.waiting: dict[int, Request[Any]] = {}
+        self.waiting: dict[int, Request[CompanyMessage]] = {}
         self.request_ids = itertools.count(1)
         self.send_channel: trio.MemorySendChannel[SendMessage] | None = None
         #: The current QR's payload and its SVG, so every frame that shows it carries the one rendering.
         self.qr_svg: tuple[str, str] | None = None
 
-    async def __call__(self, ctx: ActorContext[int, Any], *, task_status: trio.TaskStatus[None]) -> None:
+    async def __call__(
+        self, ctx: ActorContext[int, CompanyMessage], *, task_status: trio.TaskStatus[None]
+    ) -> None:
         store = self.deps.store
         # The salon id seeds the back-off jitter: salons that dropped together retry spread out, and
         # the same salon replays the same delays (deterministic tests).
@@ -133,14 +152,22 @@ class CompanySession:
                         request.fail(MailboxClosed("the session stopped before answering"))
                 nursery.cancel_scope.cancel()
 
-    async def handle(self, message: Any) -> None:
-        if isinstance(message, Request) and isinstance(message.body, GetSnapshot):
-            message.reply([self._with_svg(frame) for frame in snapshot_frames(self.state, trio.current_time())])
-            return
+    async def handle(self, message: CompanyMessage | Request[CompanyMessage]) -> None:
+        event: Event
         if isinstance(message, Request):
+            body = message.body
+            if isinstance(body, GetSnapshot):
+                frames = snapshot_frames(self.state, trio.current_time())
+                message.reply(Snapshot([self._with_svg(frame) for frame in frames]))
+                return
+            if not isinstance(body, Command):
+                message.fail(TypeError(f"a session answers commands, not {type(body).__name__}"))
+                return
             request_id = next(self.request_ids)
             self.waiting[request_id] = message
-            event = attrs.evolve(message.body, request_id=request_id)
+            event = attrs.evolve(body, request_id=request_id)
+        elif isinstance(message, GetSnapshot):
+            return  # only meaningful as a request: nobody waits for this one
         elif isinstance(message, LinkEvent):
             if message.generation != self.generation:
                 return  # from a link we already closed
@@ -234,7 +261,7 @@ class CompanySession:
                 if request is not None:
                     request.reply(outcome)
 
-    def _activation_payload(self) -> Callable[[str], Mapping[str, Any]] | None:
+    def _activation_payload(self) -> ActivationPayload | None:
         make = self.deps.activation_payload
         if make is None:
             return None
@@ -342,7 +369,7 @@ class CompanySession:
             del self.timers[name]
             self._feed(Timer(name))
 
-    def _feed(self, event: Any) -> None:
+    def _feed(self, event: Event) -> None:
         try:
             self.ctx.ref.send_nowait(event)
         except (MailboxFull, MailboxClosed):
@@ -355,7 +382,7 @@ class CompanySession:
         self.deps.registry.forget(self.salon_id)
 
 
-def _cause(event: Any) -> str:
+def _cause(event: Event) -> str:
     """What made a transition, for its log line: the event's name, with WhatsApp's reason code."""
     reason = getattr(event, "reason", None)
     name = type(event).__name__

@@ -13,9 +13,9 @@ import collections
 import enum
 import math
 import random as _random
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Generic, Protocol, TypeVar, final
+from typing import Generic, Protocol, TypeVar, final
 
 import attrs
 import trio
@@ -132,7 +132,7 @@ class ActorRef(Generic[K, M]):
     def state(self) -> ActorState:
         return self._entry.state
 
-    def send(self, msg: M) -> Coroutine[Any, Any, None]:
+    def send(self, msg: M) -> Awaitable[None]:
         """Put ``msg`` in the actor's mailbox, waiting while it is full: ``await ref.send(msg)``.
 
         Raises:
@@ -158,7 +158,7 @@ class ActorRef(Generic[K, M]):
             raise self._entry.failed_error()
         self._mailbox.send_nowait(msg)
 
-    async def ask(self, msg: M, timeout: float) -> Any:  # noqa: ASYNC109 (see Mailbox.ask)
+    async def ask(self, msg: M, timeout: float) -> object:  # noqa: ASYNC109 (see Mailbox.ask)
         """Send ``Request(msg)`` and return the reply; see `Mailbox.ask`.
 
         Raises:
@@ -242,12 +242,12 @@ class _Entry(Generic[K, M]):
 
 
 @final
-class _Handshake(trio.TaskStatus[None]):
+class _Handshake(trio.TaskStatus[None], Generic[K, M]):
     """The ``task_status`` an actor gets: ``started()`` marks the run ready."""
 
     __slots__ = ("_called", "_entry", "_supervisor")
 
-    def __init__(self, supervisor: Supervisor[Any, Any], entry: _Entry[Any, Any]) -> None:
+    def __init__(self, supervisor: Supervisor[K, M], entry: _Entry[K, M]) -> None:
         self._supervisor = supervisor
         self._entry = entry
         self._called = False
@@ -551,7 +551,7 @@ class Supervisor(Generic[K, M]):
         await done.wait()
 
 
-def _set_ready(entry: _Entry[Any, Any]) -> None:
+def _set_ready(entry: _Entry[K, M]) -> None:
     if entry.ready is not None:
         entry.ready.set()
         entry.ready = None

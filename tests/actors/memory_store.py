@@ -4,15 +4,19 @@ Why not PostgreSQL here: under ``MockClock(autojump_threshold=0)`` virtual time 
 every task waits, including while a query is on the wire, which would fire the driver's own
 timeouts. The actor against the real store, on real time, is exercised through a whole node by
 tests/api/ (e.g. test_activation_e2e.py).
-Its behaviour mirrors actor_admin.store's contract (atomic inbound insert, activation once).
+Its behaviour mirrors actor_admin.store's contract (atomic inbound insert, activation once), and
+mypy checks it against the ports the actor declares (``make lint`` includes this file): the
+``_checked_*`` lines at the end fail type checking the day it drifts from them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import attrs
 
+from actor_admin.actors import ActivationPayload, InboundSink, SessionStore
+from actor_admin.json_types import JSON
 from actor_admin.session import phone_from_jid
 
 
@@ -33,7 +37,9 @@ class _Companies:
         self.rows[salon_id] = MemoryCompany(salon_id, status)
         return self.rows[salon_id]
 
-    async def record_connection(self, salon_id: int, phone: str, *, activation_payload: Any = None) -> Any:
+    async def record_connection(
+        self, salon_id: int, phone: str, *, activation_payload: ActivationPayload | None = None
+    ) -> MemoryCompany:
         row = self.rows.setdefault(salon_id, MemoryCompany(salon_id))
         row.whatsapp_connected = True
         row.whatsapp_phone = phone_from_jid(phone)
@@ -42,7 +48,7 @@ class _Companies:
             self.root.outbox.append(dict(activation_payload("k" * 64)))
         return row
 
-    async def mark_disconnected(self, salon_id: int) -> Any:
+    async def mark_disconnected(self, salon_id: int) -> MemoryCompany | None:
         row = self.rows.get(salon_id)
         if row is not None:
             row.whatsapp_connected = False
@@ -66,9 +72,9 @@ class _Credentials:
 
 class _Events:
     def __init__(self) -> None:
-        self.rows: list[tuple[int, str, dict[str, Any]]] = []
+        self.rows: list[tuple[int, str, JSON]] = []
 
-    async def append(self, salon_id: int, type: str, data: dict[str, Any] | None = None) -> int:
+    async def append(self, salon_id: int, type: str, data: JSON | None = None) -> int:
         self.rows.append((salon_id, type, dict(data or {})))
         return len(self.rows)
 
@@ -82,13 +88,13 @@ class _Messages:
         self.published: list[tuple[int, str]] = []
         self.outcomes: dict[tuple[int, str], tuple[str | None, str | None]] = {}
 
-    async def insert_inbound(self, salon_id: int, wa_id: str, peer: str, text: str, at: Any = None) -> bool:
+    async def insert_inbound(self, salon_id: int, wa_id: str, peer: str, text: str) -> bool:
         if (salon_id, wa_id) in self.inbound:
             return False
         self.inbound[(salon_id, wa_id)] = (peer, text)
         return True
 
-    async def mark_published(self, salon_id: int, wa_ids: list[str]) -> int:
+    async def mark_published(self, salon_id: int, wa_ids: Sequence[str]) -> int:
         self.published += [(salon_id, w) for w in wa_ids]
         return len(wa_ids)
 
@@ -99,7 +105,7 @@ class _Messages:
 
 class MemoryStore:
     def __init__(self) -> None:
-        self.outbox: list[dict[str, Any]] = []
+        self.outbox: list[JSON] = []
         self.companies = _Companies(self)
         self.credentials = _Credentials()
         self.events = _Events()
@@ -108,8 +114,12 @@ class MemoryStore:
 
 class MemoryInbound:
     def __init__(self) -> None:
-        self.entries: list[tuple[int, dict[str, Any]]] = []
+        self.entries: list[tuple[int, dict[str, str]]] = []
 
-    async def publish_inbound(self, salon_id: int, fields: dict[str, Any]) -> str:
+    async def publish_inbound(self, salon_id: int, fields: Mapping[str, str]) -> str:
         self.entries.append((salon_id, dict(fields)))
         return f"{len(self.entries)}-0"
+
+
+_checked_store: SessionStore = MemoryStore()
+_checked_inbound: InboundSink = MemoryInbound()

@@ -43,13 +43,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from quart import Blueprint, Response, request
 
 from actor_admin.actors import SessionUnavailable
 from actor_admin.session import INACTIVE_STATES, STATES, Accepted, Logout, Refused, Send, Start, normalise_phone
-from actor_admin.store import INTEGRATION_STATUSES
+from actor_admin.store import INTEGRATION_STATUSES, Direction
 from actor_admin.yclients import activation_payload
 
 from ._http import error_response, fail, json_object
@@ -284,7 +284,7 @@ def blueprint(services: Services) -> Blueprint:
             fail(422, "invalid_query", "direction must be in or out")
         limit = _int_arg(request.args.get("limit"), "limit", default=50, low=1, high=MESSAGES_LIMIT_MAX)
         await company_or_404(salon_id)
-        messages = await store.messages.latest(salon_id, direction, limit=limit)
+        messages = await store.messages.latest(salon_id, cast("Direction | None", direction), limit=limit)
         return {
             "messages": [
                 {

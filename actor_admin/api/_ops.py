@@ -88,11 +88,12 @@ async def check_postgres(services: Services, expected: Expected, timeout_s: floa
 
 async def check_redis(services: Services, timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, Any]:
     """``{"ok", "latency_ms", "error"?}`` — never raises."""
-    if services.redis is None:
+    redis = services.redis
+    if redis is None:
         return {"ok": False, "latency_ms": None, "error": "REDIS_URL is not configured"}
 
     async def check() -> dict[str, Any]:
-        latency_ms = await services.redis.ping(timeout_s=timeout_s)
+        latency_ms = await redis.ping(timeout_s=timeout_s)
         return {"ok": True, "latency_ms": round(latency_ms, 3)}
 
     return await _bounded(check, timeout_s)

@@ -13,6 +13,8 @@ from typing import Any, NoReturn
 import trio
 from quart import Response, request
 
+from actor_admin.json_types import JSON
+
 MAX_BODY = 64 * 1024
 # After the limit is hit we keep reading (and discarding) up to this much so the keep-alive
 # connection stays usable; see _reject below for why.
@@ -42,7 +44,7 @@ def fail(status: int, code: str, message: str) -> NoReturn:
     raise ApiError(status, code, message)
 
 
-async def json_object(*, empty_is_object: bool = False) -> dict[str, Any]:
+async def json_object(*, empty_is_object: bool = False) -> JSON:
     """The request body as a JSON object: 400 ``malformed_json`` if it is not JSON, 422
     ``invalid_body`` if it is not an object. ``empty_is_object`` lets an empty body stand for ``{}``."""
     raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)

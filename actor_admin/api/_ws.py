@@ -20,15 +20,16 @@ import ipaddress
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Final, TypeVarTuple
 from urllib.parse import urlsplit
 
 import trio
 from quart import Blueprint, Response, websocket
 
 from actor_admin.actors import SessionUnavailable
-from actor_admin.cluster import SubscriberTooSlow
+from actor_admin.cluster import SubscriberTooSlow, Subscription
+from actor_admin.json_types import JSON
 from actor_admin.session import (
     INACTIVE_REFUSALS,
     Frame,
@@ -44,6 +45,8 @@ from ._onboarding import inactive_status, request_pairing_code, request_qr, unav
 from ._services import Services
 
 log = logging.getLogger("actor_admin.api")
+
+Args = TypeVarTuple("Args")
 
 WS_PATH: Final = "/marketplace/ws"
 AUTH_TIMEOUT_S: Final = 10.0
@@ -165,7 +168,7 @@ def _too_big(data: str | bytes) -> bool:
     return len(data) > MAX_FRAME_BYTES
 
 
-def _parse(data: str | bytes | None) -> dict[str, Any] | None:
+def _parse(data: str | bytes | None) -> JSON | None:
     """A client frame as a JSON object with a string ``type``, or None."""
     if not isinstance(data, str):
         return None  # binary frames (and quart's None for an empty one) carry nothing we speak
@@ -210,10 +213,10 @@ class FrameEncoder:
     """
 
     def __init__(self) -> None:
-        self._last: Mapping[str, Any] | None = None
+        self._last: Frame | None = None
         self._text = ""
 
-    def encode(self, frame: Mapping[str, Any]) -> str:
+    def encode(self, frame: Frame) -> str:
         if frame is not self._last:
             self._text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
             self._last = frame
@@ -236,7 +239,7 @@ class Viewer:
         # When this viewer asked for a QR and has not been sent one since (for the QR latency metric).
         self.qr_asked_at: float | None = None
 
-    async def send(self, frame: Mapping[str, Any]) -> None:
+    async def send(self, frame: Frame) -> None:
         text = self.encoder.encode(frame)
         async with self.send_lock:
             if self.closed:
@@ -321,7 +324,7 @@ class Viewer:
             state = "failed" if exc.code == "failed" else (view.state if view is not None else "idle")
             return [state_frame(state), _error(unavailable(exc))]
 
-    async def _forward(self, frames: Any) -> None:
+    async def _forward(self, frames: Subscription) -> None:
         try:
             async for frame in frames:
                 # The bus's own object, unchanged: the FrameEncoder then encodes it once for all viewers.
@@ -375,7 +378,7 @@ class Viewer:
             raise _Closing(CLOSE_POLICY, "too many bad frames")
         await self.send(error_frame(code, message))
 
-    async def _dispatch(self, frame: dict[str, Any]) -> None:
+    async def _dispatch(self, frame: JSON) -> None:
         kind = frame["type"]
         if kind == "ping":
             await self.send(pong_frame())
@@ -394,7 +397,7 @@ class Viewer:
         else:
             await self._bad("unknown_type", "known types: auth, request_qr, request_pairing_code, ping")
 
-    async def _reauth(self, token: Any) -> None:
+    async def _reauth(self, token: object) -> None:
         """An ``auth`` frame after authentication: a bad token ends the connection like a first one;
         a valid one for another salon is refused (one connection watches one salon)."""
         claims = verify_token(self.services, token) if isinstance(token, str) and token else None
@@ -403,7 +406,7 @@ class Viewer:
         elif claims.salon_id != self.salon_id:
             await self.send(error_frame("wrong_salon", "this connection already watches another salon"))
 
-    async def _start_command(self, command: Any, *args: Any) -> None:
+    async def _start_command(self, command: Callable[[*Args], Awaitable[None]], *args: *Args) -> None:
         """Run a command beside the reader (a pairing code can take seconds), one at a time."""
         if self.command_running:
             await self.send(error_frame("busy", "the previous request is still being handled"))

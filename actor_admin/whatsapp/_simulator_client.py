@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import itertools
-from typing import Any, Final, final
+from typing import Final, final
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -31,6 +31,7 @@ from trio_websocket import (
     connect_websocket_url,
 )
 
+from actor_admin.json_types import JSON
 from actor_admin.session import (
     NETWORK_ERROR,
     CredsUpdated,
@@ -104,7 +105,7 @@ class NetworkSimulatorTransport:
 class _Pending:
     def __init__(self) -> None:
         self.done = trio.Event()
-        self.reply: dict[str, Any] | None = None
+        self.reply: JSON | None = None
 
 
 @final
@@ -177,7 +178,7 @@ class _NetworkLink:
             except FrameError:
                 continue  # a newer simulator may send more; nothing to do with what we don't know
 
-    async def _handle(self, ws: WebSocketConnection, frame: dict[str, Any]) -> bool:
+    async def _handle(self, ws: WebSocketConnection, frame: JSON) -> bool:
         """Dispatch one server frame; True when the server has ended the connection."""
         kind = frame["type"]
         if kind in {"ack", "nack", "logged_out"}:
@@ -227,7 +228,7 @@ class _NetworkLink:
         if not self._closed and not self._ended:
             self._deliver(event)
 
-    async def _send(self, ws: WebSocketConnection, frame: dict[str, Any]) -> None:
+    async def _send(self, ws: WebSocketConnection, frame: JSON) -> None:
         try:
             await ws.send_message(dump(frame))
         except ConnectionClosed:
@@ -247,7 +248,7 @@ class _NetworkLink:
 
     # -- Link ---------------------------------------------------------------------------------------
 
-    async def _request(self, frame: dict[str, Any]) -> dict[str, Any]:
+    async def _request(self, frame: JSON) -> JSON:
         ws = self._ws
         if ws is None or self._ended:
             raise TransportError("not connected")

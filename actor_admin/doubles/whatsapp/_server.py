@@ -18,6 +18,7 @@ from quart import Blueprint, Response, jsonify, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from actor_admin.json_types import JSON
 from actor_admin.session import NETWORK_ERROR, Disconnected, MessageReceived, TransportEvent
 from actor_admin.whatsapp import TransportError
 from actor_admin.whatsapp.simulator_protocol import (
@@ -65,7 +66,7 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
     return _error(status, code, exc.description or exc.name or "error")
 
 
-async def _body() -> dict[str, Any]:
+async def _body() -> JSON:
     data = await request.get_data(cache=False)
     if len(data) > MAX_BODY_BYTES:
         raise _ApiError(413, "payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
@@ -80,7 +81,7 @@ async def _body() -> dict[str, Any]:
     return body
 
 
-def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, default: Any = ...) -> Any:
+def _field(body: JSON, name: str, kind: type | tuple[type, ...], *, default: Any = ...) -> Any:
     if name not in body:
         if default is not ...:
             return default
@@ -268,7 +269,7 @@ class _WebSocketSink:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
-    def send(self, frame: dict[str, Any]) -> None:
+    def send(self, frame: JSON) -> None:
         self.push(dump(frame))
 
     def event(self, event: TransportEvent) -> None:

@@ -26,6 +26,7 @@ import attrs
 import httpx
 import trio
 
+from actor_admin.json_types import JSON
 from actor_admin.yclients import ALREADY_INSTALLED_MESSAGE, PAYMENT_TIME_FORMAT, sign_user_data
 
 JSON_TYPE: Final = "application/json; charset=utf-8"
@@ -82,7 +83,7 @@ class Fault:
             return False
         return fnmatch.fnmatchcase(path, self.path)
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JSON:
         return attrs.asdict(self)
 
 
@@ -99,7 +100,7 @@ class FakeSalon:
     installed_at: float
     short_names: list[str] = attrs.field(factory=list)
     discount: float = 0.0
-    logs: list[dict[str, Any]] = attrs.field(factory=list)
+    logs: list[JSON] = attrs.field(factory=list)
 
 
 @final
@@ -114,7 +115,7 @@ class FakePayment:
     period_to: str
     refunded: bool = False
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JSON:
         return {
             "id": self.payment_id,
             "salon_id": self.salon_id,
@@ -139,7 +140,7 @@ def _ok(data: Any = None, *, status: int = 200, meta: Any = None) -> FakeAnswer:
 
 
 def _fail(status: int, message: str, errors: Mapping[str, list[str]] | None = None) -> FakeAnswer:
-    meta: dict[str, Any] = {"message": message}
+    meta: JSON = {"message": message}
     if errors:
         meta["errors"] = dict(errors)
     return FakeAnswer(status, dump_json({"success": False, "data": None, "meta": meta}))
@@ -161,7 +162,7 @@ def is_number(value: Any) -> TypeGuard[int | float]:
 class _Checker:
     """Collects Laravel-style per-field errors, as YClients' 422 ``meta.errors`` carries them."""
 
-    body: Mapping[str, Any]
+    body: JSON
     errors: dict[str, list[str]] = attrs.field(factory=dict)
 
     def _add(self, field: str, message: str) -> None:
@@ -251,7 +252,7 @@ class _Checker:
 
 def _query_checker(query: Mapping[str, Sequence[str]], fields: Sequence[str]) -> _Checker:
     """A checker over query-string values, with integer-looking ones turned into numbers."""
-    body: dict[str, Any] = {}
+    body: JSON = {}
     for field in fields:
         values = query.get(field)
         if not values:
@@ -309,7 +310,7 @@ class FakeYClients:
         self.application_id = application_id
         self.our_public_url = our_public_url.rstrip("/")
         self.clock = clock
-        self.calls: list[dict[str, Any]] = []
+        self.calls: list[JSON] = []
         self.faults: list[Fault] = []
         self.salons: dict[int, FakeSalon] = {}
         self.payments: dict[int, FakePayment] = {}
@@ -442,7 +443,7 @@ class FakeYClients:
             answer = response.text
         return response.status_code, answer
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> JSON:
         """Installed salons and payments, for tests and the dev landing page."""
         return {
             "application_id": self.application_id,
@@ -464,7 +465,7 @@ class FakeYClients:
 
     # -- the API ---------------------------------------------------------------------------------------
 
-    def _log(self, message: str) -> dict[str, Any]:
+    def _log(self, message: str) -> JSON:
         return {"at": self.clock(), "message": message}
 
     def _authorised(self, authorization: str | None) -> bool:
@@ -503,7 +504,7 @@ class FakeYClients:
                 parsed = json.loads(body)
             except (ValueError, UnicodeDecodeError):
                 malformed = True
-        record: dict[str, Any] = {
+        record: JSON = {
             "method": method,
             "path": path,
             "query": {k: list(v) for k, v in query.items()},
@@ -563,7 +564,7 @@ class FakeYClients:
             return _fail(405, f"Метод {method} не поддерживается, используйте {', '.join(allowed)}")
         return _fail(404, "Ресурс не найден")
 
-    def _install(self, body: Mapping[str, Any], *, status: int) -> FakeAnswer:
+    def _install(self, body: JSON, *, status: int) -> FakeAnswer:
         check = _Checker(body)
         salon_id = check.integer("salon_id")
         check.application_id(self.application_id)
@@ -787,7 +788,7 @@ def create_fake_yclients(
     )
 
 
-def fault_from_json(body: Mapping[str, Any]) -> Fault | str:
+def fault_from_json(body: JSON) -> Fault | str:
     """A :class:`Fault` from a ``POST faults`` body, or the reason it is not one."""
     path = body.get("path")
     if not isinstance(path, str) or not path:

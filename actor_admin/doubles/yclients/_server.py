@@ -26,6 +26,7 @@ from quart import Blueprint, Response, redirect, request
 from quart_trio import QuartTrio
 
 from actor_admin.config import Settings
+from actor_admin.json_types import JSON
 
 from ._core import JSON_TYPE, FakeYClients, create_fake_yclients, dump_json, fault_from_json, is_int
 
@@ -41,7 +42,7 @@ def _json_response(value: Any, status: int = 200) -> Response:
     return Response(dump_json(value), status=status, content_type=JSON_TYPE)
 
 
-async def _control_body() -> dict[str, Any] | Response:
+async def _control_body() -> JSON | Response:
     """The control request's JSON object, or the error response to send instead."""
     raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
     try:

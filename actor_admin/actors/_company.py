@@ -52,7 +52,7 @@ from actor_admin.session import (
     snapshot_frames,
     step,
 )
-from actor_admin.whatsapp import Link, Transport
+from actor_admin.whatsapp import Link, LinkSpec, Transport
 
 from ._ports import ActivationPayload, FramePublisher, InboundSink, SessionStore
 from ._registry import Registry
@@ -287,7 +287,8 @@ class CompanySession:
                 pass
 
         try:
-            self.link = await self.deps.transport.open(self.nursery, self.salon_id, credentials, deliver)
+            spec = LinkSpec(salon_id=self.salon_id, credentials=credentials, deliver=deliver)
+            self.link = await self.deps.transport.open(self.nursery, spec)
         except Exception as exc:
             self.link = None
             self._feed(LinkFailed(f"{type(exc).__name__}: {exc}"))

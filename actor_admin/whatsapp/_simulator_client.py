@@ -40,7 +40,7 @@ from actor_admin.session import (
     KeepaliveTimeout,
     MessageReceived,
 )
-from actor_admin.whatsapp._transport import Deliver, Link, TransportError
+from actor_admin.whatsapp._transport import Deliver, Link, LinkSpec, TransportError
 from actor_admin.whatsapp.simulator_protocol import LINK_PATH, FrameError, dump, frame_event, parse_frame
 
 # Real WhatsApp clients ping every 20–30 s (docs/whatsapp.md#keep-alive).
@@ -85,18 +85,12 @@ class NetworkSimulatorTransport:
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "url", link_url(self.base_url))
 
-    async def open(
-        self,
-        nursery: trio.Nursery,
-        salon_id: int,
-        credentials: bytes | None,
-        deliver: Deliver,
-    ) -> Link:
+    async def open(self, nursery: trio.Nursery, spec: LinkSpec) -> Link:
         """Connect and say hello; returns once the hello is sent or the attempt has failed.
 
         A failure is not raised: it is delivered as ``Disconnected(NETWORK_ERROR)``.
         """
-        link = _NetworkLink(self, salon_id, credentials, deliver)
+        link = _NetworkLink(self, spec.salon_id, spec.credentials, spec.deliver)
         await nursery.start(link.run)
         return link
 

@@ -38,7 +38,7 @@ from actor_admin.config import Settings
 from actor_admin.console import CommandError, say, watch_signals
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.doubles.yclients import FakeYClients, create_fake_yclients
-from actor_admin.runtime import open_supervisor
+from actor_admin.runtime import open_supervisor, sole_exception
 from actor_admin.session import SessionPolicy
 from actor_admin.store import EmbeddedPostgres, Keyring, MigrationError, Store, StoreError
 from actor_admin.store import migrate as run_migrations
@@ -144,15 +144,7 @@ async def run_node(settings: Settings, *, migrate: bool) -> int:
                 finally:
                     guard.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            raise _sole(group) from None
-
-
-def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error inside nested single-member groups (an operator sees it, not the nesting)."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
+            raise sole_exception(group) from None  # an operator sees the error, not the nesting
 
 
 async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> int:

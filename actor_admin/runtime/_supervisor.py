@@ -20,7 +20,7 @@ from typing import Generic, Protocol, TypeVar, final
 import attrs
 import trio
 
-from ._errors import ActorFailed, SupervisorClosed
+from ._errors import ActorFailed, SupervisorClosed, sole_exception
 from ._mailbox import Inbox, Mailbox, MailboxStatistics
 from ._policy import Restart, SupervisorPolicy
 
@@ -61,7 +61,7 @@ class ErrorInfo:
 
     @classmethod
     def of(cls, error: BaseException) -> ErrorInfo:
-        error = _sole_exception(error)
+        error = sole_exception(error)
         return cls(type=type(error).__qualname__, message=str(error))
 
 
@@ -557,13 +557,6 @@ def _set_ready(entry: _Entry[K, M]) -> None:
         entry.ready = None
 
 
-def _sole_exception(error: BaseException) -> BaseException:
-    """The one exception inside nested single-member groups, else ``error`` itself."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
-
-
 @asynccontextmanager
 async def open_supervisor(
     actor_factory: Callable[[K], Actor[ActorContext[K, M]]],
@@ -589,7 +582,7 @@ async def open_supervisor(
                 with trio.CancelScope(shield=True):
                     await supervisor.aclose()
     except BaseExceptionGroup as group:
-        sole = _sole_exception(group)
+        sole = sole_exception(group)
         if sole is group:
             raise
         raise sole from None

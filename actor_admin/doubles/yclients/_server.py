@@ -16,7 +16,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 import httpx
 import trio
@@ -24,6 +24,8 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from quart import Blueprint, Response, redirect, request
 from quart_trio import QuartTrio
+from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from actor_admin.config import Settings
 from actor_admin.json_types import JSON
@@ -38,7 +40,7 @@ def _control_error(status: int, code: str, message: str) -> Response:
     return Response(body, status=status, content_type=JSON_TYPE)
 
 
-def _json_response(value: Any, status: int = 200) -> Response:
+def _json_response(value: object, status: int = 200) -> Response:
     return Response(dump_json(value), status=status, content_type=JSON_TYPE)
 
 
@@ -54,7 +56,7 @@ async def _control_body() -> JSON | Response:
     return parsed
 
 
-def _salon_ids_from(args: Any) -> list[int] | None:
+def _salon_ids_from(args: MultiDict[str, str]) -> list[int] | None:
     """``salon_id`` (repeatable), ``salon_ids``, ``salon_ids[]`` or ``salon_ids[N]`` → ids, or None if bad."""
     raw: list[str] = []
     for key in args:
@@ -100,7 +102,7 @@ def make_blueprints(
     api.add_url_rule("/<path:rest>", "any", api_view, methods=API_METHODS)
 
     @control.get("/install")
-    async def install() -> Any:
+    async def install() -> Response | WerkzeugResponse:
         salon_ids = _salon_ids_from(request.args)
         if not salon_ids:
             return _control_error(400, "no_salon_id", "give salon_id=N (repeat it for several salons)")

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import trio
 from quart import Blueprint, Response, websocket
+from wsproto.frame_protocol import CloseReason
 
 from actor_admin.actors import SessionUnavailable
 from actor_admin.cluster import SubscriberTooSlow, Subscription
@@ -62,10 +63,7 @@ CONNECTS_WINDOW_S: Final = 60.0
 SEND_TIMEOUT_S: Final = 10.0
 CLOSE_TIMEOUT_S: Final = 2.0
 
-CLOSE_GOING_AWAY: Final = 1001
-CLOSE_POLICY: Final = 1008
-CLOSE_TOO_BIG: Final = 1009
-CLOSE_TRY_AGAIN: Final = 1013
+# The standard's close codes are wsproto's CloseReason; this one is ours (docs/websocket.md).
 CLOSE_UNAUTHORIZED: Final = 4401
 
 UNAUTHORIZED_MESSAGE: Final = "the onboarding link expired or is invalid; open the app again from YClients"
@@ -247,7 +245,7 @@ class Viewer:
             with trio.move_on_after(SEND_TIMEOUT_S) as scope:
                 await websocket.send(text)
         if scope.cancelled_caught:
-            raise _Closing(CLOSE_TRY_AGAIN, "too slow")
+            raise _Closing(CloseReason.TRY_AGAIN_LATER, "too slow")
 
     async def close(self, code: int, reason: str) -> None:
         """Send the close frame once (bounded: the peer may not be reading at all)."""
@@ -295,7 +293,7 @@ class Viewer:
         with trio.move_on_after(AUTH_TIMEOUT_S):
             data = await websocket.receive()
             if _too_big(data):
-                raise _Closing(CLOSE_TOO_BIG, "frame too large")
+                raise _Closing(CloseReason.MESSAGE_TOO_BIG, "frame too large")
             frame = _parse(data)
             if frame is not None and frame["type"] == "auth" and isinstance(frame.get("token"), str):
                 return str(frame["token"])
@@ -332,8 +330,8 @@ class Viewer:
                 if frame.get("type") == "qr":
                     self._qr_delivered()
         except SubscriberTooSlow:
-            raise _Closing(CLOSE_TRY_AGAIN, "fell behind; reconnect") from None
-        raise _Closing(CLOSE_GOING_AWAY, "the bus closed")
+            raise _Closing(CloseReason.TRY_AGAIN_LATER, "fell behind; reconnect") from None
+        raise _Closing(CloseReason.GOING_AWAY, "the bus closed")
 
     def _qr_delivered(self) -> None:
         """Report how long the viewer waited from ``request_qr`` to its QR (``/metrics``)."""
@@ -344,7 +342,7 @@ class Viewer:
 
     async def _watch_shutdown(self) -> None:
         await self.services.shutting_down.wait()
-        raise _Closing(CLOSE_GOING_AWAY, "server shutting down")
+        raise _Closing(CloseReason.GOING_AWAY, "server shutting down")
 
     async def _watch_expiry(self) -> None:
         """An onboarding token opens the page for one hour (YClients' activation window); an open
@@ -363,9 +361,9 @@ class Viewer:
             while self.recent and self.recent[0] <= now - FLOOD_WINDOW_S:
                 self.recent.popleft()
             if len(self.recent) > FLOOD_FRAMES:
-                raise _Closing(CLOSE_POLICY, "too many frames")
+                raise _Closing(CloseReason.POLICY_VIOLATION, "too many frames")
             if _too_big(data):
-                raise _Closing(CLOSE_TOO_BIG, "frame too large")
+                raise _Closing(CloseReason.MESSAGE_TOO_BIG, "frame too large")
             frame = _parse(data)
             if frame is None:
                 await self._bad("malformed_frame", 'a frame is a JSON object with a "type"')
@@ -375,7 +373,7 @@ class Viewer:
     async def _bad(self, code: str, message: str) -> None:
         self.bad_frames += 1
         if self.bad_frames > MAX_BAD_FRAMES:
-            raise _Closing(CLOSE_POLICY, "too many bad frames")
+            raise _Closing(CloseReason.POLICY_VIOLATION, "too many bad frames")
         await self.send(error_frame(code, message))
 
     async def _dispatch(self, frame: JSON) -> None:

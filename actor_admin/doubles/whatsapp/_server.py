@@ -17,6 +17,7 @@ import trio
 from quart import Blueprint, Response, jsonify, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
+from wsproto.frame_protocol import CloseReason
 
 from actor_admin.json_types import JSON
 from actor_admin.session import NETWORK_ERROR, Disconnected, MessageReceived, TransportEvent
@@ -42,9 +43,8 @@ MAX_BODY_BYTES: Final = 64 * 1024
 HELLO_TIMEOUT_S: Final = 10.0
 # Frames waiting for a slow client; past this the simulator cuts the connection, as a server would.
 OUTGOING_BUFFER: Final = 1024
-CLOSE_NORMAL: Final = 1000
-CLOSE_POLICY: Final = 1008
-CLOSE_DROPPED: Final = 1011
+# A connection the simulator drops (a cut network, a client too slow to read) ends as a server error would.
+CLOSE_DROPPED: Final = CloseReason.INTERNAL_ERROR
 
 
 @final
@@ -284,16 +284,16 @@ class _WebSocketSink:
 
     def ended(self, event: Disconnected | None) -> None:
         if event is None:
-            self.push(CLOSE_NORMAL)
+            self.push(CloseReason.NORMAL_CLOSURE)
         elif event.reason == NETWORK_ERROR:
             self.push(CLOSE_DROPPED)  # a cut network says nothing: no disconnected frame
         else:
             self.send(event_frame(event, trio.current_time()))
-            self.push(CLOSE_NORMAL)
+            self.push(CloseReason.NORMAL_CLOSURE)
 
 
 async def _write(outgoing: trio.MemoryReceiveChannel[str | int], done: trio.CancelScope) -> None:
-    code = CLOSE_DROPPED  # the channel closed under us: the buffer overflowed
+    code: int = CLOSE_DROPPED  # the channel closed under us: the buffer overflowed
     async for item in outgoing:
         if isinstance(item, int):
             code = item
@@ -309,7 +309,7 @@ async def _serve_link(core: SimulatorCore) -> None:
     with trio.move_on_after(HELLO_TIMEOUT_S):
         raw = await websocket.receive()
     if raw is None:
-        await websocket.close(CLOSE_POLICY, "no hello")
+        await websocket.close(CloseReason.POLICY_VIOLATION, "no hello")
         return
     try:
         hello = parse_frame(raw)
@@ -321,12 +321,12 @@ async def _serve_link(core: SimulatorCore) -> None:
         credentials = decode_credentials(hello.get("credentials"))
     except FrameError as exc:
         await websocket.send(dump({"type": "error", "code": "bad_hello", "message": str(exc)}))
-        await websocket.close(CLOSE_POLICY)
+        await websocket.close(CloseReason.POLICY_VIOLATION)
         return
     if hello.get("intent") == "logout":
         done = credentials is not None and core.logout_credentials(credentials)
         await websocket.send(dump({"type": "logged_out", "unlinked": done}))
-        await websocket.close(CLOSE_NORMAL)
+        await websocket.close(CloseReason.NORMAL_CLOSURE)
         return
     send, receive = trio.open_memory_channel[str | int](OUTGOING_BUFFER)
     sink = _WebSocketSink(send)

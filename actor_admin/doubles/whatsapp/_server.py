@@ -8,7 +8,6 @@ the phones), so it works the same mounted under ``/_dev/whatsapp/`` in ``actor-a
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final, final
 
 import hypercorn.config
@@ -19,6 +18,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from wsproto.frame_protocol import CloseReason
 
+from actor_admin.http_json import ApiError, error_response, fail, http_error_response, json_object
 from actor_admin.json_types import JSON
 from actor_admin.session import NETWORK_ERROR, Disconnected, MessageReceived, TransportEvent
 from actor_admin.whatsapp import TransportError
@@ -47,50 +47,21 @@ OUTGOING_BUFFER: Final = 1024
 CLOSE_DROPPED: Final = CloseReason.INTERNAL_ERROR
 
 
-@final
-class _ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def _error(status: int, code: str, message: str) -> tuple[Response, int]:
-    return jsonify({"error": {"code": code, "message": message}}), status
-
-
-def _http_error(exc: HTTPException) -> tuple[Response, int]:
-    status = exc.code or 500
-    code = (exc.name or "error").lower().replace(" ", "_").replace("-", "_")
-    return _error(status, code, exc.description or exc.name or "error")
-
-
 async def _body() -> JSON:
-    data = await request.get_data(cache=False)
+    data = await request.get_data(cache=True, as_text=False, parse_form_data=False)
     if len(data) > MAX_BODY_BYTES:
-        raise _ApiError(413, "payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-    if not data.strip():
-        return {}
-    try:
-        body = json.loads(data)
-    except ValueError:
-        raise _ApiError(400, "malformed_json", "the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _ApiError(422, "invalid_body", "the request body must be a JSON object")
-    return body
+        fail(413, "payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+    return await json_object(empty_is_object=True)
 
 
 def _field(body: JSON, name: str, kind: type | tuple[type, ...], *, default: Any = ...) -> Any:
     if name not in body:
         if default is not ...:
             return default
-        raise _ApiError(422, f"missing_{name}", f"{name!r} is required")
+        fail(422, f"missing_{name}", f"{name!r} is required")
     value = body[name]
-    if isinstance(value, bool) and kind is not bool:
-        raise _ApiError(422, f"invalid_{name}", f"{name!r} has the wrong type")
-    if not isinstance(value, kind):
-        raise _ApiError(422, f"invalid_{name}", f"{name!r} has the wrong type")
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        fail(422, f"invalid_{name}", f"{name!r} has the wrong type")
     return value
 
 
@@ -98,21 +69,21 @@ def simulator_blueprint(core: SimulatorCore) -> Blueprint:
     """The control API and the ``/link`` websocket endpoint over ``core``, mountable anywhere."""
     bp = Blueprint("whatsapp_simulator", __name__)
 
-    @bp.errorhandler(_ApiError)
-    async def api_error(exc: _ApiError) -> tuple[Response, int]:
-        return _error(exc.status, exc.code, exc.message)
+    @bp.errorhandler(ApiError)
+    async def api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message)
 
     @bp.errorhandler(SimulatorLookupError)
-    async def lookup_error(exc: SimulatorLookupError) -> tuple[Response, int]:
-        return _error(404, exc.code, exc.message)
+    async def lookup_error(exc: SimulatorLookupError) -> Response:
+        return error_response(404, exc.code, exc.message)
 
     @bp.errorhandler(SimulatorInputError)
-    async def input_error(exc: SimulatorInputError) -> tuple[Response, int]:
-        return _error(422, exc.code, exc.message)
+    async def input_error(exc: SimulatorInputError) -> Response:
+        return error_response(422, exc.code, exc.message)
 
     @bp.errorhandler(HTTPException)
-    async def http_error(exc: HTTPException) -> tuple[Response, int]:
-        return _http_error(exc)
+    async def http_error(exc: HTTPException) -> Response:
+        return http_error_response(exc)
 
     @bp.get("/")
     async def index() -> Response:
@@ -217,13 +188,13 @@ def simulator_app(core: SimulatorCore | None = None) -> QuartTrio:
     app.register_blueprint(simulator_blueprint(core if core is not None else SimulatorCore()))
 
     @app.errorhandler(HTTPException)
-    async def http_error(exc: HTTPException) -> tuple[Response, int]:
-        return _http_error(exc)
+    async def http_error(exc: HTTPException) -> Response:
+        return http_error_response(exc)
 
     @app.errorhandler(Exception)
-    async def unexpected(exc: Exception) -> tuple[Response, int]:
+    async def unexpected(exc: Exception) -> Response:
         # A bug, not a bad request: still answer JSON so tools never parse an HTML traceback.
-        return _error(500, "internal_error", "the simulator failed; see its log")
+        return error_response(500, "internal_error", "the simulator failed; see its log")
 
     return app
 

@@ -636,7 +636,7 @@ class NeonizeLink:
         if self._closed or self._ended:
             raise TransportError("the WhatsApp link is closed")
 
-    async def _call(self, fn: Callable[..., T], *args: Any, bound_s: float) -> T:
+    async def _call(self, fn: Callable[..., T], *args: object, bound_s: float) -> T:
         """Run a blocking client call in a thread, bounded; every failure is a TransportError."""
         with trio.move_on_after(bound_s):
             try:
@@ -651,7 +651,7 @@ class NeonizeLink:
 
     # ---- helpers for callback threads ------------------------------------------------------
 
-    def _to_trio(self, fn: Callable[..., None], *args: Any) -> None:
+    def _to_trio(self, fn: Callable[..., None], *args: object) -> None:
         try:
             trio.from_thread.run_sync(fn, *args, trio_token=self._token)
         except trio.RunFinishedError:

@@ -8,7 +8,9 @@ the phones), so it works the same mounted under ``/_dev/whatsapp/`` in ``actor-a
 
 from __future__ import annotations
 
-from typing import Any, Final, final
+from collections.abc import Awaitable, Callable
+from types import EllipsisType
+from typing import Final, TypeVar, final
 
 import hypercorn.config
 import hypercorn.trio
@@ -39,6 +41,8 @@ from ._core import (
     checked_phone,
 )
 
+T = TypeVar("T")
+
 MAX_BODY_BYTES: Final = 64 * 1024
 HELLO_TIMEOUT_S: Final = 10.0
 # Frames waiting for a slow client; past this the simulator cuts the connection, as a server would.
@@ -54,12 +58,15 @@ async def _body() -> JSON:
     return await json_object(empty_is_object=True)
 
 
-def _field(body: JSON, name: str, kind: type | tuple[type, ...], *, default: Any = ...) -> Any:
+def _field(
+    body: JSON, name: str, kind: type[T] | tuple[type[T], ...], *, default: T | EllipsisType = ...
+) -> T:
+    """``body[name]`` if it is a ``kind`` (a bool is not a number here), else 422; ``default`` when absent."""
     if name not in body:
-        if default is not ...:
+        if not isinstance(default, EllipsisType):
             return default
         fail(422, f"missing_{name}", f"{name!r} is required")
-    value = body[name]
+    value: object = body[name]
     if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         fail(422, f"invalid_{name}", f"{name!r} has the wrong type")
     return value
@@ -204,7 +211,7 @@ async def serve_simulator(
     port: int = 9000,
     core: SimulatorCore | None = None,
     *,
-    shutdown_trigger: Any = None,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the standalone simulator on ``host:port`` until cancelled (or ``shutdown_trigger`` returns).

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, final
+from typing import final
 
 import trio
 
 from actor_admin.runtime import ActorFailed, AskTimeout, MailboxClosed, Supervisor
-from actor_admin.session import Command, Frame, Start
+from actor_admin.session import Command, Frame, Outcome, Start
 
-from ._company import GetSnapshot
+from ._company import CompanyMessage, GetSnapshot, Snapshot
 
 log = logging.getLogger("actor_admin.actors")
 
@@ -36,35 +36,43 @@ class SessionUnavailable(Exception):
 
 @final
 class Router:
-    def __init__(self, supervisor: Supervisor[int, Any]) -> None:
+    def __init__(self, supervisor: Supervisor[int, CompanyMessage]) -> None:
         self.supervisor = supervisor
 
     async def ask(
         self,
         salon_id: int,
-        command: Command | GetSnapshot,
+        command: Command,
         *,
         timeout: float = DEFAULT_ASK_TIMEOUT_S,  # noqa: ASYNC109 - the mailbox's ask timeout, not a cancel scope
-    ) -> Any:
+    ) -> Outcome:
         """Deliver ``command`` to the salon's actor (starting it if needed) and return its answer.
 
         Raises:
             SessionUnavailable: the actor is ``failed``, was stopped, or did not answer in time.
         """
+        answer = await self._ask(salon_id, command, timeout)
+        if not isinstance(answer, Outcome):
+            raise TypeError(f"a session answered {type(command).__name__} with {answer!r}")
+        return answer
+
+    async def snapshot(self, salon_id: int) -> list[Frame]:
+        """The frames a new viewer must see first (a ``qr`` frame with its SVG)."""
+        answer = await self._ask(salon_id, GetSnapshot(), DEFAULT_ASK_TIMEOUT_S)
+        if not isinstance(answer, Snapshot):
+            raise TypeError(f"a session answered GetSnapshot with {answer!r}")
+        return answer.frames
+
+    async def _ask(self, salon_id: int, body: CompanyMessage, timeout: float) -> object:  # noqa: ASYNC109
         try:
             ref = await self.supervisor.ensure(salon_id)
-            return await ref.ask(command, timeout)
+            return await ref.ask(body, timeout)
         except ActorFailed as exc:
             raise SessionUnavailable("failed", str(exc)) from None
         except AskTimeout:
             raise SessionUnavailable("timeout", "the WhatsApp session did not answer in time") from None
         except MailboxClosed:
             raise SessionUnavailable("stopped", "the WhatsApp session is stopping") from None
-
-    async def snapshot(self, salon_id: int) -> list[Frame]:
-        """The frames a new viewer must see first (a ``qr`` frame with its SVG)."""
-        frames: list[Frame] = await self.ask(salon_id, GetSnapshot())
-        return frames
 
     async def stop(self, salon_id: int, *, grace: float | None = None) -> bool:
         return await self.supervisor.stop(salon_id, grace=grace)

@@ -19,9 +19,17 @@ from quart import Blueprint, Response, jsonify, request
 
 from actor_admin import __version__
 from actor_admin._resources import web_dir
+from actor_admin.json_types import JSON
 from actor_admin.runtime import ActorState, ActorStatistics
 from actor_admin.session import STATES
-from actor_admin.store import INTEGRATION_STATUSES, MigrationError, NodeRecord, StoredSalon, load_migrations
+from actor_admin.store import (
+    INTEGRATION_STATUSES,
+    IntegrationStatus,
+    MigrationError,
+    NodeRecord,
+    StoredSalon,
+    load_migrations,
+)
 
 from . import _pages
 from ._http import error_response, fail
@@ -66,7 +74,7 @@ class Expected:
 # -- dependency checks -------------------------------------------------------------------------
 
 
-async def _bounded(check: Callable[[], Awaitable[dict[str, Any]]], timeout_s: float) -> dict[str, Any]:
+async def _bounded(check: Callable[[], Awaitable[JSON]], timeout_s: float) -> JSON:
     with trio.move_on_after(timeout_s):
         try:
             return await check()
@@ -75,10 +83,10 @@ async def _bounded(check: Callable[[], Awaitable[dict[str, Any]]], timeout_s: fl
     return {"ok": False, "latency_ms": None, "error": f"no answer within {timeout_s:g} s"}
 
 
-async def check_postgres(services: Services, expected: Expected, timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, Any]:
+async def check_postgres(services: Services, expected: Expected, timeout_s: float = CHECK_TIMEOUT_S) -> JSON:
     """``{"ok", "latency_ms", "schema_version", "pending"?, "error"?}`` — never raises."""
 
-    async def check() -> dict[str, Any]:
+    async def check() -> JSON:
         latency_s = await services.store.ping()
         version = await services.store.schema_version()
         return {"ok": True, "latency_ms": round(latency_s * 1000.0, 3), "schema_version": version}
@@ -88,19 +96,20 @@ async def check_postgres(services: Services, expected: Expected, timeout_s: floa
     return result
 
 
-async def check_redis(services: Services, timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, Any]:
+async def check_redis(services: Services, timeout_s: float = CHECK_TIMEOUT_S) -> JSON:
     """``{"ok", "latency_ms", "error"?}`` — never raises."""
-    if services.redis is None:
+    redis = services.redis
+    if redis is None:
         return {"ok": False, "latency_ms": None, "error": "REDIS_URL is not configured"}
 
-    async def check() -> dict[str, Any]:
-        latency_ms = await services.redis.ping(timeout_s=timeout_s)
+    async def check() -> JSON:
+        latency_ms = await redis.ping(timeout_s=timeout_s)
         return {"ok": True, "latency_ms": round(latency_ms, 3)}
 
     return await _bounded(check, timeout_s)
 
 
-def schema_problem(postgres: dict[str, Any], expected: Expected) -> str | None:
+def schema_problem(postgres: JSON, expected: Expected) -> str | None:
     """Why the schema is not fine (None when it is); only meaningful when PostgreSQL answered."""
     version = postgres.get("schema_version")
     pending = expected.pending_after(version)
@@ -126,7 +135,7 @@ async def _gather(*checks: Callable[[], Awaitable[Any]]) -> list[Any]:
 # -- per-company records -----------------------------------------------------------------------
 
 
-def company_records(services: Services) -> list[dict[str, Any]]:
+def company_records(services: Services) -> list[JSON]:
     """Every company this node runs, as ``/status`` (and the admin API) show it, by ``salon_id``.
 
     Memory only: the registry's session view, the supervisor's restarts and last crash. ``since``
@@ -143,7 +152,7 @@ def company_records(services: Services) -> list[dict[str, Any]]:
     return records
 
 
-def _record(actor: ActorStatistics[Any], view: Any, node: str, now_trio: float, now_wall: float) -> dict[str, Any]:
+def _record(actor: ActorStatistics[Any], view: Any, node: str, now_trio: float, now_wall: float) -> JSON:
     crash = f"{actor.last_error.type}: {actor.last_error.message}" if actor.last_error is not None else None
     if view is not None and actor.state not in (ActorState.FAILED, ActorState.BACKING_OFF):
         state, phone, since, last_error = view.state, view.phone, view.since, view.reason or crash
@@ -188,7 +197,7 @@ def _whole_arg(name: str, *, default: int, high: int) -> int:
     return int(raw)
 
 
-def _listing_filter() -> tuple[str | None, str | None]:
+def _listing_filter() -> tuple[str | None, IntegrationStatus | None]:
     """``(session_state, integration_status)`` chosen by ``?state=`` or ``?problem=`` (at most one)."""
     state = request.args.get("state") or None
     problem = request.args.get("problem") or None
@@ -200,15 +209,16 @@ def _listing_filter() -> tuple[str | None, str | None]:
         state = problem
     if state is None:
         return None, None
-    if state in INTEGRATION_STATUSES:
-        return None, state
+    for status in INTEGRATION_STATUSES:
+        if state == status:
+            return None, status
     if state in STATES:
         return state, None
     known = ", ".join([*INTEGRATION_STATUSES, *(s for s in STATES if s not in INTEGRATION_STATUSES)])
     fail(422, "invalid_query", f"state must be one of: {known}")
 
 
-def company_row(company: Any, record: Mapping[str, Any] | None, owner: str | None = None) -> dict[str, Any]:
+def company_row(company: Any, record: Mapping[str, Any] | None, owner: str | None = None) -> JSON:
     """One salon as the supervisor's list shows it: the stored company, its live session if it runs
     here, and the node that owns it (``owner``, from ``salon_owners``) wherever it runs."""
     live = record or {}
@@ -225,7 +235,7 @@ def company_row(company: Any, record: Mapping[str, Any] | None, owner: str | Non
     }
 
 
-def _event_json(event: Any, now_wall: float, scrub: Callable[[Any], Any]) -> dict[str, Any]:
+def _event_json(event: Any, now_wall: float, scrub: Callable[[Any], Any]) -> JSON:
     at = event.at.timestamp()
     return {
         "id": event.id,
@@ -238,7 +248,7 @@ def _event_json(event: Any, now_wall: float, scrub: Callable[[Any], Any]) -> dic
 
 def cluster_view(
     services: Services, rows: tuple[list[NodeRecord], dict[str, int]] | None, actors_here: int
-) -> dict[str, Any]:
+) -> JSON:
     """``cluster`` of ``/status``: every node row with what it owns, from PostgreSQL.
 
     A node not registered in ``cluster_nodes`` runs alone (no ownership loop): it is listed as the
@@ -264,7 +274,7 @@ def cluster_view(
     return {"nodes": nodes, "owned_here": actors_here}
 
 
-def cluster_records(services: Services, stored: list[StoredSalon] | None) -> list[dict[str, Any]]:
+def cluster_records(services: Services, stored: list[StoredSalon] | None) -> list[JSON]:
     """Every salon of the cluster for ``/status``: this node's from memory, the others' as stored.
 
     A salon whose actor runs here is shown as the registry sees it; one owned by another node (or
@@ -332,10 +342,10 @@ def blueprint(services: Services) -> Blueprint:
     metrics = Metrics(services)
     services.metrics = metrics  # the websocket handler reports QR latency through it
 
-    def clean(result: dict[str, Any]) -> dict[str, Any]:
+    def clean(result: JSON) -> JSON:
         return {k: _scrub(services, v) for k, v in result.items()}
 
-    async def readiness() -> tuple[dict[str, Any], dict[str, Any], list[str], dict[str, str]]:
+    async def readiness() -> tuple[JSON, JSON, list[str], dict[str, str]]:
         postgres, redis = await _gather(lambda: check_postgres(services, expected), lambda: check_redis(services))
         failing: list[str] = []
         reasons: dict[str, str] = {}
@@ -363,7 +373,7 @@ def blueprint(services: Services) -> Blueprint:
             # Tell the load balancer to stop sending new work while the actors stop.
             failing.append("shutting_down")
             reasons["shutting_down"] = "the node is stopping"
-        body: dict[str, Any] = {"ready": not failing, "failing": failing}
+        body: JSON = {"ready": not failing, "failing": failing}
         if reasons:
             body["reasons"] = reasons
         body["dependencies"] = {"postgres": postgres, "redis": redis}
@@ -387,7 +397,7 @@ def blueprint(services: Services) -> Blueprint:
                 401, "unauthorized", "the admin token is wrong; send Authorization: Bearer <ADMIN_TOKEN>"
             )
 
-        async def outbox() -> dict[str, Any]:
+        async def outbox() -> JSON:
             with trio.move_on_after(CHECK_TIMEOUT_S):
                 try:
                     stats = await services.store.outbox.stats()
@@ -421,7 +431,7 @@ def blueprint(services: Services) -> Blueprint:
             readiness, outbox, cluster, stored_salons
         )
         supervisor_stats = services.router.supervisor.statistics()
-        body: dict[str, Any] = {
+        body: JSON = {
             "node": services.settings.node_id,
             "version": __version__,
             "uptime_s": round(trio.current_time() - services.started_at, 3),
@@ -454,7 +464,7 @@ def blueprint(services: Services) -> Blueprint:
         response.headers["WWW-Authenticate"] = 'Bearer realm="admin"'
         return response
 
-    def no_store(body: dict[str, Any]) -> Response:
+    def no_store(body: JSON) -> Response:
         response = jsonify(body)
         response.headers["Cache-Control"] = "no-store"
         return response

@@ -223,10 +223,10 @@
       first.className = "num";
       first.appendChild(salonButton(c.salon_id));
       tr.appendChild(first);
-      [c.title, c.state, c.integration_status, c.phone, c.restarts, c.last_error, c.since].forEach(function (v, i) {
+      [c.title, c.state, c.integration_status, c.phone, c.node, c.restarts, c.last_error, c.since].forEach(function (v, i) {
         var td = document.createElement("td");
         td.textContent = v === null || v === undefined ? "" : String(v);  // textContent: errors may hold markup
-        if (i === 4) { td.className = "num"; }
+        if (i === 5) { td.className = "num"; }
         if ((i === 1 && PROBLEMS.indexOf(c.state) !== -1) || (i === 2 && v === "activation_failed")) {
           td.className = "bad";
         }

@@ -1,5 +1,5 @@
 """``actor-admin dev --nodes N``: a cluster of N dev nodes on one machine (docs/cluster.md,
-docs/commands-and-settings.md#several-nodes-on-one-machine).
+docs/commands-and-settings.md#several-nodes-in-dev).
 
 This process starts one embedded PostgreSQL and Redis (or uses ``DATABASE_URL``/``REDIS_URL``),
 migrates once, serves the WhatsApp simulator on ``PORT+N`` and the fake YClients on ``PORT+N+1``,

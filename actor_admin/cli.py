@@ -27,6 +27,8 @@ EXAMPLES = """\
 examples:
   actor-admin dev                      everything in one process: embedded PostgreSQL and Redis,
                                        WhatsApp simulator, fake YClients; open the printed URL
+  actor-admin dev --nodes 3            a three-node cluster on one machine (ports 8000-8002, simulator
+                                       on 8003, fake YClients on 8004); kill a node, watch /status
   actor-admin serve                    production (needs DATABASE_URL, REDIS_URL, secrets; see README)
   actor-admin migrate --dry-run        list migrations that would be applied
   actor-admin doctor --url http://127.0.0.1:8000
@@ -49,7 +51,17 @@ def _settings(mode: Mode, *, generated: dict[str, str] | None = None) -> Setting
 def _cmd_dev(args: argparse.Namespace) -> int:
     from actor_admin import commands
 
-    return commands.run_dev(os.environ, host=args.host, port=args.port)
+    return commands.run_dev(os.environ, host=args.host, port=args.port, nodes=args.nodes)
+
+
+def _node_count(raw: str) -> int:
+    try:
+        count = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {raw!r}") from None
+    if not 1 <= count <= 20:  # _devcluster.MAX_NODES (not imported here: it loads the whole server)
+        raise argparse.ArgumentTypeError(f"must be between 1 and 20, got {count}")
+    return count
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -134,7 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = add("dev", _cmd_dev, "run everything locally: embedded databases, WhatsApp simulator, fake YClients")
     dev.add_argument("--host", help="listen address (default HOST or 127.0.0.1)")
-    dev.add_argument("--port", type=int, help="listen port (default PORT or 8000)")
+    dev.add_argument("--port", type=int, help="listen port (default PORT or 8000); with --nodes, the first node's")
+    dev.add_argument(
+        "--nodes",
+        type=_node_count,
+        default=1,
+        metavar="N",
+        help="run N node processes as one cluster (NODE_ID dev-1..N on PORT, PORT+1, …), sharing the embedded "
+        "databases, a WhatsApp simulator on PORT+N and a fake YClients on PORT+N+1; kill one to watch its "
+        "salons move (default 1: everything in one process)",
+    )
 
     serve = add("serve", _cmd_serve, "run in production against external PostgreSQL and Redis")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations at start")

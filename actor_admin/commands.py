@@ -17,6 +17,7 @@ import trio
 import trio_asyncio
 
 from actor_admin import backup, node
+from actor_admin._devcluster import run_cluster
 from actor_admin._devenv import ensure_dev_secrets
 from actor_admin.config import Settings, SettingsError, load_settings
 from actor_admin.console import CommandError, say, wait_for_signal
@@ -34,7 +35,11 @@ def _run(main: Callable[[], Awaitable[int]]) -> int:
         return 0
 
 
-def run_dev(environ: Mapping[str, str], *, host: str | None = None, port: int | None = None) -> int:
+def run_dev(
+    environ: Mapping[str, str], *, host: str | None = None, port: int | None = None, nodes: int = 1
+) -> int:
+    """``actor-admin dev``: one node with everything embedded, or ``nodes`` > 1 node processes
+    sharing embedded databases and doubles (:mod:`actor_admin._devcluster`)."""
     env = dict(environ)
     if host:
         env["HOST"] = host
@@ -47,6 +52,8 @@ def run_dev(environ: Mapping[str, str], *, host: str | None = None, port: int | 
     except SettingsError as exc:
         raise CommandError("actor-admin dev: " + "; ".join(exc.problems)) from None
     say(f"dev secrets: {data_dir / 'dev.env'} (environment variables override them)")
+    if nodes > 1:
+        return _run(lambda: run_cluster(settings, env, nodes))
     return _run(lambda: node.run_node(settings, migrate=True))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import attrs
@@ -155,41 +155,61 @@ async def run_node(settings: Settings, *, migrate: bool) -> int:
         CommandError: the databases cannot be reached or migrated (a message for the operator).
     """
     logs.configure(settings)
+    return await until_signal(lambda stop: _node_body(settings, migrate=migrate, stop=stop))
+
+
+async def until_signal(body: Callable[[trio.Event], Awaitable[int]]) -> int:
+    """Run ``body(stop)``, setting ``stop`` on SIGINT/SIGTERM; its result, or its one error unwrapped.
+
+    Signals are watched for the body's whole life, cleanup included (see console.watch_signals).
+    """
     stop = trio.Event()
-    # Signals are watched for the node's whole life, cleanup included (see console.watch_signals).
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
             async with trio.open_nursery() as guard:
                 guard.start_soon(watch_signals, signals, stop)
                 try:
-                    return await _node_body(settings, migrate=migrate, stop=stop)
+                    return await body(stop)
                 finally:
                     guard.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             raise sole_exception(group) from None  # an operator sees the error, not the nesting
 
 
+async def open_databases(settings: Settings, stack: AsyncExitStack) -> tuple[str, str]:
+    """PostgreSQL's and Redis' URLs: the configured ones, or (dev without them) embedded servers in
+    ``DATA_DIR`` that ``stack`` stops."""
+    database_url, redis_url = settings.database_url, settings.redis_url
+    dev = settings.mode == "dev"
+    if dev and database_url is None:
+        say(f"starting embedded PostgreSQL (data in {settings.data_dir / 'pg'}) …")
+        pg = EmbeddedPostgres(settings.data_dir / "pg")
+        database_url = await trio.to_thread.run_sync(pg.start)
+        stack.callback(pg.stop)
+    if dev and redis_url is None:
+        say(f"starting embedded Redis (data in {settings.data_dir / 'redis'}) …")
+        embedded_redis = EmbeddedRedis(settings.data_dir.absolute())
+        redis_url = await trio.to_thread.run_sync(embedded_redis.start)
+        stack.callback(embedded_redis.stop)
+    assert database_url is not None and redis_url is not None
+    return database_url, redis_url
+
+
+async def migrate_now(database_url: str) -> None:
+    """Apply pending migrations, saying each (inside trio-asyncio's loop)."""
+    applied = await run_migrations(database_url, progress=lambda name: say(f"applying migration {name}"))
+    if applied:
+        say(f"applied {len(applied)} migration(s)")
+
+
 async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> int:
     async with AsyncExitStack() as stack:
         dev = settings.mode == "dev"
-        database_url, redis_url = settings.database_url, settings.redis_url
-        if dev and database_url is None:
-            say(f"starting embedded PostgreSQL (data in {settings.data_dir / 'pg'}) …")
-            pg = EmbeddedPostgres(settings.data_dir / "pg")
-            database_url = await trio.to_thread.run_sync(pg.start)
-            stack.callback(pg.stop)
-        if dev and redis_url is None:
-            say(f"starting embedded Redis (data in {settings.data_dir / 'redis'}) …")
-            embedded_redis = EmbeddedRedis(settings.data_dir.absolute())
-            redis_url = await trio.to_thread.run_sync(embedded_redis.start)
-            stack.callback(embedded_redis.stop)
-        assert database_url is not None and redis_url is not None
+        database_url, redis_url = await open_databases(settings, stack)
         await stack.enter_async_context(trio_asyncio.open_loop())
         try:
             if migrate:
-                applied = await run_migrations(database_url, progress=lambda name: say(f"applying migration {name}"))
-                if applied:
-                    say(f"applied {len(applied)} migration(s)")
+                await migrate_now(database_url)
             else:
                 waiting = await pending_migrations(database_url)
                 if waiting:

@@ -36,10 +36,16 @@ LAZY_ALLOWED: frozenset[tuple[str, str]] = frozenset(
 )
 
 #: The modules outside ``actor_admin.doubles`` that may import a double: the composition root, the
-#: commands that serve a double on its own, the dev routes that mount them, and the record that
-#: carries them from the root to the routes (docs in ``actor_admin/doubles/__init__.py``).
+#: commands that serve a double on its own, the dev cluster, the dev routes that mount them, and the
+#: record that carries them from the root to the routes (docs in ``actor_admin/doubles/__init__.py``).
 DOUBLES_WIRING: frozenset[str] = frozenset(
-    {"actor_admin.node", "actor_admin.commands", "actor_admin.api._dev", "actor_admin.api._services"}
+    {
+        "actor_admin.node",
+        "actor_admin.commands",
+        "actor_admin._devcluster",
+        "actor_admin.api._dev",
+        "actor_admin.api._services",
+    }
 )
 
 

@@ -293,6 +293,8 @@ class CompanySession:
                     await self._pass_on_inbound(wa_id, peer, text)
                 else:
                     counts.inbound_duplicates += 1
+                if self.link is not None:  # stored (now or before): WhatsApp need not deliver it again
+                    await self.link.received(wa_id)
             case RecordSendOutcome(outcome=MessageSent(idempotency_key=key, wa_id=wa_id, error=error)):
                 counts = self.deps.registry.messages
                 if error is None:

@@ -450,6 +450,9 @@ class NeonizeLink:
         self._check_open()
         return await self._call(self._client.send_text, to, text, bound_s=self._call_timeout_s)
 
+    async def received(self, wa_id: str) -> None:
+        await trio.lowlevel.checkpoint()  # whatsmeow sends WhatsApp's receipts itself
+
     async def logout(self) -> None:
         """Unlink the device from the phone, then close. Nothing is reported afterwards.
 

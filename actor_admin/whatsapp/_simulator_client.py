@@ -112,6 +112,7 @@ class _NetworkLink:
         self._credentials = credentials
         self._deliver = deliver
         self._ws: WebSocketConnection | None = None
+        self._unacknowledged: dict[str, object] = {}  # inbound wa_id → the server's tag, until stored
         self._scope = trio.CancelScope()
         self._closed = False  # closed by us (aclose/logout): deliver nothing more
         self._ended = False  # the connection is over, whoever ended it
@@ -197,8 +198,8 @@ class _NetworkLink:
         if not self._closed:
             self._deliver(event)
         if isinstance(event, MessageReceived):
-            # Acknowledged only once handed over: an unacknowledged message is delivered again.
-            await self._send(ws, {"type": "received", "tag": frame.get("tag")})
+            # Acknowledged by received() once stored: an unacknowledged message is delivered again.
+            self._unacknowledged[event.wa_id] = frame.get("tag")
         return False
 
     async def _keepalive(self, ws: WebSocketConnection) -> None:
@@ -263,6 +264,14 @@ class _NetworkLink:
         if reply["type"] == "nack":
             raise TransportError(str(reply.get("error", "refused")))
         return reply
+
+    async def received(self, wa_id: str) -> None:
+        tag = self._unacknowledged.pop(wa_id, None)
+        ws = self._ws
+        if tag is None or ws is None or self._ended:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._send(ws, {"type": "received", "tag": tag})
 
     async def request_pairing_code(self, phone: str) -> None:
         await self._request({"type": "request_pairing_code", "phone": phone})

@@ -37,6 +37,13 @@ class Link(Protocol):
     async def send_message(self, to: str, text: str) -> str:
         """Send ``text`` to ``to`` (digits only); return WhatsApp's message id or raise TransportError."""
 
+    async def received(self, wa_id: str) -> None:
+        """The inbound message ``wa_id`` this link delivered is stored: it need not come again.
+
+        Until then the server delivers it again on the next connection, so a node killed or paused
+        between delivery and storage loses nothing (docs/cluster.md#why-it-holds).
+        """
+
     async def logout(self) -> None:
         """Unlink this device from the phone (credentials become useless), then close."""
 

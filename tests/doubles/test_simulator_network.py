@@ -130,6 +130,37 @@ async def test_messages_both_ways_over_the_network(simulator: Simulator) -> None
     assert [(m["id"], m["to"], m["text"]) for m in log] == [(wa_id, PEER, "hello back")]
 
 
+async def test_an_inbound_message_is_acknowledged_only_once_received_says_it_is_stored(simulator: Simulator) -> None:
+    """A link that ends before its owner stored a message (a node killed or fenced) leaves it to the
+    next connection; once ``received`` is called, no connection gets it again."""
+    _, pairing = await simulator.open()
+    qr = await pairing.next_of(QrIssued)
+    await simulator.http.post("/scan", json={"qr": qr.code, "phone": PHONE})  # type: ignore[union-attr]
+    credentials = (await pairing.next_of(CredsUpdated)).credentials  # type: ignore[union-attr]
+
+    async def connect() -> tuple[Link, Recorder]:
+        link, recorder = await simulator.open(credentials)
+        await recorder.next_of(Connected)
+        return link, recorder
+
+    first, recorder = await connect()
+    await simulator.http.post(f"/phones/{PHONE}/messages", json={"from": PEER, "text": "hi", "id": "M1"})
+    assert (await recorder.next_of(MessageReceived)).wa_id == "M1"  # type: ignore[union-attr]
+    await first.aclose()  # never stored
+
+    second, recorder = await connect()
+    assert (await recorder.next_of(MessageReceived)).wa_id == "M1"  # type: ignore[union-attr]
+    await second.received("M1")
+    seen = len(recorder.events)
+    await simulator.http.post(f"/phones/{PHONE}/messages", json={"from": PEER, "text": "next", "id": "M2"})
+    assert (await recorder.next_of(MessageReceived, after=seen)).wa_id == "M2"  # type: ignore[union-attr]
+    await second.aclose()
+
+    _, recorder = await connect()
+    assert (await recorder.next_of(MessageReceived)).wa_id == "M2"  # not stored: again; M1 was, so never again
+    assert [e.wa_id for e in recorder.events if isinstance(e, MessageReceived)] == ["M2"]
+
+
 async def test_pairing_code_over_the_network(simulator: Simulator) -> None:
     link, recorder = await simulator.open()
     await link.request_pairing_code(PHONE)

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench lint clean
+.PHONY: install run test chaos bench lint clean
 
 install: $(STAMP)
 
@@ -21,6 +21,12 @@ run: install
 
 test: install
 	env $$(bash tests/services.sh) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The chaos test of tests/cluster/test_chaos.py for ten minutes instead of its 30 s in `make test`
+# (CHAOS_DURATION_S; CHAOS_SEED replays a run).
+CHAOS_DURATION_S ?= 600
+chaos: install
+	env $$(bash tests/services.sh) CHAOS_DURATION_S=$(CHAOS_DURATION_S) $(BIN)/python -m pytest -m chaos -s --timeout 0 tests/cluster $(PYTEST_ARGS)
 
 bench: install
 	env $$(bash tests/services.sh) $(BIN)/python -m tests.bench

@@ -1,0 +1,230 @@
+"""Shared machinery for the multi-process tests that run ``actor-admin dev --nodes N`` on loopback.
+
+The command's own simulator and fake YClients, N node processes on the test's PostgreSQL database (an
+embedded Redis in the temporary DATA_DIR: the nodes' Redis keys carry no per-test prefix). Salons are
+linked through the command's simulator — a QR scanned over its control API, exactly what a phone does
+— and their credentials stored, so the nodes' keepers claim and connect them (docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+
+from actor_admin._devenv import ensure_dev_secrets
+from actor_admin.session import CredsUpdated, QrIssued, TransportEvent
+from actor_admin.whatsapp import LinkSpec, NetworkSimulatorTransport
+from tests.ops._serve import poll_until, wait_http
+
+SHUTDOWN_DEADLINE_S = 10.0
+START_TIMEOUT_S = 60.0
+NODE_LINE = re.compile(r"^node (dev-\d+): (http://\S+)/\s+\(pid (\d+)\)$", re.MULTILINE)
+
+
+def consecutive_free_ports(count: int) -> int:
+    """A base port whose next ``count`` ports are all free on 127.0.0.1 now."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise AssertionError("no block of free ports")
+
+
+@attrs.define
+class DevCluster:
+    process: trio.Process
+    log: Path
+    secrets: dict[str, str]
+    simulator: str = ""
+    nodes: dict[str, tuple[str, int]] = attrs.Factory(dict)  # node id → (base URL, pid)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def pids(self) -> list[int]:
+        return [pid for _, pid in self.nodes.values()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def exited(pid: int) -> None:
+    """Wait until ``pid`` (not our child: ``dev``'s) has exited and been reaped."""
+    fd = os.pidfd_open(pid)
+    try:
+        await trio.lowlevel.wait_readable(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def dev_data_dir() -> Iterator[Path]:
+    # Not tmp_path (mode 0700, and reset by other pytest runs): the embedded servers may run as another user.
+    root = Path(tempfile.mkdtemp(prefix="aa-dev-nodes-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@asynccontextmanager
+async def dev_cluster(data_dir: Path, pg_dsn: str, nodes: int, ttl_s: float) -> AsyncIterator[DevCluster]:
+    """``actor-admin dev --nodes N`` running and ready; every process it started killed on the way out."""
+    port = consecutive_free_ports(nodes + 2)
+    secrets = ensure_dev_secrets(data_dir)
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "PUBLIC_URL", "NODE_ID"}}
+    env.update(
+        {
+            "DATA_DIR": str(data_dir),
+            "DATABASE_URL": pg_dsn,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "CLUSTER_TTL": str(ttl_s),
+            "SHUTDOWN_DEADLINE": str(SHUTDOWN_DEADLINE_S),
+            "LOG_LEVEL": "warning",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    log = data_dir / "dev.log"
+    with log.open("ab") as handle:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "actor_admin", "dev", "--nodes", str(nodes)],
+            env=env,
+            cwd=data_dir,
+            stdout=handle,
+            stderr=handle,
+        )
+    dev = DevCluster(process, log, secrets, simulator=f"http://127.0.0.1:{port + nodes}")
+    try:
+        with trio.fail_after(START_TIMEOUT_S):
+            while len(dev.nodes) < nodes:
+                assert process.poll() is None, dev.output()
+                dev.nodes = {m[1]: (m[2], int(m[3])) for m in NODE_LINE.finditer(dev.output())}
+                await trio.sleep(0.1)
+            assert [url for url, _ in dev.nodes.values()] == [f"http://127.0.0.1:{port + i}" for i in range(nodes)]
+            await wait_http(dev.simulator + "/stats")
+            for url, _ in dev.nodes.values():
+                await wait_http(url + "/readyz")
+        yield dev
+    finally:
+        for pid in [process.pid, *dev.pids()]:
+            if alive(pid):
+                os.kill(pid, signal.SIGCONT)  # a stopped process takes SIGKILL too, but be explicit
+                os.kill(pid, signal.SIGKILL)
+        await process.wait()
+
+
+def cluster_fixture(nodes: int, ttl_s: float) -> Any:
+    """A test module's ``cluster`` fixture: ``dev --nodes`` in a fresh data directory, on the test's database."""
+
+    @pytest.fixture
+    async def cluster(pg_dsn: str) -> AsyncIterator[DevCluster]:
+        with dev_data_dir() as root:
+            async with dev_cluster(root, pg_dsn, nodes, ttl_s) as dev:
+                yield dev
+
+    return cluster
+
+
+def phone_of(salon_id: int) -> str:
+    """The phone the tests link to ``salon_id``."""
+    return f"7900100{salon_id:04d}"
+
+
+async def link(sim: httpx.AsyncClient, transport: NetworkSimulatorTransport, salon_id: int) -> bytes:
+    """Link a phone to ``salon_id`` as a person would: a QR, scanned; the device's credentials."""
+    events: list[TransportEvent] = []
+    changed = trio.Event()
+
+    def deliver(event: TransportEvent) -> None:
+        nonlocal changed
+        events.append(event)
+        changed.set()
+        changed = trio.Event()
+
+    async def first(kind: type) -> Any:
+        while not (found := [e for e in events if isinstance(e, kind)]):
+            await changed.wait()
+        return found[0]
+
+    async with trio.open_nursery() as nursery:
+        await transport.open(nursery, LinkSpec(salon_id=salon_id, deliver=deliver))
+        qr = await first(QrIssued)
+        answer = await sim.post("/scan", json={"qr": qr.code, "phone": phone_of(salon_id)})
+        assert answer.status_code == 200, answer.text
+        credentials: bytes = (await first(CredsUpdated)).credentials
+        nursery.cancel_scope.cancel()
+    return credentials
+
+
+async def connected_where(dev: DevCluster, node_ids: list[str]) -> dict[int, str]:
+    """Salon → the node among ``node_ids`` that owns it and shows it connected in its ``/status``.
+
+    A node shows its own actors from memory, but a salon it has just claimed and not yet started as
+    its last owner stored it (possibly "connected"): callers also count the simulator's live
+    connections, which a killed node's salons leave at once.
+    """
+    headers = {"Authorization": f"Bearer {dev.secrets['ADMIN_TOKEN']}", "Accept": "application/json"}
+    where: dict[int, str] = {}
+    async with httpx.AsyncClient(timeout=5, headers=headers) as http:
+        for node_id in node_ids:
+            url, _ = dev.nodes[node_id]
+            body = (await http.get(url + "/status")).json()
+            for salon in body.get("companies", []):
+                if salon["node"] == node_id and salon["state"] == "connected":
+                    where.setdefault(salon["salon_id"], node_id)
+    return where
+
+
+async def sim_stats(sim: httpx.AsyncClient) -> dict[str, int]:
+    stats: dict[str, int] = (await sim.get("/stats")).json()
+    return stats
+
+
+async def all_connected(
+    dev: DevCluster, sim: httpx.AsyncClient, node_ids: list[str], salons: set[int]
+) -> dict[int, str]:
+    """Wait until every salon is owned by one of ``node_ids`` and connected, each device once."""
+    where: dict[int, str] = {}
+
+    async def done() -> bool:
+        nonlocal where
+        where = await connected_where(dev, node_ids)
+        return set(where) >= salons and (await sim_stats(sim))["live_sessions"] == len(salons)
+
+    await poll_until(done)
+    return where

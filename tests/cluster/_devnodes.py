@@ -8,6 +8,7 @@ linked through the command's simulator — a QR scanned over its control API, ex
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -26,7 +27,9 @@ import pytest
 import trio
 
 from actor_admin._devenv import ensure_dev_secrets
+from actor_admin.cluster import place
 from actor_admin.session import CredsUpdated, QrIssued, TransportEvent
+from actor_admin.store import Keyring, Store
 from actor_admin.whatsapp import LinkSpec, NetworkSimulatorTransport
 from tests.ops._serve import poll_until, wait_http
 
@@ -83,7 +86,10 @@ def alive(pid: int) -> bool:
 
 async def exited(pid: int) -> None:
     """Wait until ``pid`` (not our child: ``dev``'s) has exited and been reaped."""
-    fd = os.pidfd_open(pid)
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # already gone
     try:
         await trio.lowlevel.wait_readable(fd)
     finally:
@@ -148,6 +154,27 @@ async def dev_cluster(data_dir: Path, pg_dsn: str, nodes: int, ttl_s: float) -> 
         await process.wait()
 
 
+async def link_salons(dev: DevCluster, sim: httpx.AsyncClient, dsn: str, salons: set[int], at_once: int = 1) -> None:
+    """Link a phone to each salon through ``dev``'s simulator (``at_once`` at a time) and store its
+    registration and credentials, as onboarding does; the keepers then claim and connect them."""
+    store = await Store.open(dsn, credentials_keys=Keyring(base64.b64decode(dev.secrets["CREDENTIALS_KEY"])))
+    transport = NetworkSimulatorTransport(dev.simulator)
+    limit = trio.CapacityLimiter(at_once)
+
+    async def link_one(salon_id: int) -> None:
+        async with limit:
+            credentials = await link(sim, transport, salon_id)
+            await store.companies.upsert_registration(salon_id)
+            await store.credentials.save(salon_id, credentials)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for salon_id in sorted(salons):
+                nursery.start_soon(link_one, salon_id)
+    finally:
+        await store.aclose()
+
+
 def cluster_fixture(nodes: int, ttl_s: float) -> Any:
     """A test module's ``cluster`` fixture: ``dev --nodes`` in a fresh data directory, on the test's database."""
 
@@ -158,6 +185,25 @@ def cluster_fixture(nodes: int, ttl_s: float) -> Any:
                 yield dev
 
     return cluster
+
+
+def node_environment(pid: int) -> dict[str, str]:
+    """A running node's environment, to start it again as ``dev`` started it."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+async def restart_node(dev: DevCluster, node_id: str, env: dict[str, str], started: list[trio.Process]) -> None:
+    """Start ``node_id`` again (as the caller's child, added to ``started`` for its teardown), ready."""
+    url, _ = dev.nodes[node_id]
+    with (dev.log.parent / f"{node_id}.restarted.log").open("ab") as handle:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "actor_admin", "dev"], env=env, cwd=dev.log.parent, stdout=handle, stderr=handle
+        )
+    started.append(process)
+    dev.nodes[node_id] = (url, process.pid)
+    with trio.fail_after(30):
+        await wait_http(url + "/readyz")
 
 
 def phone_of(salon_id: int) -> str:
@@ -227,4 +273,19 @@ async def all_connected(
         return set(where) >= salons and (await sim_stats(sim))["live_sessions"] == len(salons)
 
     await poll_until(done)
+    return where
+
+
+async def settled(dev: DevCluster, sim: httpx.AsyncClient, nodes: list[str], salons: set[int]) -> dict[int, str]:
+    """Wait until every salon is connected once, on the node placement gives it among ``nodes``."""
+    wanted = {salon_id: place(salon_id, nodes) for salon_id in salons}
+    where: dict[int, str] = {}
+
+    async def done() -> bool:
+        nonlocal where
+        where = await connected_where(dev, nodes)
+        return where == wanted and (await sim_stats(sim))["live_sessions"] == len(salons)
+
+    with trio.fail_after(60):  # the nodes hand salons over a few per planning round
+        await poll_until(done)
     return where

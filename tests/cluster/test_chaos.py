@@ -19,12 +19,9 @@ Redis is not restarted: the nodes share ``dev``'s embedded Redis, which this tes
 
 from __future__ import annotations
 
-import base64
 import os
 import random
 import signal
-import sys
-from pathlib import Path
 
 import asyncpg
 import attrs
@@ -33,20 +30,18 @@ import pytest
 import trio
 import trio_asyncio
 
-from actor_admin.cluster import place
-from actor_admin.store import Keyring, Store
-from actor_admin.whatsapp import NetworkSimulatorTransport
 from tests.cluster._devnodes import (
     DevCluster,
     all_connected,
     cluster_fixture,
-    connected_where,
     exited,
-    link,
+    link_salons,
+    node_environment,
     phone_of,
+    restart_node,
+    settled,
     sim_stats,
 )
-from tests.ops._serve import poll_until, wait_http
 
 pytestmark = pytest.mark.chaos
 
@@ -76,24 +71,6 @@ class Tally:
     restarted: list[trio.Process] = attrs.Factory(list)
 
 
-def _environment(pid: int) -> dict[str, str]:
-    """A running node's environment, to start it again as ``dev`` started it."""
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
-    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
-
-
-async def _restart(dev: DevCluster, node_id: str, env: dict[str, str], tally: Tally) -> None:
-    url, _ = dev.nodes[node_id]
-    with (dev.log.parent / f"{node_id}.restarted.log").open("ab") as handle:
-        process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "actor_admin", "dev"], env=env, cwd=dev.log.parent, stdout=handle, stderr=handle
-        )
-    tally.restarted.append(process)
-    dev.nodes[node_id] = (url, process.pid)
-    with trio.fail_after(30):
-        await wait_http(url + "/readyz")
-
-
 async def _reconnected(
     dev: DevCluster, sim: httpx.AsyncClient, nodes: list[str], salons: set[int], since: float, tally: Tally
 ) -> float:
@@ -104,21 +81,6 @@ async def _reconnected(
     assert took <= TTL_S + 5, f"reconnected after {took:.2f} s (seed {SEED})"
     await _check_connections(sim, tally, salons)
     return took
-
-
-async def _settled(dev: DevCluster, sim: httpx.AsyncClient, nodes: list[str], salons: set[int]) -> dict[int, str]:
-    """Wait until every salon is connected once, on the node placement gives it among ``nodes``."""
-    wanted = {salon_id: place(salon_id, nodes) for salon_id in salons}
-    where: dict[int, str] = {}
-
-    async def done() -> bool:
-        nonlocal where
-        where = await connected_where(dev, nodes)
-        return where == wanted and (await sim_stats(sim))["live_sessions"] == len(salons)
-
-    with trio.fail_after(60):  # the nodes hand salons over a few per planning round
-        await poll_until(done)
-    return where
 
 
 async def _check_connections(sim: httpx.AsyncClient, tally: Tally, salons: set[int]) -> None:
@@ -168,30 +130,14 @@ async def test_chaos_nodes_killed_restarted_and_paused(cluster: DevCluster, pg_d
     dev = cluster
     rng = random.Random(SEED)
     salons = set(range(601, 601 + SALONS))
-    key = base64.b64decode(dev.secrets["CREDENTIALS_KEY"])
     tally = Tally()
-    store = await Store.open(pg_dsn, credentials_keys=Keyring(key))
-    transport = NetworkSimulatorTransport(dev.simulator)
     async with httpx.AsyncClient(base_url=dev.simulator, timeout=5) as sim:
-        try:
-            limit = trio.CapacityLimiter(LINKING_AT_ONCE)
-
-            async def link_one(salon_id: int) -> None:
-                async with limit:
-                    credentials = await link(sim, transport, salon_id)
-                    await store.companies.upsert_registration(salon_id)
-                    await store.credentials.save(salon_id, credentials)
-
-            with trio.fail_after(60):
-                async with trio.open_nursery() as nursery:
-                    for salon_id in sorted(salons):
-                        nursery.start_soon(link_one, salon_id)
-        finally:
-            await store.aclose()
+        with trio.fail_after(60):
+            await link_salons(dev, sim, pg_dsn, salons, at_once=LINKING_AT_ONCE)
 
         every_node = sorted(dev.nodes)
         started = trio.current_time()
-        placed = await _settled(dev, sim, every_node, salons)
+        placed = await settled(dev, sim, every_node, salons)
         print(f"{SALONS} salons connected on {NODES} nodes after {trio.current_time() - started:.2f} s")
         await _check_connections(sim, tally, salons)
 
@@ -208,14 +154,14 @@ async def test_chaos_nodes_killed_restarted_and_paused(cluster: DevCluster, pg_d
                     kill = rng.random() < 0.5
                     print(f"{'kill -9' if kill else 'SIGSTOP'} {node_id} ({owned} salons) …")
                     if kill:
-                        env = _environment(pid)
+                        env = node_environment(pid)
                         tally.kills += 1
                         hit_at = trio.current_time()
                         os.kill(pid, signal.SIGKILL)
                         await exited(pid)
                         took = await _reconnected(dev, sim, survivors, salons, hit_at, tally)
                         print(f"  all connected after {took:.2f} s")
-                        await _restart(dev, node_id, env, tally)
+                        await restart_node(dev, node_id, env, tally.restarted)
                     else:
                         tally.pauses += 1
                         tally.taken_from_paused += owned
@@ -228,7 +174,7 @@ async def test_chaos_nodes_killed_restarted_and_paused(cluster: DevCluster, pg_d
                             os.kill(pid, signal.SIGCONT)
                         print(f"  all connected after {took:.2f} s; SIGCONT after {PAUSE_S:.0f} s")
                     tally.reconnect_s.append(took)
-                    placed = await _settled(dev, sim, every_node, salons)
+                    placed = await settled(dev, sim, every_node, salons)
                     await _check_connections(sim, tally, salons)
                 phones.cancel_scope.cancel()
 

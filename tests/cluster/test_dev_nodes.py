@@ -14,15 +14,12 @@ claim and connect them from stored credentials (docs/cluster.md). Then:
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
 
 import httpx
 import trio
 
-from actor_admin.store import Keyring, Store
-from actor_admin.whatsapp import NetworkSimulatorTransport
 from tests.cluster._devnodes import (
     SHUTDOWN_DEADLINE_S,
     DevCluster,
@@ -30,7 +27,7 @@ from tests.cluster._devnodes import (
     all_connected,
     cluster_fixture,
     exited,
-    link,
+    link_salons,
     sim_stats,
 )
 
@@ -47,18 +44,9 @@ async def test_dev_nodes_fail_over_a_killed_node_and_hand_over_a_stopped_one(
 ) -> None:
     dev = cluster
     salons = set(range(501, 501 + SALONS))
-    key = base64.b64decode(dev.secrets["CREDENTIALS_KEY"])
-    store = await Store.open(pg_dsn, credentials_keys=Keyring(key))
-    transport = NetworkSimulatorTransport(dev.simulator)
     async with httpx.AsyncClient(base_url=dev.simulator, timeout=5) as sim:
-        try:
-            with trio.fail_after(30):
-                for salon_id in sorted(salons):
-                    credentials = await link(sim, transport, salon_id)
-                    await store.companies.upsert_registration(salon_id)
-                    await store.credentials.save(salon_id, credentials)
-        finally:
-            await store.aclose()
+        with trio.fail_after(30):
+            await link_salons(dev, sim, pg_dsn, salons)
 
         every_node = sorted(dev.nodes)
         with trio.fail_after(30):  # each keeper finds the new salons at its next planning round

@@ -20,6 +20,7 @@ from ._errors import RedisUnavailable
 from ._inbound import DEFAULT_INBOUND_MAXLEN, InboundStream
 from ._lease import Lease, LeaseHolder, LeaseLostReason, LeaseManager
 from ._limiter import Decision, RateLimiter
+from ._location import Here, Location, Locator, SoleNode, There, Unavailable
 from ._membership import Membership, NodeLease, Observer, OwnershipTimings
 from ._nodes import NodeRegistry
 from ._placement import Placement, place, placement_weight
@@ -34,12 +35,15 @@ __all__ = [
     "EmbeddedRedis",
     "EmbeddedRedisError",
     "HandOver",
+    "Here",
     "InboundStream",
     "Lease",
     "LeaseHolder",
     "LeaseLostReason",
     "LeaseManager",
     "LocalBus",
+    "Location",
+    "Locator",
     "Membership",
     "NodeLease",
     "NodeRegistry",
@@ -52,10 +56,13 @@ __all__ = [
     "RedisClient",
     "RedisUnavailable",
     "Release",
+    "SoleNode",
     "Start",
     "Stop",
     "SubscriberTooSlow",
     "Subscription",
+    "There",
+    "Unavailable",
     "open_redis_bus",
     "place",
     "placement_for",

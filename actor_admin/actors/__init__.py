@@ -5,13 +5,16 @@ session is doing."""
 from ._company import CompanySession, SessionDeps, company_actor_factory
 from ._qr import render_qr_svg
 from ._registry import MessageCounts, Registry, SessionView
-from ._router import Router, SessionUnavailable
+from ._router import OWNER_UNREACHABLE, RemoteNodes, Router, RoutingStatistics, SessionUnavailable
 
 __all__ = [
+    "OWNER_UNREACHABLE",
     "CompanySession",
     "MessageCounts",
     "Registry",
+    "RemoteNodes",
     "Router",
+    "RoutingStatistics",
     "SessionDeps",
     "SessionUnavailable",
     "SessionView",

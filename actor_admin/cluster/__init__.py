@@ -25,6 +25,7 @@ from ._membership import Membership, NodeLease, Observer, OwnershipTimings
 from ._nodes import NodeRegistry
 from ._placement import Placement, place, placement_weight
 from ._planner import ClusterView, HandOver, Plan, Release, Start, Stop, placement_for, plan
+from ._rpc import NodeRpc, OwnerUnreachable, RpcStatistics, open_node_rpc
 
 __all__ = [
     "DEFAULT_INBOUND_MAXLEN",
@@ -47,7 +48,9 @@ __all__ = [
     "Membership",
     "NodeLease",
     "NodeRegistry",
+    "NodeRpc",
     "Observer",
+    "OwnerUnreachable",
     "OwnershipTimings",
     "Placement",
     "Plan",
@@ -56,6 +59,7 @@ __all__ = [
     "RedisClient",
     "RedisUnavailable",
     "Release",
+    "RpcStatistics",
     "SoleNode",
     "Start",
     "Stop",
@@ -63,6 +67,7 @@ __all__ = [
     "Subscription",
     "There",
     "Unavailable",
+    "open_node_rpc",
     "open_redis_bus",
     "place",
     "placement_for",

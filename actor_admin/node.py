@@ -29,9 +29,11 @@ from actor_admin.cluster import (
     EmbeddedRedis,
     InboundStream,
     LocalBus,
+    Locator,
     NodeRegistry,
     RateLimiter,
     RedisClient,
+    open_node_rpc,
     open_redis_bus,
 )
 from actor_admin.config import Settings
@@ -67,8 +69,11 @@ class Parts:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Services]:
-    """Build the bus, limiter, YClients client and the company supervisor around ``parts``.
+async def open_services(settings: Settings, parts: Parts, *, locator: Locator | None = None) -> AsyncIterator[Services]:
+    """Build the bus, limiter, YClients client, the company supervisor and the router around ``parts``.
+
+    ``locator`` says where each salon's actor lives (default: all here). With Redis the node also
+    listens for calls other nodes route to it (docs/cluster.md#routing).
 
     Used by the real node and by the integration tests, so both run the same wiring.
     """
@@ -96,10 +101,13 @@ async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Servi
         supervisor = await stack.enter_async_context(
             open_supervisor(company_actor_factory(deps), policy=settings.supervision, log_key="salon_id")
         )
+        router = Router(supervisor, locator=locator)
+        if parts.redis is not None:
+            router.remote = await stack.enter_async_context(open_node_rpc(parts.redis, settings.node_id, router.serve))
         yield Services(
             settings=settings,
             store=parts.store,
-            router=Router(supervisor),
+            router=router,
             registry=registry,
             bus=bus,
             redis=parts.redis,

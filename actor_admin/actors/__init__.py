@@ -5,10 +5,18 @@ session is doing."""
 from ._company import CompanySession, SessionDeps, company_actor_factory
 from ._qr import render_qr_svg
 from ._registry import MessageCounts, Registry, SessionView
-from ._router import OWNER_UNREACHABLE, RemoteNodes, Router, RoutingStatistics, SessionUnavailable
+from ._router import (
+    OWNER_UNREACHABLE,
+    ROUTED_LATENCY_BUCKETS,
+    RemoteNodes,
+    Router,
+    RoutingStatistics,
+    SessionUnavailable,
+)
 
 __all__ = [
     "OWNER_UNREACHABLE",
+    "ROUTED_LATENCY_BUCKETS",
     "CompanySession",
     "MessageCounts",
     "Registry",

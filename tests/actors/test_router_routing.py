@@ -13,36 +13,12 @@ import trio
 
 from actor_admin.actors import OWNER_UNREACHABLE, Router, SessionUnavailable
 from actor_admin.actors._company import GetSnapshot
-from actor_admin.cluster import Here, Location, NodeRpc, RedisClient, There, Unavailable, open_node_rpc
+from actor_admin.cluster import NodeRpc, RedisClient, open_node_rpc
 from actor_admin.runtime import ActorContext, Request, open_supervisor
 from actor_admin.session import Accepted, Freeze, RequestQr, Uninstall
+from tests._owners import Owners, TableLocator
 
 pytestmark = pytest.mark.integration
-
-
-@attrs.define
-class Owners:
-    """Who owns what, as every node's test locator reads it; ``stale`` answers come first once."""
-
-    table: dict[int, str | None] = attrs.field(factory=dict)
-    stale: dict[tuple[str, int], list[str]] = attrs.field(factory=dict)
-
-
-@attrs.define
-class TableLocator:
-    me: str
-    owners: Owners
-
-    async def locate(self, salon_id: int) -> Location:
-        await trio.lowlevel.checkpoint()
-        stale = self.owners.stale.get((self.me, salon_id))
-        owner = stale.pop(0) if stale else self.owners.table.get(salon_id, self.me)
-        if owner is None:
-            return Unavailable("no live node")
-        return Here(fence=7) if owner == self.me else There(owner)
-
-    def owner_here(self, salon_id: int) -> int | None:
-        return 7 if self.owners.table.get(salon_id, self.me) == self.me else None
 
 
 SILENT_SALON = 13  # its actor never answers

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from actor_admin.cluster import OwnershipTimings
 from actor_admin.runtime import SupervisorPolicy
 
 Mode = Literal["dev", "serve"]
@@ -47,6 +48,37 @@ class SettingsError(Exception):
         super().__init__("invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+_TIMINGS = OwnershipTimings()
+
+
+@attrs.frozen
+class ClusterSettings:
+    """The ownership protocol's numbers (docs/cluster.md, docs/commands-and-settings.md).
+
+    Attributes:
+        ttl_s: ``CLUSTER_TTL`` — a node silent this long is dead and its salons move.
+        heartbeat_interval_s: ``CLUSTER_HEARTBEAT_INTERVAL`` — how often a node renews (≤ TTL·0.9/3).
+        clock_margin: the share of the TTL a node gives up early on its own lease.
+        forget_after_s: how long a dead node stays listed.
+        handovers_per_round: salons handed over per planning round.
+        restore_per_second: actors a node starts a second (restores, takeovers, hand-overs).
+    """
+
+    ttl_s: float = _TIMINGS.ttl_s
+    heartbeat_interval_s: float = _TIMINGS.heartbeat_interval_s
+    clock_margin: float = _TIMINGS.clock_margin
+    forget_after_s: float = _TIMINGS.forget_after_s
+    handovers_per_round: int = _TIMINGS.handovers_per_round
+    restore_per_second: float = 20.0
+
+    def timings(self) -> OwnershipTimings:
+        """The protocol's :class:`OwnershipTimings` (raises ValueError for an inconsistent set)."""
+        return OwnershipTimings(
+            ttl_s=self.ttl_s, heartbeat_interval_s=self.heartbeat_interval_s, clock_margin=self.clock_margin,
+            forget_after_s=self.forget_after_s, handovers_per_round=self.handovers_per_round,
+        )
+
+
 @attrs.frozen
 class Settings:
     mode: Mode
@@ -73,6 +105,8 @@ class Settings:
     pg_pool_size: int = 10
     #: The company actors' supervisor; its defaults are documented on :class:`SupervisorPolicy`.
     supervision: SupervisorPolicy = attrs.field(factory=SupervisorPolicy)
+    #: The ownership protocol's numbers, shared by every node of a cluster.
+    cluster: ClusterSettings = attrs.field(factory=ClusterSettings)
     #: systemd's ``$JOURNAL_STREAM`` (not a setting to make: it says whether stderr is the journal).
     journal_stream: str | None = None
 
@@ -216,6 +250,18 @@ def load_settings(
         origins = (public_url, *YCLIENTS_ORIGINS)
     proxies = tuple(p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip())
 
+    ttl = number("CLUSTER_TTL", _TIMINGS.ttl_s)
+    cluster = ClusterSettings(
+        ttl_s=ttl,
+        heartbeat_interval_s=number("CLUSTER_HEARTBEAT_INTERVAL", ttl / 10),
+        forget_after_s=max(_TIMINGS.forget_after_s, ttl),
+    )
+    try:
+        cluster.timings()
+    except ValueError as exc:
+        problems.append(f"CLUSTER_TTL / CLUSTER_HEARTBEAT_INTERVAL: {exc}")
+        cluster = ClusterSettings()
+
     settings = Settings(
         mode=mode,
         database_url=database_url or None,
@@ -240,6 +286,7 @@ def load_settings(
         trusted_proxies=proxies,
         pg_pool_size=integer("PG_POOL_SIZE", 10),
         journal_stream=environ.get("JOURNAL_STREAM") or None,
+        cluster=cluster,
     )
     if problems:
         raise SettingsError(problems)

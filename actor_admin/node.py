@@ -28,6 +28,7 @@ from actor_admin.api import Services, create_app
 from actor_admin.cluster import (
     EmbeddedRedis,
     InboundStream,
+    Keeper,
     LocalBus,
     Locator,
     NodeRegistry,
@@ -42,7 +43,7 @@ from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.doubles.yclients import create_fake_yclients
 from actor_admin.runtime import open_supervisor
 from actor_admin.session import SessionPolicy
-from actor_admin.store import EmbeddedPostgres, Keyring, MigrationError, Store, StoreError
+from actor_admin.store import EmbeddedPostgres, Keyring, Member, MigrationError, Store, StoreError
 from actor_admin.store import migrate as run_migrations
 from actor_admin.store import pending as pending_migrations
 from actor_admin.whatsapp import NeonizeTransport, NetworkSimulatorTransport, require_neonize
@@ -66,13 +67,19 @@ class Parts:
     transport: Any = None
     simulator: Any = None
     fake_yclients: Any = None
+    #: This process as a cluster member: given, the node runs the ownership keeper (docs/cluster.md)
+    #: and its actors write with fences; None, it owns every salon unfenced (one node, tests).
+    member: Member | None = None
+    #: The keeper ``open_services`` built for ``member``.
+    keeper: Keeper | None = None
 
 
 @asynccontextmanager
 async def open_services(settings: Settings, parts: Parts, *, locator: Locator | None = None) -> AsyncIterator[Services]:
     """Build the bus, limiter, YClients client, the company supervisor and the router around ``parts``.
 
-    ``locator`` says where each salon's actor lives (default: all here). With Redis the node also
+    ``locator`` says where each salon's actor lives: by default the ownership keeper when
+    ``parts.member`` is given, else every salon here; tests pass their own. With Redis the node also
     listens for calls other nodes route to it (docs/cluster.md#routing).
 
     Used by the real node and by the integration tests, so both run the same wiring.
@@ -88,6 +95,16 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
         throttle = SharedThrottle(limiter) if limiter is not None else None  # None: the client's own bucket
         yclients = await stack.enter_async_context(YClientsClient.from_settings(settings, throttle=throttle))
         registry = Registry()
+        keeper = None
+        if parts.member is not None:
+            keeper = parts.keeper = Keeper(
+                parts.store.ownership,
+                parts.member,
+                settings.cluster.timings(),
+                None,
+                functools.partial(_wanted, parts.store),
+                restore_per_second=settings.cluster.restore_per_second,
+            )
         deps = SessionDeps(
             transport=parts.transport,
             store=parts.store,
@@ -97,11 +114,14 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
             inbound=inbound,
             activation_payload=activation_payload(settings),
             render_svg=render_qr_svg,
+            ownership=keeper,
         )
         supervisor = await stack.enter_async_context(
             open_supervisor(company_actor_factory(deps), policy=settings.supervision, log_key="salon_id")
         )
-        router = Router(supervisor, locator=locator)
+        router = Router(supervisor, locator=locator if locator is not None else keeper)
+        if keeper is not None:
+            keeper.actors = router
         if parts.redis is not None:
             router.remote = await stack.enter_async_context(open_node_rpc(parts.redis, settings.node_id, router.serve))
         yield Services(
@@ -202,7 +222,7 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
         redis = await RedisClient.open(redis_url)
         stack.push_async_callback(redis.aclose)
 
-        parts = Parts(store=store, redis=redis)
+        parts = Parts(store=store, redis=redis, member=Member.new(settings.node_id, __version__))
         parts.transport, parts.simulator = _transport(settings)
         if dev:
             parts.fake_yclients = create_fake_yclients(
@@ -210,7 +230,10 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
             )
         services = await stack.enter_async_context(open_services(settings, parts))
         app = create_app(services)
+        keeper = parts.keeper
         async with trio.open_nursery() as nursery:
+            if keeper is not None:
+                nursery.start_soon(keeper.run)
             if services.nodes is not None:
                 nursery.start_soon(_keep_registered, services, settings.node_id)
             _start_workers(nursery, services)
@@ -221,11 +244,14 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
             )
             url = _landing_url(settings, binds)
             say(f"actor-admin {settings.mode} {__version__} is running — open {url}")
-            nursery.start_soon(_restore, services)
+            nursery.start_soon(_restore, services, keeper)
             await stop.wait()
             services.shutting_down.set()
             say("stopping …")
             with trio.move_on_after(settings.shutdown_deadline_s):
+                if keeper is not None:
+                    # Hand every salon to the other nodes (stop → release), then leave the cluster.
+                    await keeper.drain(deadline_s=settings.shutdown_deadline_s * 0.6)
                 await services.router.supervisor.aclose(grace=max(1.0, settings.shutdown_deadline_s / 2))
             nursery.cancel_scope.cancel()
     say("stopped")
@@ -254,8 +280,24 @@ def _start_workers(nursery: trio.Nursery, services: Services) -> None:
     )
 
 
-async def _restore(services: Services) -> None:
-    """Reconnect every salon with stored credentials, paced so a restart does not stampede WhatsApp."""
+async def _wanted(store: Store) -> set[int]:
+    """The salons that should run: stored credentials, neither frozen nor uninstalled."""
+    return {company.salon_id for company in await store.companies.list_with_credentials()}
+
+
+async def _restore(services: Services, keeper: Keeper | None) -> None:
+    """Reconnect every salon with stored credentials, paced so a restart does not stampede WhatsApp.
+
+    In a cluster the keeper does it: it claims what placement gives this node and starts it paced.
+    """
+    if keeper is not None:
+        await keeper.planned.wait()
+        if keeper.local:
+            say(f"reconnecting {len(keeper.local)} salon(s) with stored WhatsApp credentials …")
+        count = await keeper.restore()
+        if count:
+            say(f"reconnected {count} salon(s)")
+        return
     try:
         companies = await services.store.companies.list_with_credentials()
     except Exception as exc:

@@ -1,5 +1,6 @@
 /* The dev landing page (GET / in `actor-admin dev`): walks a developer through install → QR → scan →
- * connected → the activation call, using the dev doubles of docs/doubles.md. Same-origin fetches only. */
+ * connected → the activation call, using the dev doubles (web/README.md). Steps 3 and 4 show the chosen
+ * salon's own device and calls (GET /_dev/salon), not the simulator's totals. Same-origin fetches only. */
 (function () {
   "use strict";
 
@@ -48,6 +49,10 @@
     ev.preventDefault();
     $("frame").src = installUrl();
     $("frame-hint").textContent = "Salon " + salonId() + ": " + installUrl();
+    // On a phone the salon's screen sits below the steps: bring it into view, or "Install" seems to do nothing.
+    var calm = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    $("salon-screen").scrollIntoView({ block: "start", behavior: calm ? "auto" : "smooth" });
+    refreshSalon();
   }
 
   /* step 2 */
@@ -76,68 +81,96 @@
     });
   }
 
-  /* step 3 */
-  function refreshStats() {
-    return call("GET", "/_dev/whatsapp/stats").then(function (res) {
-      var dl = $("stats");
-      while (dl.firstChild) { dl.removeChild(dl.firstChild); }
-      if (res.status !== 200 || typeof res.body !== "object") {
-        $("linked").textContent = "Simulator stats unavailable (" + res.status + ")";
-        $("linked").className = "bad";
-        return;
-      }
-      Object.keys(res.body).forEach(function (key) {
-        var dt = document.createElement("dt");
-        dt.textContent = key;
-        var dd = document.createElement("dd");
-        dd.textContent = String(res.body[key]);
-        dl.appendChild(dt);
-        dl.appendChild(dd);
-      });
-      var linked = Number(res.body.linked_devices) || 0;
-      $("linked").textContent = linked > 0 ? "✓ " + linked + " device(s) linked / подключено"
-        : "No device linked yet / пока не подключено";
-      $("linked").className = linked > 0 ? "ok" : "muted";
+  /** "just now", "12 s ago", "3 min ago", "2 h ago". */
+  function ago(seconds) {
+    var n = Math.max(0, Math.round(Number(seconds) || 0));
+    if (n < 5) { return "just now"; }
+    if (n < 60) { return n + " s ago"; }
+    if (n < 3600) { return Math.floor(n / 60) + " min ago"; }
+    return Math.floor(n / 3600) + " h ago";
+  }
+
+  function formatPhone(digits) {
+    var m = /^7(\d{3})(\d{3})(\d{2})(\d{2})$/.exec(String(digits || ""));
+    return m ? "+7 " + m[1] + " " + m[2] + "-" + m[3] + "-" + m[4] : "+" + digits;
+  }
+
+  function facts(dl, pairs) {
+    while (dl.firstChild) { dl.removeChild(dl.firstChild); }
+    pairs.forEach(function (p) {
+      var dt = document.createElement("dt");
+      dt.textContent = p[0];
+      var dd = document.createElement("dd");
+      dd.textContent = p[1] === null || p[1] === undefined ? "—" : String(p[1]);
+      dl.appendChild(dt);
+      dl.appendChild(dd);
     });
   }
 
-  /* step 4 */
-  function refreshCalls() {
-    return call("GET", "/_dev/yclients/calls").then(function (res) {
-      var body = $("calls-body");
-      var calls = Array.isArray(res.body) ? res.body : [];
-      while (body.firstChild) { body.removeChild(body.firstChild); }
-      var activated = false;
-      // Newest first: the activation is what a developer is waiting for.
-      calls.slice().reverse().forEach(function (c) {
-        var tr = document.createElement("tr");
-        var isActivation = /\/marketplace\/partner\/callback/.test(String(c.path));
-        if (isActivation) {
-          tr.className = "hl";
-          if (c.status >= 200 && c.status < 300) { activated = true; }
-        }
-        [c.at, c.method, c.path, c.status].forEach(function (v, i) {
-          var td = document.createElement("td");
-          td.textContent = v === null || v === undefined ? "" : String(v);
-          if (i === 2 && c.json !== undefined && c.json !== null) {
-            var pre = document.createElement("div");
-            pre.className = "out";
-            pre.textContent = JSON.stringify(c.json);
-            td.appendChild(pre);
-          }
-          if (i === 3) { td.className = "num"; }
-          tr.appendChild(td);
-        });
-        body.appendChild(tr);
-      });
-      var act = $("activation");
-      if (res.status !== 200) {
-        act.textContent = "Call log unavailable (" + res.status + ")";
+  /* step 3 and 4: the chosen salon's own truth (GET /_dev/salon), never the simulator's totals */
+  function refreshSalon() {
+    var id = salonId();
+    return call("GET", "/_dev/salon?salon_id=" + id).then(function (res) {
+      if (id !== salonId()) { return; }  // the developer chose another salon meanwhile
+      var linked = $("linked"), act = $("activation");
+      if (res.status !== 200 || typeof res.body !== "object") {
+        linked.textContent = "Salon " + id + ": unavailable (" + res.status + ")";
+        linked.className = "bad";
+        return;
+      }
+      var s = res.body, device = s.device;
+      if (!s.known) {
+        linked.textContent = "Salon " + id + " has not installed the app yet — press “Install in salon”.";
+        linked.className = "muted";
+      } else if (device) {
+        linked.textContent = "✓ Salon " + id + ": WhatsApp " + formatPhone(device.phone) + " linked" +
+          (device.live ? ", connected now" : device.live === false ? ", not connected right now" : "") +
+          " / подключено";
+        linked.className = device.live === false ? "bad" : "ok";
+      } else {
+        linked.textContent = "Salon " + id + ": no device linked yet — scan its QR / пока не подключено";
+        linked.className = "muted";
+      }
+      facts($("salon-facts"), [["salon", s.title || id], ["session", s.state],
+        ["integration", s.integration_status],
+        ["linked", device && device.linked_age_s !== null ? ago(device.linked_age_s) : null]]);
+
+      var a = s.activation;
+      if (a && a.status >= 200 && a.status < 300) {
+        act.textContent = "✓ Activation delivered " + ago(a.age_s) + " / активация отправлена";
+        act.className = "ok";
+      } else if (a) {
+        act.textContent = "Activation answered " + a.status + " " + ago(a.age_s) + "; the server retries by itself";
         act.className = "bad";
       } else {
-        act.textContent = activated ? "✓ Activation delivered / активация отправлена"
-          : calls.length + " call(s), no successful activation yet / активации пока нет";
-        act.className = activated ? "ok" : "muted";
+        act.textContent = "No activation for salon " + id + " yet — it is sent once WhatsApp connects / активации пока нет";
+        act.className = "muted";
+      }
+      var list = $("calls");
+      while (list.firstChild) { list.removeChild(list.firstChild); }
+      (s.calls || []).forEach(function (c) {
+        var li = document.createElement("li");
+        if (c.activation) { li.className = "hl"; }
+        var head = document.createElement("div");
+        head.textContent = ago(c.age_s) + " · " + c.method + " " + c.path + " → " + c.status;
+        li.appendChild(head);
+        if (c.json !== null && c.json !== undefined) {
+          var pre = document.createElement("div");
+          pre.className = "out";
+          pre.textContent = JSON.stringify(c.json);
+          li.appendChild(pre);
+        }
+        list.appendChild(li);
+      });
+    });
+  }
+
+  function refreshStats() {
+    return call("GET", "/_dev/whatsapp/stats").then(function (res) {
+      if (res.status === 200 && typeof res.body === "object") {
+        facts($("stats"), Object.keys(res.body).map(function (key) { return [key, res.body[key]]; }));
+      } else {
+        facts($("stats"), [["simulator", "unavailable (" + res.status + ")"]]);
       }
     });
   }
@@ -162,12 +195,12 @@
 
   /** Polls without overlapping: the next round starts only after both answers arrived. */
   function loop() {
-    Promise.all([refreshStats(), refreshCalls()]).then(function () { setTimeout(loop, REFRESH_MS); });
+    Promise.all([refreshStats(), refreshSalon()]).then(function () { setTimeout(loop, REFRESH_MS); });
   }
 
   function start() {
     $("install-form").addEventListener("submit", onInstall);
-    $("salon-id").addEventListener("input", function () { $("install-link").href = installUrl(); });
+    $("salon-id").addEventListener("input", function () { $("install-link").href = installUrl(); refreshSalon(); });
     $("scan-form").addEventListener("submit", onScan);
     $("pair-form").addEventListener("submit", onPair);
     document.addEventListener("click", onAction);

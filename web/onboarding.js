@@ -1,10 +1,14 @@
 /* The salon's connect page: links a salon's WhatsApp by QR code or pairing code.
  *
- * Contract (docs/http-api.md#onboarding, docs/websocket.md): the onboarding JWT arrives in the URL fragment (#token=…, never the query
+ * Contract (web/README.md): the onboarding JWT arrives in the URL fragment (#token=…, never the query
  * string, so it stays out of access logs and Referer headers); the page authenticates the websocket
  * /marketplace/ws with a first {"type":"auth"} frame and renders the server's frames. While the socket is
  * down it polls the HTTP fallback. No frameworks, no inline code: the page runs under
  * CSP `default-src 'self'; img-src 'self' data:`.
+ *
+ * One rule for every screen: the page shows one true sentence per state. The server's `error` frames that
+ * explain a state (a QR batch that ran out, an unlink, a freeze) become that state's words, never a second,
+ * generic error box under them.
  */
 (function () {
   "use strict";
@@ -18,13 +22,13 @@
       "salon.titled": "{title} · № {id}",
       "lang.toggle": "EN",
       "lang.toggle_label": "English version",
-      "conn.lost": "Связь с сервером потеряна, переподключаемся…",
+      "conn.lost": "Связь с сервером прервалась — переподключаемся…",
       "view.loading.title": "Загрузка…",
       "view.loading.detail": "Соединяемся с сервером.",
       "view.expired.title": "QR-код устарел",
       "view.expired.detail": "Время на сканирование вышло. Нажмите «Новый QR-код», чтобы получить свежий.",
       "view.auth.title": "Ссылка устарела",
-      "view.auth.detail": "Откройте приложение заново из YClients — там будет новая ссылка для подключения.",
+      "view.auth.detail": "Ссылка действует 1 час. Откройте приложение заново из YClients — там будет новая ссылка.",
       "view.phone.title": "Вход по номеру телефона",
       "view.phone.detail": "Введите номер WhatsApp салона — мы покажем код, который нужно ввести на телефоне.",
       "state.idle.title": "Готовим QR-код…",
@@ -44,7 +48,7 @@
       "state.logged_out.title": "WhatsApp отвязан на телефоне",
       "state.logged_out.detail": "Устройство удалено из «Связанных устройств». Чтобы подключиться снова, нажмите «Новый QR-код» и отсканируйте его.",
       "state.conflict.title": "WhatsApp подключён в другом месте",
-      "state.conflict.detail": "Этот номер занят другим подключением. В WhatsApp откройте Настройки → Связанные устройства, удалите лишние устройства, затем нажмите «Новый QR-код». Если повторяется — напишите в поддержку.",
+      "state.conflict.detail": "Этот номер WhatsApp сейчас использует другое подключение, и мы остановились, чтобы не перебивать его. Через минуту попробуем ещё раз сами; поддержка уже получила уведомление.",
       "state.failed.title": "Не удалось подключить WhatsApp",
       "state.failed.detail": "Нажмите «Попробовать снова». Если ошибка повторяется, напишите в поддержку и укажите номер салона.",
       "state.frozen.title": "Подписка на приложение приостановлена",
@@ -62,7 +66,7 @@
       "mode.to_phone": "Войти по номеру телефона",
       "mode.to_qr": "Показать QR-код",
       "phone.label": "Номер WhatsApp салона",
-      "phone.hint": "С кодом страны, например +7 900 123-45-67",
+      "phone.hint": "С кодом страны, например",
       "phone.submit": "Получить код",
       "phone.invalid": "Проверьте номер: нужно от 10 до 15 цифр вместе с кодом страны.",
       "pair.title": "Код для входа",
@@ -83,8 +87,35 @@
       "err.pairing_failed": "Не удалось получить код. Попробуйте ещё раз или войдите по QR-коду.",
       "err.unavailable": "Сервис временно недоступен. Мы переподключимся автоматически.",
       "err.bad_request": "Страница отправила неверный запрос. Обновите страницу.",
-      "err.generic": "Что-то пошло не так. Попробуйте ещё раз; если повторяется — напишите в поддержку.",
-      "footer": "Ссылка действует 1 час с момента открытия приложения в YClients."
+      "err.generic": "Что-то пошло не так. Попробуйте ещё раз; если повторяется — напишите в поддержку и назовите код «{code}».",
+      "footer": "Ссылка действует 1 час с момента открытия приложения в YClients.",
+      "view.invalid.title": "Ссылка не прошла проверку",
+      "view.invalid.detail": "Похоже, ссылка скопирована не полностью или изменена. Откройте приложение заново из YClients.",
+      "view.nolink.title": "Нет ссылки для подключения",
+      "view.nolink.detail": "Эта страница открывается из маркетплейса YClients. Откройте приложение там — оно приведёт сюда со ссылкой.",
+      "view.offline.title": "Нет связи с сервером",
+      "view.offline.detail": "Проверьте интернет. Страница восстановится сама, как только сервер снова ответит.",
+      "reason.connection_lost.title": "Связь с WhatsApp прервалась",
+      "reason.connection_lost.detail": "Это случилось во время привязки. Нажмите «Новый QR-код», чтобы попробовать ещё раз.",
+      "reason.banned.title": "WhatsApp заблокировал этот номер",
+      "reason.banned.detail": "WhatsApp заблокировал номер и отвязал устройство. Подключите другой номер: нажмите «Новый QR-код» и отсканируйте его телефоном с этим номером.",
+      "reason.logout.title": "WhatsApp отвязан поддержкой",
+      "reason.logout.detail": "Устройство отвязала наша поддержка. Чтобы подключиться снова, нажмите «Новый QR-код» и отсканируйте его.",
+      "reason.temporarily_banned.title": "WhatsApp временно ограничил номер",
+      "reason.temporarily_banned.detail": "Подключение восстановится само, когда ограничение закончится. Ничего делать не нужно.",
+      "reason.temporarily_banned.minutes": "Осталось примерно {m} мин.",
+      "reason.client_outdated.title": "WhatsApp не принимает нашу версию",
+      "reason.client_outdated.detail": "Мы уже знаем об этом и обновляем сервис. Подключение восстановится после обновления — ничего делать не нужно.",
+      "reason.reconnect_exhausted.title": "Не удаётся восстановить связь с WhatsApp",
+      "reason.reconnect_exhausted.detail": "Мы несколько раз пробовали переподключиться. Нажмите «Попробовать снова»; поддержка уже получила уведомление.",
+      "reconnect.unlinked.title": "Телефон сообщил об отвязке — проверяем…",
+      "reconnect.unlinked.detail": "Проверяем, привязано ли ещё устройство. Если его удалили из «Связанных устройств», через несколько секунд здесь появится кнопка нового QR-кода.",
+      "err.wrong_salon": "Эта вкладка уже показывает другой салон. Откройте ссылку в новой вкладке.",
+      "err.pairing_expired": "Срок действия кода истёк — получите новый.",
+      "err.pairing_unavailable": "Привязка прервалась раньше, чем пришёл код. Попробуйте ещё раз.",
+      "err.already_linked": "К этому салону уже привязан WhatsApp — код не нужен.",
+      "err.pairing_in_progress": "Код для другого номера уже запрошен. Подождите минуту или войдите по QR-коду.",
+      "err.stopped": "Сервис перезапускается. Попробуйте через несколько секунд."
     },
     "en": {
       "page.title": "Connect WhatsApp",
@@ -92,13 +123,13 @@
       "salon.titled": "{title} · #{id}",
       "lang.toggle": "RU",
       "lang.toggle_label": "Русская версия",
-      "conn.lost": "Connection lost, reconnecting…",
+      "conn.lost": "Lost the connection to the server — reconnecting…",
       "view.loading.title": "Loading…",
       "view.loading.detail": "Connecting to the server.",
       "view.expired.title": "The QR code has expired",
       "view.expired.detail": "Time to scan ran out. Press “New QR code” to get a fresh one.",
       "view.auth.title": "This link has expired",
-      "view.auth.detail": "Open the app again from YClients — it will give you a new link.",
+      "view.auth.detail": "The link lasts 1 hour. Open the app again from YClients — it will give you a new link.",
       "view.phone.title": "Link with a phone number",
       "view.phone.detail": "Enter the salon's WhatsApp number and we will show a code to type on the phone.",
       "state.idle.title": "Preparing the QR code…",
@@ -118,7 +149,7 @@
       "state.logged_out.title": "WhatsApp was unlinked on the phone",
       "state.logged_out.detail": "The device was removed from “Linked devices”. To connect again, press “New QR code” and scan it.",
       "state.conflict.title": "WhatsApp is connected elsewhere",
-      "state.conflict.detail": "Another connection took over this number. In WhatsApp open Settings → Linked devices, remove extra devices, then press “New QR code”. If it keeps happening, contact support.",
+      "state.conflict.detail": "Another connection is using this WhatsApp number, so we stopped rather than fight over it. We will try once more by ourselves in a minute; support has already been alerted.",
       "state.failed.title": "Could not connect WhatsApp",
       "state.failed.detail": "Press “Try again”. If the error repeats, contact support and mention the salon number.",
       "state.frozen.title": "The app subscription is paused",
@@ -136,7 +167,7 @@
       "mode.to_phone": "Link with a phone number instead",
       "mode.to_qr": "Show the QR code",
       "phone.label": "Salon's WhatsApp number",
-      "phone.hint": "With the country code, e.g. +7 900 123-45-67",
+      "phone.hint": "With the country code, e.g.",
       "phone.submit": "Get code",
       "phone.invalid": "Check the number: it needs 10 to 15 digits including the country code.",
       "pair.title": "Your link code",
@@ -157,13 +188,41 @@
       "err.pairing_failed": "Could not get a code. Try again or use the QR code.",
       "err.unavailable": "The service is temporarily unavailable. We will reconnect automatically.",
       "err.bad_request": "The page sent a bad request. Reload the page.",
-      "err.generic": "Something went wrong. Try again; if it repeats, contact support.",
-      "footer": "The link is valid for 1 hour after opening the app in YClients."
+      "err.generic": "Something went wrong. Try again; if it repeats, contact support and quote the code “{code}”.",
+      "footer": "The link is valid for 1 hour after opening the app in YClients.",
+      "view.invalid.title": "This link is not valid",
+      "view.invalid.detail": "The link looks incomplete or altered. Open the app again from YClients.",
+      "view.nolink.title": "No connection link",
+      "view.nolink.detail": "This page opens from the YClients marketplace. Open the app there and it will bring you here with a link.",
+      "view.offline.title": "No connection to the server",
+      "view.offline.detail": "Check the internet connection. The page recovers by itself as soon as the server answers again.",
+      "reason.connection_lost.title": "The connection to WhatsApp dropped",
+      "reason.connection_lost.detail": "It happened while linking. Press “New QR code” to try again.",
+      "reason.banned.title": "WhatsApp banned this number",
+      "reason.banned.detail": "WhatsApp banned the number and unlinked the device. Connect another number: press “New QR code” and scan it with that number's phone.",
+      "reason.logout.title": "WhatsApp was unlinked by support",
+      "reason.logout.detail": "Our support unlinked the device. To connect again, press “New QR code” and scan it.",
+      "reason.temporarily_banned.title": "WhatsApp temporarily restricted the number",
+      "reason.temporarily_banned.detail": "The connection resumes by itself when the restriction ends. Nothing to do.",
+      "reason.temporarily_banned.minutes": "About {m} min left.",
+      "reason.client_outdated.title": "WhatsApp does not accept our version",
+      "reason.client_outdated.detail": "We already know and are updating the service. The connection comes back after the update — nothing to do.",
+      "reason.reconnect_exhausted.title": "Cannot restore the connection to WhatsApp",
+      "reason.reconnect_exhausted.detail": "We tried to reconnect several times. Press “Try again”; support has already been alerted.",
+      "reconnect.unlinked.title": "The phone reported an unlink — checking…",
+      "reconnect.unlinked.detail": "Checking whether the device is still linked. If it was removed from “Linked devices”, a new QR code button appears here in a few seconds.",
+      "err.wrong_salon": "This tab already shows another salon. Open the link in a new tab.",
+      "err.pairing_expired": "The code has expired — get a new one.",
+      "err.pairing_unavailable": "Linking stopped before a code arrived. Try again.",
+      "err.already_linked": "WhatsApp is already linked to this salon — no code needed.",
+      "err.pairing_in_progress": "A code for another number is already on its way. Wait a minute or use the QR code.",
+      "err.stopped": "The service is restarting. Try again in a few seconds."
     }
   }/*I18N-END*/;
 
-  /* Server error codes (docs/websocket.md#error-codes frames, docs/http-api.md#conventions JSON errors) → dictionary keys. Unknown codes fall back
-   * to err.generic with the server's own message shown alongside. */
+  /* Server error codes (`error` frames, JSON errors) → dictionary keys. Codes without a key show
+   * err.generic with the code, which support can look up; the server's English message is never mixed into
+   * the salon's language. */
   var ERROR_KEYS = {
     invalid_phone: "err.invalid_phone",
     rate_limited: "err.rate_limited",
@@ -171,12 +230,49 @@
     busy: "err.busy",
     pairing_failed: "err.pairing_failed",
     pairing_code_failed: "err.pairing_failed",
+    pairing_code_expired: "err.pairing_expired",
+    pairing_unavailable: "err.pairing_unavailable",
+    already_linked: "err.already_linked",
+    pairing_in_progress: "err.pairing_in_progress",
+    stopped: "err.stopped",
+    shutting_down: "err.stopped",
     unavailable: "err.unavailable",
     service_unavailable: "err.unavailable",
+    session_unavailable: "err.unavailable",
+    owner_unreachable: "err.unavailable",
+    wrong_salon: "err.wrong_salon",
     bad_request: "err.bad_request",
     malformed_frame: "err.bad_request",
+    malformed_json: "err.bad_request",
+    invalid_body: "err.bad_request",
     unknown_type: "err.bad_request"
   };
+
+  /* Codes that explain why the session sits in a state (the server sends them right after the state, and
+   * again to late joiners) → that state. They are the state's words, not errors. */
+  var REASONS = {
+    qr_expired: "idle",
+    connection_lost: "idle",
+    logged_out: "logged_out",
+    forbidden: "logged_out",
+    multidevice_mismatch: "logged_out",
+    banned: "logged_out",
+    logout: "logged_out",
+    connection_replaced: "conflict",
+    conflict: "conflict",
+    temporarily_banned: "failed",
+    client_outdated: "failed",
+    reconnect_exhausted: "failed",
+    frozen: "frozen",
+    uninstalled: "uninstalled"
+  };
+  // Reasons with words of their own ("reason.<code>.title/detail"); the others use the state's words.
+  var OWN_WORDS = { connection_lost: 1, banned: 1, logout: 1, temporarily_banned: 1, client_outdated: 1,
+    reconnect_exhausted: 1 };
+  // WhatsApp's "this device is unlinked" reasons: while the server double-checks one, the page says so.
+  var UNLINK_REASONS = { logged_out: 1, forbidden: 1, multidevice_mismatch: 1, banned: 1 };
+  // Stuck states a person cannot fix with a new QR: the server refuses it or recovers by itself.
+  var NO_NEW_QR = { conflict: 1, temporarily_banned: 1, client_outdated: 1 };
 
   var STATES = ["idle", "starting", "qr", "pairing_code", "connecting", "connected", "reconnecting",
     "logged_out", "conflict", "failed", "frozen", "uninstalled"];
@@ -195,6 +291,9 @@
   var PONG_WAIT_MS = 10000;
   var POLL_EVERY_MS = 3000;
   var BACKOFF_CAP_MS = 30000;
+  // A frozen or uninstalled salon has no session to publish changes (YClients' webhooks stop it), so the
+  // page asks the side-effect-free status endpoint this often to show an uninstall or a re-install live.
+  var LIFECYCLE_POLL_MS = 5000;
   // A QR whose countdown ran out is shown as expired only after this grace, so the next QR of the batch
   // (which the server sends right on time) does not flash an "expired" screen.
   var QR_GRACE_MS = 5000;
@@ -213,19 +312,26 @@
 
   function now() { return Date.now(); }
 
-  /** Decodes a JWT's payload for display only; the server verifies the token. */
+  /** Decodes a JWT's payload for display only; the server verifies the token. Null when it is not a JWT. */
   function decodeClaims(token) {
     try {
-      var part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      var parts = token.split(".");
+      if (parts.length !== 3) { return null; }
+      var part = parts[1].replace(/-/g, "+").replace(/_/g, "/");
       while (part.length % 4) { part += "="; }
       var binary = atob(part);
       var bytes = new Uint8Array(binary.length);
       for (var i = 0; i < binary.length; i++) { bytes[i] = binary.charCodeAt(i); }
-      var claims = JSON.parse(new TextDecoder("utf-8").decode(bytes));
-      return claims && typeof claims === "object" ? claims : {};
+      var claims = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+      return claims && typeof claims === "object" ? claims : null;
     } catch (e) {
-      return {};
+      return null;
     }
+  }
+
+  function salonIdOf(claims) {
+    var id = claims ? (claims.salon_id !== undefined ? claims.salon_id : claims.sub) : undefined;
+    return /^[1-9]\d{0,18}$/.test(String(id)) ? String(id) : null;
   }
 
   function digitsOf(phone) { return String(phone || "").replace(/\D/g, ""); }
@@ -269,24 +375,34 @@
 
   /* ---------- the model: everything the page shows is derived from it ---------- */
 
-  var model = {
-    lang: initialLang(),
-    token: null,
-    claims: {},
-    link: "connecting",      // connecting | open | down
-    authFailed: false,
-    state: null,             // the server's state, docs/websocket.md#states
-    phone: "",
-    mode: "qr",              // qr | phone
-    qr: null,                // {raw, node, expiresAt}
-    qrRequested: false,      // we asked for QRs at least once: a later idle means the batch ran out
-    pairing: null,           // {code, expiresAt}
-    pairingPending: false,
-    pairingPhone: "",
-    phoneError: "",
-    error: null,             // {code, message}
-    copyNote: ""
-  };
+  function freshModel(lang) {
+    return {
+      lang: lang,
+      token: null,
+      claims: {},
+      link: "connecting",      // connecting | open | down
+      offline: false,          // the socket is down and the HTTP fallback gets no answer either
+      tokenProblem: "",        // "" | nolink | invalid | auth (expired): the page stops
+      state: null,             // the server's state
+      reason: null,            // the server's explanation of that state (REASONS), or a reconnect's cause
+      reasonMessage: "",
+      wasLinked: false,        // a device was linked in this session: "connecting" means reconnecting
+      phone: "",
+      mode: "qr",              // qr | phone
+      qr: null,                // {raw, node, expiresAt}
+      qrRequested: false,      // we asked for QRs at least once: a later idle means the batch ran out
+      qrPending: false,        // asked, nothing back yet: an idle now is the old news, not an expiry
+      wantedQrWhenLost: false, // a QR was on screen when the server went away: ask again when it is back
+      pairing: null,           // {code, expiresAt}
+      pairingPending: false,
+      pairingPhone: "",
+      phoneError: "",
+      error: null,             // {code, message}
+      copyNote: ""
+    };
+  }
+
+  var model = freshModel(initialLang());
 
   /* ---------- rendering ---------- */
 
@@ -299,9 +415,8 @@
     return !!model.qr && now() > model.qr.expiresAt + QR_GRACE_MS;
   }
 
-  /** Which screen to show: a pure function of the model. */
-  function currentView() {
-    if (model.authFailed) { return "auth"; }
+  /** The screen of the linking flow, ignoring the link to our server. */
+  function flowView() {
     var s = model.state;
     if (!s) { return "loading"; }
     if (s === "connected") { return "connected"; }
@@ -311,14 +426,47 @@
       if (!model.qr) { return "preparing"; }  // joined by polling before the SVG arrived
       return qrExpired() ? "expired" : "qr";
     }
+    if (s === "idle" && model.qrPending) { return "preparing"; }
     if (s === "idle" && model.qrRequested && !model.pairingPending) { return "expired"; }
     return "state";
+  }
+
+  /** Which screen to show: a pure function of the model. */
+  function currentView() {
+    if (model.tokenProblem) { return model.tokenProblem; }
+    if (model.offline) { return "offline"; }
+    return flowView();
+  }
+
+  /** The dictionary prefix ("state.qr", "reason.banned" …) of the words for the server's state s. */
+  function stateWords(s) {
+    var r = model.reason;
+    var relinking = s === "reconnecting" || (s === "connecting" && model.wasLinked);
+    if (relinking) { return r && UNLINK_REASONS[r] ? "reconnect.unlinked" : "state.reconnecting"; }
+    if (r && REASONS[r] === s && OWN_WORDS[r]) { return "reason." + r; }
+    return "state." + s;
+  }
+
+  function salonLabel() {
+    var id = salonIdOf(model.claims);
+    if (id === null) { return ""; }
+    var title = model.claims.title || model.claims.company_title || model.claims.salon_name;
+    if (!title) { return t("salon.id", { id: id }); }
+    // "Салон красоты №101" already names the number: do not repeat it.
+    var named = new RegExp("(^|\\D)" + id + "(\\D|$)").test(String(title));
+    return named ? String(title) : t("salon.titled", { title: title, id: id });
+  }
+
+  function banMinutes() {
+    var m = /about (\d+) min/.exec(model.reasonMessage || "");
+    return m ? Number(m[1]) : 0;
   }
 
   function render() {
     var view = currentView();
     var s = model.state;
     var html = document.documentElement;
+    var focusBefore = document.activeElement;
     if (html.lang !== model.lang) { html.lang = model.lang; }
     document.title = t("page.title");
 
@@ -333,41 +481,41 @@
     toggle.setAttribute("aria-label", t("lang.toggle_label"));
     toggle.setAttribute("lang", model.lang === "ru" ? "en" : "ru");
 
-    var id = model.claims.salon_id || model.claims.sub;
-    var title = model.claims.title || model.claims.company_title || model.claims.salon_name;
-    var salonText = id === undefined ? "" : (title ? t("salon.titled", { title: title, id: id })
-      : t("salon.id", { id: id }));
-    setText($("app").querySelector("[data-testid=salon]"), salonText);
+    setText($("app").querySelector("[data-testid=salon]"), salonLabel());
+    $("app").classList.toggle("is-offline", view === "offline");
 
     var banner = $("banner");
-    show(banner, model.link === "down" && !model.authFailed);
+    show(banner, model.link === "down" && !model.tokenProblem && view !== "offline");
     setText(banner, t("conn.lost"));
 
-    var titleKey, detailKey, icon = "";
-    if (view === "auth") { titleKey = "view.auth.title"; detailKey = "view.auth.detail"; icon = "warn"; }
-    else if (view === "loading") { titleKey = "view.loading.title"; detailKey = "view.loading.detail"; icon = "spin"; }
-    else if (view === "preparing") { titleKey = "state.starting.title"; detailKey = "state.starting.detail"; icon = "spin"; }
-    else if (view === "expired") { titleKey = "view.expired.title"; detailKey = "view.expired.detail"; icon = "warn"; }
-    else if (view === "phone") {
-      titleKey = model.pairing ? "state.pairing_code.title" : "view.phone.title";
-      detailKey = model.pairing ? "" : "view.phone.detail";
-    } else {
-      titleKey = "state." + s + ".title"; detailKey = "state." + s + ".detail";
+    var words, icon = "", detailExtra = "";
+    if (view === "auth" || view === "invalid" || view === "nolink" || view === "offline" || view === "expired") {
+      words = "view." + view;
+      icon = view === "offline" ? "off" : "warn";
+      if (view === "expired" && model.reason === "connection_lost") { words = "reason.connection_lost"; }
+    } else if (view === "loading") { words = "view.loading"; icon = "spin"; }
+    else if (view === "preparing") { words = "state.starting"; icon = "spin"; }
+    else if (view === "phone") { words = model.pairing ? "state.pairing_code" : "view.phone"; }
+    else {
+      words = stateWords(s);
       if (s === "connected") { icon = "ok"; }
       else if (RETRYABLE[s] || FINAL[s]) { icon = "warn"; }
       else if (s !== "qr") { icon = "spin"; }
+      if (words === "reason.temporarily_banned" && banMinutes()) {
+        detailExtra = " " + t("reason.temporarily_banned.minutes", { m: banMinutes() });
+      }
     }
     var stateTitle = $("state-title");
-    setText(stateTitle, t(titleKey));
+    setText(stateTitle, t(words + ".title"));
     stateTitle.setAttribute("data-state", view === "state" || view === "connected" ? s : view);
-    setText($("state-detail"), detailKey ? t(detailKey) : "");
+    setText($("state-detail"), view === "phone" && model.pairing ? "" : t(words + ".detail") + detailExtra);
     $("status-icon").className = "status-icon" + (icon ? " icon-" + icon : "");
 
     var err = $("error-text");
     var errText = "";
-    if (model.error && view !== "auth") {
+    if (model.error && !model.tokenProblem && view !== "offline") {
       var ek = ERROR_KEYS[model.error.code];
-      errText = ek ? t(ek) : t("err.generic") + (model.error.message ? " (" + model.error.message + ")" : "");
+      errText = ek ? t(ek) : t("err.generic", { code: model.error.code || "?" });
     }
     setText(err, errText);
     show(err, !!errText);
@@ -400,7 +548,8 @@
 
     // Actions
     var newQr = $("new-qr");
-    var offerQr = view === "expired" || (view === "state" && !!RETRYABLE[s]);
+    var offerQr = view === "expired" ||
+      (view === "state" && !!RETRYABLE[s] && !NO_NEW_QR[s] && !(model.reason && NO_NEW_QR[model.reason]));
     show(newQr, offerQr);
     setText(newQr, t(s === "failed" && view === "state" ? "btn.retry" : "btn.new_qr"));
 
@@ -411,6 +560,13 @@
     setText(modeToggle, t(model.mode === "phone" ? "mode.to_qr" : "mode.to_phone"));
 
     renderCountdowns();
+
+    // A keyboard user whose button just disappeared (it did its job) continues from the news, not from
+    // the top of the document.
+    if (focusBefore && focusBefore !== document.body && $("app").contains(focusBefore) &&
+        !focusBefore.getClientRects().length) {
+      stateTitle.focus();
+    }
   }
 
   /** Second-by-second parts, updated by the ticker without a full render. */
@@ -477,18 +633,58 @@
 
   /* ---------- frames from the server (websocket, or synthesised from polling) ---------- */
 
+  function onState(frame) {
+    var s = frame.state;
+    if (s !== model.state) {
+      model.error = null;
+      model.reason = null;
+      model.reasonMessage = "";
+      // Re-installed in YClients while this page was open: start afresh, as a new page would.
+      if (FINAL[model.state] && !FINAL[s]) { model.qrRequested = false; }
+    }
+    if (typeof frame.reason === "string") { model.reason = frame.reason; }
+    model.state = s;
+    if (frame.phone) { model.phone = String(frame.phone); }
+    if (s === "connected" || s === "reconnecting") { model.wasLinked = true; }
+    if (RETRYABLE[s] || FINAL[s] || s === "idle") { model.wasLinked = false; }
+    if (s !== "idle" && s !== "starting") { model.qrPending = false; }
+    if (s === "idle" && !model.qrRequested && model.mode === "qr") { requestQr(); }
+    if (s === "connected" || RETRYABLE[s] || FINAL[s]) { model.pairingPending = false; }
+  }
+
+  /** An `error` frame: an explanation of a state, a refusal, or a failure worth the red box. */
+  function onError(frame) {
+    var code = String(frame.code || "");
+    var explains = REASONS[code];
+    if (explains) {
+      // A refusal because YClients withdrew the app, or because of a conflict, is news about the state.
+      if (FINAL[explains] || explains === "conflict") {
+        model.pairingPending = false;
+        model.qrPending = false;
+        onState({ state: explains });
+      }
+      // Why the last QR batch ended is old news once the page asked for a new one.
+      if (model.state === explains && !(explains === "idle" && model.qrPending)) {
+        model.reason = code;
+        model.reasonMessage = String(frame.message || "");
+      }
+      return;  // an explanation of a state the page no longer shows is old news too
+    }
+    model.pairingPending = false;
+    model.qrPending = false;
+    if (code === "invalid_phone" && model.mode === "phone" && !model.pairing) {
+      model.phoneError = "err.invalid_phone";
+    } else {
+      model.error = { code: code, message: String(frame.message || "") };
+    }
+  }
+
   function handleFrame(frame) {
     if (!frame || typeof frame !== "object") { return; }
     switch (frame.type) {
       case "state":
         if (STATES.indexOf(frame.state) === -1) { return; }
-        if (frame.state !== model.state) { model.error = null; }
-        model.state = frame.state;
-        if (frame.phone) { model.phone = String(frame.phone); }
-        if (frame.state === "idle" && !model.qrRequested && model.mode === "qr") { requestQr(); }
-        if (frame.state === "connected" || RETRYABLE[frame.state] || FINAL[frame.state]) {
-          model.pairingPending = false;
-        }
+        onState(frame);
         break;
       case "qr":
         var node = svgNode(frame.svg);
@@ -499,6 +695,7 @@
           expiresAt: now() + Math.max(0, Number(frame.expires_in) || 0) * 1000
         };
         model.qrRequested = true;
+        model.qrPending = false;
         if (model.state !== "pairing_code") { model.state = "qr"; }
         model.error = null;
         break;
@@ -513,22 +710,19 @@
         model.error = null;
         break;
       case "connected":
-        model.state = "connected";
-        if (frame.phone) { model.phone = String(frame.phone); }
-        model.error = null;
+        onState({ state: "connected", phone: frame.phone });
         break;
       case "error":
-        if (frame.code === "unauthorized" || frame.code === "token_expired") { authFailed(); return; }
-        model.pairingPending = false;
-        if (frame.code === "invalid_phone" && model.mode === "phone" && !model.pairing) {
-          model.phoneError = "err.invalid_phone";
-        } else {
-          model.error = { code: String(frame.code || ""), message: String(frame.message || "") };
+        if (frame.code === "unauthorized" || frame.code === "token_expired") {
+          authFailed(frame.code === "token_expired");
+          return;
         }
+        onError(frame);
         break;
       default:
         return; // pong and anything newer than this page: nothing to show
     }
+    watchLifecycle();
     render();
   }
 
@@ -540,6 +734,7 @@
   var pingTimer = null;
   var pongTimer = null;
   var pollTimer = null;
+  var lifecycleTimer = null;
   var lastFrameAt = 0;
 
   function send(frame) {
@@ -552,6 +747,7 @@
 
   function requestQr() {
     model.qrRequested = true;
+    model.qrPending = true;
     model.qr = null;
     model.error = null;
     model.mode = "qr";
@@ -578,12 +774,22 @@
     render();
   }
 
-  function authFailed() {
-    model.authFailed = true;
+  function stopTalking() {
     clearTimeout(reconnectTimer);
     clearTimeout(pollTimer);
+    clearTimeout(lifecycleTimer);
+    reconnectTimer = pollTimer = lifecycleTimer = null;
     stopPing();
-    if (ws) { try { ws.close(); } catch (e) { /* already closing */ } }
+    var sock = ws;
+    ws = null;
+    if (sock) { try { sock.close(); } catch (e) { /* already closing */ } }
+  }
+
+  /** The server refused the token: an expired link is told apart from one that never was valid. */
+  function authFailed(expired) {
+    var exp = Number(model.claims.exp);
+    model.tokenProblem = expired || (exp > 0 && exp * 1000 <= now()) ? "auth" : "invalid";
+    stopTalking();
     render();
   }
 
@@ -592,17 +798,26 @@
   }
 
   function connect() {
-    if (model.authFailed) { return; }
+    if (model.tokenProblem) { return; }
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
     var sock;
     try { sock = new WebSocket(wsUrl()); } catch (e) { onClosed(sock, 1006); return; }
     ws = sock;
     var framed = false;
     sock.onopen = function () {
-      // The token goes in the first frame, never in the URL (docs/websocket.md#authentication).
+      // The token goes in the first frame, never in the URL.
       sock.send(JSON.stringify({ type: "auth", token: model.token }));
+      if (model.wantedQrWhenLost && model.mode === "qr" && document.visibilityState !== "hidden") {
+        // The QR on screen went stale while we were away; the person is still looking at this page.
+        sock.send(JSON.stringify({ type: "request_qr" }));
+        model.qrPending = true;
+      }
+      model.wantedQrWhenLost = false;
       startPing(sock);
     };
     sock.onmessage = function (ev) {
+      if (ws !== sock) { return; }
       lastFrameAt = now();
       clearTimeout(pongTimer);
       if (!framed) {
@@ -610,6 +825,7 @@
         framed = true;
         attempt = 0;
         model.link = "open";
+        model.offline = false;
         clearTimeout(pollTimer);
         pollTimer = null;
       }
@@ -620,16 +836,24 @@
     sock.onclose = function (ev) { onClosed(sock, ev.code); };
   }
 
+  function wantsQr() {
+    var s = model.state;
+    return model.mode === "qr" && flowView() !== "expired" &&
+      (s === null || s === "idle" || s === "starting" || s === "qr");
+  }
+
   function onClosed(sock, code) {
     if (sock && ws !== sock) { return; }
     ws = null;
     stopPing();
-    if (code === 4401) { authFailed(); return; }
-    if (model.authFailed) { return; }
+    if (code === 4401) { authFailed(false); return; }
+    if (model.tokenProblem) { return; }
+    if (model.link === "open" && wantsQr() && model.qrRequested) { model.wantedQrWhenLost = true; }
     model.link = "down";
     render();
     if (!pollTimer) { pollSoon(0); }
     // 1 s, 2 s, 4 s … capped at 30 s, with jitter so a server restart is not met by every salon at once.
+    // A successful poll cuts the wait short (see poll), so a returning server is noticed within seconds.
     var base = Math.min(BACKOFF_CAP_MS, 1000 * Math.pow(2, attempt));
     var delay = Math.min(BACKOFF_CAP_MS, base * (0.8 + Math.random() * 0.4));
     attempt += 1;
@@ -657,11 +881,13 @@
     pingTimer = null;
   }
 
-  /** fetch with the onboarding token; resolves {ok, status, body} or null after an auth failure. */
+  /** fetch with the onboarding token; resolves {ok, status, body} or null after an auth failure. Status 0:
+   * no answer at all. */
   function api(method, url, body) {
+    var token = model.token;
     var init = {
       method: method,
-      headers: { "Authorization": "Bearer " + model.token, "Accept": "application/json" },
+      headers: { "Authorization": "Bearer " + token, "Accept": "application/json" },
       credentials: "same-origin",
       cache: "no-store"
     };
@@ -670,34 +896,37 @@
       init.body = JSON.stringify(body);
     }
     return fetch(url, init).then(function (res) {
-      if (res.status === 401) { authFailed(); return null; }
+      if (token !== model.token) { return null; }  // answered for a link this tab no longer shows
+      if (res.status === 401) { authFailed(false); return null; }
       return res.json().catch(function () { return {}; }).then(function (json) {
         return { ok: res.ok, status: res.status, body: json || {} };
       });
     }, function () {
-      return { ok: false, status: 0, body: {} };
+      return token === model.token ? { ok: false, status: 0, body: {} } : null;
     });
+  }
+
+  /** No answer, or a proxy's 502/503/504 page instead of ours: our server is out of reach. */
+  function unreachable(res) {
+    return res.status === 0 || (res.status >= 500 && !(res.body && res.body.error));
   }
 
   /** While the websocket is down: the HTTP fallback. POST /api/qr starts QR issuing, so it is used only
    * while the page actually wants a QR; otherwise the side-effect-free status endpoint. */
-  function wantsQr() {
-    var s = model.state;
-    return model.mode === "qr" && currentView() !== "expired" &&
-      (s === null || s === "idle" || s === "starting" || s === "qr");
-  }
-
   function pollSoon(delay) {
     clearTimeout(pollTimer);
     pollTimer = setTimeout(poll, delay);
   }
 
   function poll() {
-    if (model.authFailed || model.link === "open") { pollTimer = null; return; }
-    var req = wantsQr() ? api("POST", POLL_QR_URL, {}) : api("GET", POLL_STATUS_URL);
+    if (model.tokenProblem || model.link === "open") { pollTimer = null; return; }
+    var req = wantsQr() && !model.offline ? api("POST", POLL_QR_URL, {}) : api("GET", POLL_STATUS_URL);
     req.then(function (res) {
-      if (model.authFailed || model.link === "open") { return; }
-      if (res && res.ok) {
+      if (!res || model.tokenProblem || model.link === "open") { return; }
+      var wasOffline = model.offline;
+      model.offline = unreachable(res);
+      if (model.offline && !wasOffline && wantsQr() && model.qrRequested) { model.wantedQrWhenLost = true; }
+      if (res.ok) {
         var b = res.body;
         if (b.svg && b.state === "qr") {
           handleFrame({ type: "qr", qr: b.qr, svg: b.svg, expires_in: b.expires_in });
@@ -706,14 +935,36 @@
           handleFrame({ type: "state", state: b.state, phone: b.phone });
         }
       }
+      if (wasOffline && !model.offline && !ws) {
+        // The server answers again: do not sit out the rest of the back-off.
+        attempt = 0;
+        connect();
+      }
+      render();
       pollTimer = setTimeout(poll, POLL_EVERY_MS);
     });
+  }
+
+  /** Frozen or uninstalled: nobody publishes the next change, so ask now and then (read-only). */
+  function watchLifecycle() {
+    if (!FINAL[model.state] || lifecycleTimer || model.tokenProblem) { return; }
+    lifecycleTimer = setTimeout(function () {
+      lifecycleTimer = null;
+      if (!FINAL[model.state] || model.link !== "open") { return; }
+      api("GET", POLL_STATUS_URL).then(function (res) {
+        if (res && res.ok && res.body.state && res.body.state !== model.state) {
+          handleFrame({ type: "state", state: res.body.state, phone: res.body.phone });
+        }
+        watchLifecycle();
+      });
+    }, LIFECYCLE_POLL_MS);
   }
 
   /* ---------- user actions ---------- */
 
   function onNewQr() {
     model.state = "starting";
+    model.reason = null;
     model.pairing = null;
     requestQr();
     render();
@@ -784,25 +1035,37 @@
 
   /* ---------- start ---------- */
 
-  function readToken() {
-    var m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-    var token = null;
-    if (m) {
-      try { token = decodeURIComponent(m[1]); } catch (e) { token = m[1]; }
-      // Out of the visible URL at once: no bookmarks, screenshots or copied links carry it.
-      try { history.replaceState(history.state, "", location.pathname + location.search); } catch (e) {
-        location.hash = "";
-      }
-      storageSet("sessionStorage", TOKEN_KEY, token);
-    } else {
-      // A reload after the fragment was removed: the same tab's session keeps it.
-      token = storageGet("sessionStorage", TOKEN_KEY);
+  /** The token of the URL fragment (taken out of the visible URL at once), or null. */
+  function tokenFromHash() {
+    var m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+    if (!m) { return null; }
+    var token;
+    try { token = decodeURIComponent(m[1]); } catch (e) { token = m[1]; }
+    // Out of the visible URL at once: no bookmarks, screenshots or copied links carry it.
+    try { history.replaceState(history.state, "", location.pathname + location.search); } catch (e) {
+      location.hash = "";
     }
+    storageSet("sessionStorage", TOKEN_KEY, token);
     return token;
   }
 
+  /** Shows the salon of `token` from scratch: a new link in the same tab needs no reload. */
+  function begin(token) {
+    stopTalking();
+    model = freshModel(model.lang);
+    model.token = token;
+    lastView = null;
+    if (!token) {
+      model.tokenProblem = "nolink";
+    } else {
+      model.claims = decodeClaims(token) || {};
+      if (salonIdOf(model.claims) === null) { model.tokenProblem = "invalid"; }
+    }
+    render();
+    if (!model.tokenProblem) { connect(); }
+  }
+
   function start() {
-    model.token = readToken();
     $("lang-toggle").addEventListener("click", onLangToggle);
     $("new-qr").addEventListener("click", onNewQr);
     $("mode-toggle").addEventListener("click", onModeToggle);
@@ -812,11 +1075,14 @@
     $("phone-input").addEventListener("input", function () {
       if (model.phoneError) { model.phoneError = ""; render(); }
     });
-    if (!model.token) { model.authFailed = true; render(); return; }
-    model.claims = decodeClaims(model.token);
-    render();
+    window.addEventListener("hashchange", function () {
+      var token = tokenFromHash();
+      if (token !== null && token !== model.token) { begin(token); }
+    });
     setInterval(tick, 250);
-    connect();
+    // A reload after the fragment was removed: the same tab's session keeps the token.
+    var token = tokenFromHash();
+    begin(token !== null ? token : storageGet("sessionStorage", TOKEN_KEY));
   }
 
   if (document.readyState === "loading") {

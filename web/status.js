@@ -1,16 +1,62 @@
-/* Operators' status page: renders GET /status (docs/http-api.md#status). The admin token is pasted by the operator, kept
- * only for this tab (sessionStorage) and sent as a bearer header; without it /status shows aggregates. */
+/* Operators' status page: the aggregates of GET /status, and — with the admin token — the salons one page at
+ * a time (GET /status/companies) and a salon's history (GET /status/companies/{id}/history), so a supervisor
+ * can answer "why is this salon not connected?" (docs/contract.md). The admin token is pasted by the operator,
+ * kept only for this tab (sessionStorage) and sent as a bearer header. Values are inserted as text only. */
 (function () {
   "use strict";
 
   var REFRESH_MS = 5000;
+  var PER_PAGE = 50;
   var TOKEN_KEY = "actor-admin.admin-token";
   var STATES = ["idle", "starting", "qr", "pairing_code", "connecting", "connected", "reconnecting",
     "logged_out", "conflict", "failed", "frozen", "uninstalled"];
+  var INTEGRATION = ["pending_whatsapp", "activating", "active", "activation_failed"];
+  var PROBLEMS = ["failed", "conflict", "logged_out", "activation_failed"];
+
+  // What each event of the log means to a supervisor; the rest show their type.
+  var EVENTS = {
+    registration_started: "Opened from YClients (install or re-install)",
+    started: "Session started",
+    stopped: "Session stopped",
+    paired: "Phone linked the device (QR scanned or code entered)",
+    restart_required: "WhatsApp asked for the usual restart after linking",
+    connected: "Connected to WhatsApp",
+    disconnected: "Disconnected from WhatsApp; reconnecting",
+    logged_out: "Logged out: the device is unlinked",
+    logged_out_after_restart: "Logged-out signal right after linking; retried once",
+    whatsapp_unlinked: "WhatsApp credentials deleted",
+    reconnect_exhausted: "Reconnecting kept failing: gave up (failed)",
+    connection_replaced: "Another connection took the number (conflict)",
+    conflict_retry_scheduled: "Conflict: one retry scheduled",
+    conflict_retry: "Conflict: retrying once",
+    conflict_final: "Conflict again after the retry: stopped for good",
+    ownership_lost: "Another node owns this salon now",
+    temporarily_banned: "Temporarily banned by WhatsApp",
+    ban_expired: "The ban ended",
+    client_outdated: "WhatsApp refused this client version",
+    qr_expired: "QR codes expired unscanned",
+    connection_lost: "Link to WhatsApp lost while linking",
+    pairing_failed: "Pairing code could not be issued",
+    keepalive_timeout: "Keep-alives stopped answering",
+    keepalive_restored: "Keep-alives answer again",
+    watchdog_reconnect: "Silent connection: reconnecting",
+    frozen: "Session frozen (YClients)",
+    uninstalled: "Session removed (YClients uninstall)",
+    webhook_freeze: "YClients webhook: freeze",
+    webhook_uninstall: "YClients webhook: uninstall",
+    webhook_unknown: "YClients webhook of an unknown kind",
+    activation_delivered: "YClients activation delivered",
+    activation_failed: "YClients activation failed",
+    activation_requeued: "YClients activation queued again by an operator",
+    admin_logout: "An operator logged the device out"
+  };
+  var BAD_EVENTS = { logged_out: 1, whatsapp_unlinked: 1, reconnect_exhausted: 1, connection_replaced: 1,
+    conflict_final: 1, temporarily_banned: 1, client_outdated: 1, pairing_failed: 1, activation_failed: 1 };
 
   var token = "";
-  var last = null;
   var timer = null;
+  var listing = { page: 1, total: 0 };
+  var openSalon = null;
 
   function $(id) { return document.getElementById(id); }
 
@@ -45,7 +91,37 @@
     return (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "m " + (s % 60) + "s";
   }
 
+  /** "just now", "42 s ago", "5 min ago", "3 h ago", "2 d ago". */
+  function ago(seconds) {
+    var s = Math.max(0, Math.round(Number(seconds) || 0));
+    if (s < 5) { return "just now"; }
+    if (s < 60) { return s + " s ago"; }
+    if (s < 3600) { return Math.floor(s / 60) + " min ago"; }
+    if (s < 86400) { return Math.floor(s / 3600) + " h ago"; }
+    return Math.floor(s / 86400) + " d ago";
+  }
+
   function ms(v) { return v === null || v === undefined ? "" : " · " + Number(v).toFixed(1) + " ms"; }
+
+  function problem(message) {
+    var el = $("problem");
+    el.textContent = message || "";
+    el.hidden = !message;
+  }
+
+  function get(url, withToken) {
+    var headers = { "Accept": "application/json" };
+    if (withToken && token) { headers.Authorization = "Bearer " + token; }
+    return fetch(url, { headers: headers, cache: "no-store" }).then(function (res) {
+      return res.json().catch(function () { return null; }).then(function (json) {
+        return { status: res.status, ok: res.ok, body: json };
+      });
+    }, function (err) {
+      return { status: 0, ok: false, body: null, error: String(err) };
+    });
+  }
+
+  /* ---------- aggregates ---------- */
 
   function renderStatus(st) {
     kv($("node"), [["node", st.node], ["version", st.version], ["mode", st.mode], ["uptime", uptime(st.uptime_s)]]);
@@ -81,49 +157,143 @@
       ["cluster nodes", (cluster.nodes || []).join(", ")],
       ["owned here", cluster.owned_here]
     ]);
-
-    var filter = $("state-filter");
-    var known = STATES.concat(Object.keys(by)).filter(function (s, i, all) { return all.indexOf(s) === i; });
-    if (filter.options.length - 1 !== known.length) {
-      var chosen = filter.value;
-      while (filter.options.length > 1) { filter.remove(1); }
-      known.forEach(function (s) { filter.add(new Option(s, s)); });
-      filter.value = chosen;
-    }
-    renderCompanies();
   }
 
-  function renderCompanies() {
-    var body = $("companies-body");
-    clear(body);
-    var note = $("companies-note");
-    if (!last) { return; }
-    if (!Array.isArray(last.companies)) {
-      note.textContent = "Paste the admin token above to see the companies.";
-      return;
-    }
-    var wanted = $("state-filter").value;
-    var rows = last.companies.filter(function (c) { return !wanted || c.state === wanted; });
-    note.textContent = rows.length + " of " + last.companies.length + " companies";
+  /* ---------- the salons, one page at a time ---------- */
+
+  function fillSelect(select, values, label) {
+    var chosen = select.value;
+    while (select.options.length > 1) { select.remove(1); }
+    values.forEach(function (v) { select.add(new Option(label ? label(v) : v, v)); });
+    select.value = chosen;
+  }
+
+  function listingUrl() {
+    var q = "?page=" + listing.page + "&per_page=" + PER_PAGE;
+    if ($("problem-filter").value) { q += "&problem=" + encodeURIComponent($("problem-filter").value); }
+    else if ($("state-filter").value) { q += "&state=" + encodeURIComponent($("state-filter").value); }
+    return "/status/companies" + q;
+  }
+
+  function salonButton(salonId) {
+    var b = document.createElement("button");
+    b.type = "button";
+    b.className = "link-btn";
+    b.textContent = String(salonId);
+    b.setAttribute("data-salon", String(salonId));
+    b.setAttribute("data-testid", "salon-link");
+    b.setAttribute("aria-label", "History of salon " + salonId);
+    return b;
+  }
+
+  function renderListing(body) {
+    var tbody = $("companies-body");
+    clear(tbody);
+    var rows = body.companies || [];
+    listing.total = Number(body.total) || 0;
+    var problems = body.problems || {};
+    fillSelect($("problem-filter"), PROBLEMS, function (p) { return p.replace("_", " ") + " (" + (problems[p] || 0) + ")"; });
     rows.forEach(function (c) {
       var tr = document.createElement("tr");
       tr.setAttribute("data-state", text(c.state));
-      [c.salon_id, c.state, c.phone, c.node, c.restarts, c.last_error, c.since].forEach(function (v, i) {
+      var first = document.createElement("td");
+      first.className = "num";
+      first.appendChild(salonButton(c.salon_id));
+      tr.appendChild(first);
+      [c.title, c.state, c.integration_status, c.phone, c.restarts, c.last_error, c.since].forEach(function (v, i) {
         var td = document.createElement("td");
         td.textContent = v === null || v === undefined ? "" : String(v);  // textContent: errors may hold markup
-        if (i === 0 || i === 4) { td.className = "num"; }
-        if (i === 1 && c.state === "failed") { td.className = "bad"; }
+        if (i === 4) { td.className = "num"; }
+        if ((i === 1 && PROBLEMS.indexOf(c.state) !== -1) || (i === 2 && v === "activation_failed")) {
+          td.className = "bad";
+        }
         tr.appendChild(td);
       });
-      body.appendChild(tr);
+      tbody.appendChild(tr);
+    });
+    var from = listing.total ? (listing.page - 1) * PER_PAGE + 1 : 0;
+    var to = (listing.page - 1) * PER_PAGE + rows.length;
+    $("pager-note").textContent = from + "–" + to + " of " + listing.total;
+    $("companies-note").textContent = listing.total + " salon(s)" +
+      ($("problem-filter").value ? " with the problem " + $("problem-filter").value
+        : $("state-filter").value ? " in " + $("state-filter").value : "");
+    $("pager-prev").disabled = listing.page <= 1;
+    $("pager-next").disabled = to >= listing.total;
+  }
+
+  function noToken() {
+    clear($("companies-body"));
+    $("companies-note").textContent = "Paste the admin token above to see the salons.";
+    $("pager-note").textContent = "";
+    $("pager-prev").disabled = $("pager-next").disabled = true;
+  }
+
+  /* ---------- one salon's history ---------- */
+
+  function details(data) {
+    return Object.keys(data || {}).map(function (k) {
+      var v = data[k];
+      return k + " " + (typeof v === "object" ? JSON.stringify(v) : String(v));
+    }).join(" · ");
+  }
+
+  function renderHistory(body) {
+    var c = body.company;
+    $("history-title").textContent = "Salon " + body.salon_id + (c && c.title ? " · " + c.title : "");
+    kv($("history-company"), c ? [
+      ["state now", c.state || "no session on this node", PROBLEMS.indexOf(c.state) !== -1 ? "bad" : ""],
+      ["integration", c.integration_status, c.integration_status === "activation_failed" ? "bad" : ""],
+      ["phone", c.phone], ["last_error", c.last_error], ["restarts", c.restarts], ["since", c.since]
+    ] : [["company", "not registered"]]);
+    var list = $("history-list");
+    clear(list);
+    var events = body.events || [];
+    $("history-note").textContent = events.length ? events.length + " latest event(s), newest first"
+      : "No events recorded for this salon.";
+    events.forEach(function (e) {
+      var li = document.createElement("li");
+      li.setAttribute("data-type", String(e.type));
+      var when = document.createElement("time");
+      when.dateTime = String(e.at);
+      when.title = String(e.at);
+      when.textContent = ago(e.age_s);
+      var what = document.createElement("strong");
+      what.textContent = EVENTS[e.type] || String(e.type);
+      if (BAD_EVENTS[e.type]) { what.className = "bad"; }
+      li.appendChild(when);
+      li.appendChild(document.createTextNode(" "));
+      li.appendChild(what);
+      var more = details(e.data);
+      if (more) {
+        var span = document.createElement("span");
+        span.className = "muted";
+        span.textContent = " — " + more;
+        li.appendChild(span);
+      }
+      list.appendChild(li);
     });
   }
 
-  function problem(message) {
-    var el = $("problem");
-    el.textContent = message || "";
-    el.hidden = !message;
+  function loadHistory(salonId, focus) {
+    openSalon = salonId;
+    $("history").hidden = false;
+    return get("/status/companies/" + encodeURIComponent(salonId) + "/history", true).then(function (res) {
+      if (openSalon !== salonId) { return; }
+      if (res.status === 404) {
+        clear($("history-list"));
+        clear($("history-company"));
+        $("history-title").textContent = "Salon " + salonId;
+        $("history-note").textContent = "No salon " + salonId + " is known here.";
+      } else if (res.ok && res.body) {
+        renderHistory(res.body);
+      } else {
+        $("history-note").textContent = "History unavailable (" + res.status + ").";
+      }
+      if (focus) { $("history-title").focus(); }
+    });
   }
+
+  /* ---------- refresh ---------- */
 
   function showTokenState() {
     $("token").placeholder = token ? "set for this tab" : "paste ADMIN_TOKEN";
@@ -132,25 +302,26 @@
   function refresh() {
     clearTimeout(timer);
     showTokenState();
-    var headers = { "Accept": "application/json" };
-    if (token) { headers.Authorization = "Bearer " + token; }
-    fetch("/status", { headers: headers, cache: "no-store" }).then(function (res) {
-      if (res.status === 401 || res.status === 403) {
-        problem("The admin token was refused (" + res.status + "). Paste the current ADMIN_TOKEN.");
-        return null;
+    var aggregates = get("/status", false).then(function (res) {
+      if (!res.ok && !(res.body && res.body.node)) {
+        return res.status ? "/status answered " + res.status : "Could not reach /status: " + res.error;
       }
-      return res.json().then(function (json) {
-        if (!res.ok && !(json && json.node)) {
-          problem("/status answered " + res.status + ": " + JSON.stringify(json && json.error || json));
-          return;
-        }
-        problem("");
-        last = json;
-        renderStatus(json);
-        $("updated").textContent = "Updated " + new Date().toLocaleTimeString() + (token ? "" : " · aggregates only");
-      });
-    }).catch(function (err) {
-      problem("Could not reach /status: " + err);
+      renderStatus(res.body);
+      return "";
+    });
+    var salons = !token ? Promise.resolve(noToken()) : get(listingUrl(), true).then(function (res) {
+      if (res.status === 401 || res.status === 403) {
+        noToken();
+        return "The admin token was refused (" + res.status + "). Paste the current ADMIN_TOKEN.";
+      }
+      if (!res.ok || !res.body) { return "The salons list answered " + res.status + "."; }
+      renderListing(res.body);
+      return "";
+    });
+    var history = openSalon !== null && token ? loadHistory(openSalon, false) : Promise.resolve();
+    Promise.all([aggregates, salons, history]).then(function (messages) {
+      problem(messages.filter(function (m) { return m; }).join(" "));
+      $("updated").textContent = "Updated " + new Date().toLocaleTimeString() + (token ? "" : " · aggregates only");
     }).then(function () {
       if ($("auto").checked) { timer = setTimeout(refresh, REFRESH_MS); }
     });
@@ -158,6 +329,8 @@
 
   function start() {
     token = load();
+    fillSelect($("state-filter"), STATES.concat(INTEGRATION.filter(function (s) { return STATES.indexOf(s) === -1; })));
+    fillSelect($("problem-filter"), PROBLEMS, function (p) { return p.replace("_", " "); });
     $("token-form").addEventListener("submit", function (ev) {
       ev.preventDefault();
       token = $("token").value.trim();
@@ -168,9 +341,36 @@
     $("token-forget").addEventListener("click", function () {
       token = "";
       save("");
+      openSalon = null;
+      $("history").hidden = true;
       refresh();
     });
-    $("state-filter").addEventListener("change", renderCompanies);
+    // One filter at a time: a problem is a state (or an integration status) of its own.
+    $("problem-filter").addEventListener("change", function () {
+      if ($("problem-filter").value) { $("state-filter").value = ""; }
+      listing.page = 1;
+      refresh();
+    });
+    $("state-filter").addEventListener("change", function () {
+      if ($("state-filter").value) { $("problem-filter").value = ""; }
+      listing.page = 1;
+      refresh();
+    });
+    $("pager-prev").addEventListener("click", function () { listing.page = Math.max(1, listing.page - 1); refresh(); });
+    $("pager-next").addEventListener("click", function () { listing.page += 1; refresh(); });
+    $("companies-body").addEventListener("click", function (ev) {
+      var b = ev.target.closest("[data-salon]");
+      if (b) { loadHistory(Number(b.getAttribute("data-salon")), true); }
+    });
+    $("filters").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var id = $("salon-go").value.trim();
+      if (/^[1-9]\d{0,17}$/.test(id) && token) { loadHistory(Number(id), true); }
+    });
+    $("history-close").addEventListener("click", function () {
+      openSalon = null;
+      $("history").hidden = true;
+    });
     $("auto").addEventListener("change", function () { if ($("auto").checked) { refresh(); } else { clearTimeout(timer); } });
     refresh();
   }

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, final
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, final
 
 import attrs
 import trio
 
+from actor_admin.cluster import Here, Location
 from actor_admin.logs import about_salon
 from actor_admin.runtime import ActorContext, MailboxClosed, MailboxFull, Request
 from actor_admin.session import Alert as AlertEffect
@@ -50,6 +51,7 @@ from actor_admin.session import (
     snapshot_frames,
     step,
 )
+from actor_admin.store import Fenced
 from actor_admin.whatsapp import Link, Transport
 
 from ._registry import Registry
@@ -76,6 +78,29 @@ class GetSnapshot:
     """Ask the actor for the frames a new viewer must see first (state, current QR or code)."""
 
 
+class SalonOwnership(Protocol):
+    """This node's ownership of salons, as an actor sees it (the cluster's keeper; docs/cluster.md).
+
+    Fence 0 means "no fence": writes are not checked and the node may always connect.
+    """
+
+    async def locate(self, salon_id: int) -> Location:
+        """Where the salon's actor belongs; claims it for this node when placement says so."""
+        ...
+
+    def may_connect(self, salon_id: int, fence: int) -> bool:
+        """Whether a connection may be opened now (this node's lease is valid and it still owns the salon)."""
+        ...
+
+    async def owns(self, salon_id: int, fence: int) -> bool:
+        """Whether ``fence`` is still ``salon_id``'s current fence (asked before the retry after a 440)."""
+        ...
+
+    def fenced(self, salon_id: int, fence: int) -> None:
+        """A write with ``fence`` was refused: this node lost the salon; its actor is being stopped."""
+        ...
+
+
 @attrs.frozen
 class SessionDeps:
     """What every company actor needs; built once by the composition root."""
@@ -86,9 +111,8 @@ class SessionDeps:
     registry: Registry
     policy: SessionPolicy = attrs.field(factory=SessionPolicy)
     inbound: Any = None  # actor_admin.cluster.InboundStream, or None
-    #: Does this node own the salon? None answers yes: nothing takes leases yet (cluster/_lease.py),
-    #: and one node owns every salon.
-    owns: Callable[[int], Awaitable[bool]] | None = None
+    #: Which salons this node owns, with which fence. None: one node owns every salon, unfenced.
+    ownership: SalonOwnership | None = None
     activation_payload: Callable[[int, str], Mapping[str, Any]] | None = None
     render_svg: Callable[[str], str] | None = None
     sends_per_minute: float = 20.0
@@ -109,6 +133,11 @@ class CompanySession:
         self.send_channel: trio.MemorySendChannel[SendMessage] | None = None
         #: The current QR's payload and its SVG, so every frame that shows it carries the one rendering.
         self.qr_svg: tuple[str, str] | None = None
+        #: The fence every write of this run states (0: none). None: this node does not own the salon,
+        #: or a write was refused — the run writes nothing more and opens no connection.
+        self.fence: int | None = 0
+        #: A write was refused: another node owns the salon; this run never connects again.
+        self.lost = False
 
     async def __call__(self, ctx: ActorContext[int, Any], *, task_status: trio.TaskStatus[None]) -> None:
         # Every line logged while this salon's actor works — by its link, httpx, anything — names the salon.
@@ -117,6 +146,10 @@ class CompanySession:
 
     async def _run(self, ctx: ActorContext[int, Any], task_status: trio.TaskStatus[None]) -> None:
         store = self.deps.store
+        ownership = self.deps.ownership
+        if ownership is not None:
+            where = await ownership.locate(self.salon_id)
+            self.fence = where.fence if isinstance(where, Here) else None
         # The salon id seeds the back-off jitter: salons that dropped together retry spread out, and
         # the same salon replays the same delays (deterministic tests).
         self.state = SessionState.initial(
@@ -132,7 +165,10 @@ class CompanySession:
             task_status.started()
             try:
                 async for message in ctx.inbox:
-                    await self.handle(message)
+                    try:
+                        await self.handle(message)
+                    except Fenced:
+                        await self._lost_salon()
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
                     await self._close_link()
@@ -178,9 +214,20 @@ class CompanySession:
 
     # -- effects ----------------------------------------------------------------------------
 
+    async def _lost_salon(self) -> None:
+        """A write was refused: another node owns the salon now. Close the connection without logging
+        the device out, write nothing more, never reconnect; the keeper stops this actor."""
+        fence, self.fence, self.lost = self.fence, None, True
+        await self._close_link()
+        if fence is not None and self.deps.ownership is not None:
+            self.deps.ownership.fenced(self.salon_id, fence)
+
     async def perform(self, effect: Effect) -> None:
         store = self.deps.store
         salon_id = self.salon_id
+        fence = self.fence
+        if fence is None and _forbidden_without_salon(effect):
+            return
         match effect:
             case Connect(with_credentials=with_credentials):
                 await self._open_link(with_credentials)
@@ -201,17 +248,19 @@ class CompanySession:
                 except trio.WouldBlock:
                     self._feed(MessageSent(effect.idempotency_key, None, "send queue full"))
             case PersistConnection(phone=phone):
-                await store.companies.record_connection(salon_id, phone, activation_payload=self._activation_payload())
+                await store.companies.record_connection(
+                    salon_id, phone, activation_payload=self._activation_payload(), fence=fence
+                )
             case PersistUnlinked(reason=reason):
-                await store.companies.mark_disconnected(salon_id)
-                await store.events.append(salon_id, "whatsapp_unlinked", {"reason": reason})
+                await store.companies.mark_disconnected(salon_id, fence=fence)
+                await store.events.append(salon_id, "whatsapp_unlinked", {"reason": reason}, fence=fence)
             case StoreCredentials(credentials=credentials):
-                await store.credentials.save(salon_id, credentials)
+                await store.credentials.save(salon_id, credentials, fence=fence)
             case DeleteCredentials():
-                await store.credentials.delete(salon_id)
+                await store.credentials.delete(salon_id, fence=fence)
             case StoreMessage(message=MessageReceived(wa_id=wa_id, peer=peer, text=text)):
                 counts = self.deps.registry.messages
-                if await store.messages.insert_inbound(salon_id, wa_id, peer, text):
+                if await store.messages.insert_inbound(salon_id, wa_id, peer, text, fence=fence):
                     counts.inbound_stored += 1
                     await self._pass_on_inbound(wa_id, peer, text)
                 else:
@@ -222,14 +271,15 @@ class CompanySession:
                     counts.outbound_sent += 1
                 else:
                     counts.outbound_failed += 1
-                await store.messages.record_send_outcome(salon_id, key, wa_id=wa_id, error=error)
+                await store.messages.record_send_outcome(salon_id, key, wa_id=wa_id, error=error, fence=fence)
             case LogEvent(type=type_, data=data):
                 log.info("%s", type_, extra={"salon_id": salon_id, **dict(data)})
-                await store.events.append(salon_id, type_, dict(data))
+                await store.events.append(salon_id, type_, dict(data), fence=fence)
             case AlertEffect(code=code, message=text):
                 log.warning("alert %s: %s", code, text, extra={"salon_id": salon_id})
             case CheckOwnership():
-                owned = True if self.deps.owns is None else await self.deps.owns(salon_id)
+                ownership = self.deps.ownership
+                owned = ownership is None or (fence is not None and await ownership.owns(salon_id, fence))
                 self._feed(OwnershipChecked(owned))
             case Publish(frame=frame):
                 await self._publish(frame)
@@ -253,6 +303,16 @@ class CompanySession:
 
     async def _open_link(self, with_credentials: bool) -> None:
         await self._close_link()
+        ownership = self.deps.ownership
+        if ownership is not None and not self.lost:
+            # Claimed since this run started (a viewer came before the keeper's first round)?
+            where = await ownership.locate(self.salon_id)
+            self.fence = where.fence if isinstance(where, Here) else None
+        fence = self.fence
+        if ownership is not None and (fence is None or not ownership.may_connect(self.salon_id, fence)):
+            # The lease lapsed (or the salon moved): open nothing; the machine retries after its back-off.
+            self._feed(LinkFailed("this node's ownership of the salon is not confirmed"))
+            return
         credentials = await self.deps.store.credentials.load(self.salon_id) if with_credentials else None
         self.generation += 1
         generation = self.generation
@@ -317,7 +377,8 @@ class CompanySession:
         except Exception as exc:
             log.warning("inbound stream unavailable: %s", exc, extra={"salon_id": self.salon_id})
             return
-        await self.deps.store.messages.mark_published(self.salon_id, [wa_id])
+        if self.fence is not None:
+            await self.deps.store.messages.mark_published(self.salon_id, [wa_id], fence=self.fence)
 
     def _with_svg(self, frame: Frame) -> Frame:
         """A ``qr`` frame with its SVG, rendering each QR once: ≈3 ms (see _qr.py) however many
@@ -363,6 +424,16 @@ class CompanySession:
 
     def _clear_view(self) -> None:
         self.deps.registry.forget(self.salon_id)
+
+
+def _forbidden_without_salon(effect: Effect) -> bool:
+    """Effects a run that does not own its salon must not perform: its writes (``_open_link`` refuses
+    to connect)."""
+    return isinstance(
+        effect,
+        PersistConnection | PersistUnlinked | StoreCredentials | DeleteCredentials | StoreMessage
+        | RecordSendOutcome | LogEvent | LogoutDevice,
+    )
 
 
 def _cause(event: Any) -> str:

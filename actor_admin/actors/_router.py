@@ -156,6 +156,17 @@ class Router:
         """Stop the salon's actor if it runs on this node."""
         return await self.supervisor.stop(salon_id, grace=grace)
 
+    async def start(self, salon_id: int) -> bool:
+        """Start the salon's actor on this node and have it connect from stored credentials; False
+        if it could not (the ownership loop calls this for salons it owns)."""
+        try:
+            ref = await self.supervisor.ensure(salon_id)
+            await ref.send(Start())
+        except (ActorFailed, MailboxClosed) as exc:
+            log.warning("could not start salon %s: %s", salon_id, exc, extra={"salon_id": salon_id})
+            return False
+        return True
+
     def running(self, salon_id: int) -> bool:
         """Does the salon's actor run on this node?"""
         return self.supervisor.get(salon_id) is not None
@@ -283,11 +294,7 @@ class Router:
         for salon_id in salon_ids:
             await trio.sleep_until(next_at)
             next_at = max(next_at + interval, trio.current_time())
-            try:
-                ref = await self.supervisor.ensure(salon_id)
-                await ref.send(Start())
-            except (ActorFailed, MailboxClosed) as exc:
-                log.warning("could not restore salon %s: %s", salon_id, exc, extra={"salon_id": salon_id})
+            if not await self.start(salon_id):
                 continue
             count += 1
             if progress is not None:

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from actor_admin._resources import web_dir
 from actor_admin.actors import OWNER_UNREACHABLE, SessionUnavailable
 
-from . import _admin, _dev, _marketplace, _ops, _webhook, _ws
+from . import _admin, _dev, _marketplace, _ops, _pages, _webhook, _ws
 from ._http import ApiError, BodyLimit, content_security_policy, error_response
 from ._services import Services
 
@@ -54,6 +54,7 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.after_request
     async def security_headers(response: Response) -> Response:
+        response = await _pages.error_page_for_browser(services.settings, response)
         headers = response.headers
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "no-referrer")

@@ -6,6 +6,9 @@ blueprint out in serve, so every route here is a 404 there).
   blueprint, or, when ``WHATSAPP_SIMULATOR_URL`` names a standalone one, a forwarder to it.
 * ``GET /_dev/whatsapp/qr?salon_id=N`` → ``{"qr": raw}`` (404 when that salon shows none): the
   landing page has no onboarding token, so it cannot ask ``/marketplace/api/qr``.
+* ``GET /_dev/salon?salon_id=N`` → what the landing page shows for the chosen salon only: its company
+  and session, its own linked device, and the fake marketplace's calls about it (activation first)
+  with their age in seconds (the fake's clock is trio's, meaningless to a person).
 * ``/_dev/yclients/api/…`` and ``/_dev/yclients/…`` — the fake marketplace and its control API.
 """
 
@@ -77,6 +80,29 @@ async def _networked_qr(base_url: str, salon_id: int) -> str | None:
     return qr if isinstance(qr, str) else None
 
 
+ACTIVATION_PATH: Final = "/marketplace/partner/callback"
+
+
+def _calls_about(fake: Any, salon_id: int, now: float) -> list[dict[str, Any]]:
+    """The fake marketplace's calls about ``salon_id``, newest first, with their age instead of its clock."""
+    calls = []
+    for call in reversed(fake.calls):
+        body = call.get("json")
+        if not (isinstance(body, dict) and body.get("salon_id") == salon_id) and f"/{salon_id}/" not in call["path"]:
+            continue
+        calls.append(
+            {
+                "method": call["method"],
+                "path": call["path"],
+                "status": call["status"],
+                "age_s": round(max(0.0, now - float(call["at"])), 1),
+                "activation": call["path"] == ACTIVATION_PATH,
+                "json": body,
+            }
+        )
+    return calls
+
+
 def blueprint(services: Services) -> Blueprint:
     bp = Blueprint("dev", __name__)
     settings = services.settings
@@ -98,6 +124,33 @@ def blueprint(services: Services) -> Blueprint:
         if qr is None:
             fail(404, "no_qr", f"salon {salon_id} shows no QR code right now")
         return {"qr": qr}
+
+    @bp.get("/_dev/salon")
+    async def salon_truth() -> dict[str, Any]:
+        salon_id = _salon_id_arg()
+        company = await services.store.companies.get(salon_id)
+        view = services.registry.get(salon_id)
+        phone = company.whatsapp_phone if company is not None else None
+        linked = company is not None and company.whatsapp_connected and phone is not None
+        device = None
+        if linked:
+            live = phone in simulator.live_phones() if simulator is not None else None
+            since = company.whatsapp_connected_at
+            age = round(max(0.0, services.wall_clock() - since.timestamp()), 1) if since else None
+            device = {"phone": phone, "live": live, "linked_age_s": age}
+        fake = services.fake_yclients
+        calls = _calls_about(fake, salon_id, fake.clock()) if fake is not None else []
+        activation = next((c for c in calls if c["activation"]), None)
+        return {
+            "salon_id": salon_id,
+            "known": company is not None,
+            "title": company.title if company is not None else None,
+            "integration_status": company.integration_status if company is not None else None,
+            "state": view.state if view is not None else None,
+            "device": device,
+            "activation": activation,
+            "calls": calls,
+        }
 
     if simulator is not None:
         bp.register_blueprint(simulator_blueprint(simulator), url_prefix=SIMULATOR_PREFIX)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
 
 import attrs
 import trio
@@ -20,9 +20,11 @@ from quart import Blueprint, Response, jsonify, request
 from actor_admin import __version__
 from actor_admin._resources import web_dir
 from actor_admin.runtime import ActorState, ActorStatistics
-from actor_admin.store import MigrationError, load_migrations
+from actor_admin.session import STATES
+from actor_admin.store import INTEGRATION_STATUSES, MigrationError, load_migrations
 
-from ._http import error_response
+from . import _pages
+from ._http import error_response, fail
 from ._metrics import CONTENT_TYPE, Metrics, refresh_probes, session_counts
 from ._services import Services
 
@@ -167,6 +169,72 @@ def _iso(wall: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
 
 
+# -- the supervisor's list and a salon's history ------------------------------------------------
+
+#: Problems a supervisor filters on: a live session state, or (activation_failed) the integration status.
+PROBLEMS: Final = ("failed", "conflict", "logged_out", "activation_failed")
+PER_PAGE_DEFAULT: Final = 50
+PER_PAGE_MAX: Final = 200
+HISTORY_DEFAULT: Final = 50
+HISTORY_MAX: Final = 500
+
+
+def _whole_arg(name: str, *, default: int, high: int) -> int:
+    raw = (request.args.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or not 1 <= int(raw) <= high:
+        fail(422, "invalid_query", f"{name} must be a whole number from 1 to {high}")
+    return int(raw)
+
+
+def _listing_filter() -> tuple[str | None, str | None]:
+    """``(session_state, integration_status)`` chosen by ``?state=`` or ``?problem=`` (at most one)."""
+    state = request.args.get("state") or None
+    problem = request.args.get("problem") or None
+    if state is not None and problem is not None:
+        fail(422, "invalid_query", "give state or problem, not both")
+    if problem is not None:
+        if problem not in PROBLEMS:
+            fail(422, "invalid_query", "problem must be one of: " + ", ".join(PROBLEMS))
+        state = problem
+    if state is None:
+        return None, None
+    if state in INTEGRATION_STATUSES:
+        return None, state
+    if state in STATES:
+        return state, None
+    known = ", ".join([*INTEGRATION_STATUSES, *(s for s in STATES if s not in INTEGRATION_STATUSES)])
+    fail(422, "invalid_query", f"state must be one of: {known}")
+
+
+def company_row(company: Any, record: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One salon as the supervisor's list shows it: the stored company, and its live session if any."""
+    live = record or {}
+    return {
+        "salon_id": company.salon_id,
+        "title": company.title,
+        "integration_status": company.integration_status,
+        "state": live.get("state"),
+        "phone": company.whatsapp_phone or live.get("phone"),
+        "node": live.get("node"),
+        "restarts": live.get("restarts", 0),
+        "last_error": live.get("last_error"),
+        "since": live.get("since"),
+    }
+
+
+def _event_json(event: Any, now_wall: float, scrub: Callable[[Any], Any]) -> dict[str, Any]:
+    at = event.at.timestamp()
+    return {
+        "id": event.id,
+        "type": event.type,
+        "at": _iso(at),
+        "age_s": round(max(0.0, now_wall - at), 1),
+        "data": {str(k): scrub(v) for k, v in dict(event.data).items()},
+    }
+
+
 # -- the blueprint -----------------------------------------------------------------------------
 
 
@@ -179,11 +247,6 @@ def admin_token_given(services: Services) -> bool | None:
     if scheme.lower() != "bearer" or not token.strip():
         return False
     return hmac.compare_digest(token.strip().encode(), services.settings.admin_token.encode())
-
-
-def _prefers_html() -> bool:
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "text/html"
 
 
 def _scrub(services: Services, value: Any) -> Any:
@@ -253,7 +316,7 @@ def blueprint(services: Services) -> Blueprint:
 
     @bp.get("/status")
     async def status() -> Response:
-        if _prefers_html():
+        if _pages.prefers_html():
             # The page fetches the JSON itself (web/status.js, Accept: application/json).
             page = (web_dir() / "status.html").read_text(encoding="utf-8")
             response = Response(page, content_type="text/html; charset=utf-8")
@@ -312,6 +375,72 @@ def blueprint(services: Services) -> Blueprint:
         response.headers["Vary"] = "Accept, Authorization"
         response.headers["Cache-Control"] = "no-store"
         return response
+
+    def refused() -> Response | None:
+        if admin_token_given(services) is True:
+            return None
+        response = error_response(401, "unauthorized", "give Authorization: Bearer <ADMIN_TOKEN>")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="admin"'
+        return response
+
+    def no_store(body: dict[str, Any]) -> Response:
+        response = jsonify(body)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @bp.get("/status/companies")
+    async def status_companies() -> Response:
+        """One page of salons, optionally of one state or problem (docs/contract.md)."""
+        if (answer := refused()) is not None:
+            return answer
+        session_state, integration_status = _listing_filter()
+        page = _whole_arg("page", default=1, high=10**6)
+        per_page = _whole_arg("per_page", default=PER_PAGE_DEFAULT, high=PER_PAGE_MAX)
+        live = {int(r["salon_id"]): r for r in company_records(services)}
+        store = services.store
+        if session_state is not None:
+            ids = sorted(salon_id for salon_id, r in live.items() if r["state"] == session_state)
+            total = len(ids)
+            chunk = ids[(page - 1) * per_page : page * per_page]
+            companies = [c for c in [await store.companies.get(salon_id) for salon_id in chunk] if c is not None]
+        else:
+            companies, total = await store.companies.list(
+                integration_status=integration_status, page=page, page_size=per_page
+            )
+        counts = {p: sum(1 for r in live.values() if r["state"] == p) for p in PROBLEMS[:-1]}
+        _, counts["activation_failed"] = await store.companies.list(integration_status="activation_failed", page_size=1)
+        return no_store(
+            {
+                "companies": [company_row(c, live.get(c.salon_id)) for c in companies],
+                "page": page,
+                "per_page": per_page,
+                "total": total,
+                "problems": counts,
+            }
+        )
+
+    @bp.get("/status/companies/<int:salon_id>/history")
+    async def status_history(salon_id: int) -> Response:
+        """A salon's company record and its latest events, newest first, each with its age."""
+        if (answer := refused()) is not None:
+            return answer
+        if not 0 < salon_id < 2**63:
+            fail(404, "unknown_salon", "no such salon")
+        limit = _whole_arg("limit", default=HISTORY_DEFAULT, high=HISTORY_MAX)
+        company = await services.store.companies.get(salon_id)
+        events = await services.store.events.list(salon_id, limit=limit)
+        if company is None and not events:
+            fail(404, "unknown_salon", f"salon {salon_id} is not known here")
+        live = next((r for r in company_records(services) if r["salon_id"] == salon_id), None)
+        now_wall = services.wall_clock()
+        return no_store(
+            {
+                "salon_id": salon_id,
+                "company": None if company is None else company_row(company, live),
+                "events": [_event_json(e, now_wall, lambda v: _scrub(services, v)) for e in events],
+                "now": _iso(now_wall),
+            }
+        )
 
     @bp.get("/metrics")
     async def metrics_text() -> Response:

@@ -4,18 +4,23 @@ Pages are Russian first with English below (docs/http-api.md#conventions). Every
 exception, the salons list, is built here from escaped parts. The headers let the pages live inside
 the YClients marketplace iframe (CSP ``frame-ancestors``, never ``X-Frame-Options``) and keep
 onboarding tokens out of caches and ``Referer`` headers.
+
+A browser that meets an error on any route (an unknown path, a wrong method, a refused request) gets
+``web/error.html`` for it, Russian and English; API clients, which ask for JSON (or anything), keep
+the JSON error shape (docs/contract.md).
 """
 
 from __future__ import annotations
 
 import functools
 import html
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Final, final
 
 import attrs
-from quart import Response
+from quart import Response, request
 
 from actor_admin._resources import web_dir
 from actor_admin.config import Settings
@@ -64,6 +69,66 @@ UNAVAILABLE: Final = PageText(
     "Try opening the app again in a minute.",
 )
 
+# What a browser that lands on an error of any route reads (API clients keep the JSON). By status; a
+# status without its own words gets its class's (4xx, 5xx).
+BROWSER_ERRORS: Final[Mapping[int, PageText]] = {
+    400: PageText(
+        "Неверный запрос",
+        "Адрес или данные запроса повреждены. Откройте приложение заново из YClients.",
+        "Bad request",
+        "The address or the request is damaged. Open the app again from YClients.",
+    ),
+    401: PageText(
+        "Нужна действующая ссылка",
+        "Эта страница открывается только по ссылке из YClients. Откройте приложение заново.",
+        "A valid link is needed",
+        "This page opens only through a link from YClients. Open the app again.",
+    ),
+    403: PageText(
+        "Доступ запрещён",
+        "У этой ссылки нет доступа к странице. Откройте приложение заново из YClients.",
+        "Access denied",
+        "This link has no access to the page. Open the app again from YClients.",
+    ),
+    404: PageText(
+        "Страница не найдена",
+        "Проверьте адрес или откройте приложение заново из маркетплейса YClients.",
+        "Page not found",
+        "Check the address, or open the app again from the YClients marketplace.",
+    ),
+    405: PageText(
+        "Эту страницу так не открыть",
+        "Этот адрес служит для обмена данными, а не для просмотра. Откройте приложение из YClients.",
+        "This page cannot be opened this way",
+        "This address exchanges data; it is not a page to view. Open the app from YClients.",
+    ),
+    413: PageText(
+        "Слишком большой запрос",
+        "Запрос больше, чем мы принимаем. Обновите страницу и попробуйте ещё раз.",
+        "Request too large",
+        "The request is larger than we accept. Reload the page and try again.",
+    ),
+    429: PageText(
+        "Слишком много запросов",
+        "Подождите минуту и попробуйте снова.",
+        "Too many requests",
+        "Wait a minute and try again.",
+    ),
+    499: PageText(
+        "Запрос не выполнен",
+        "Попробуйте ещё раз. Если не получается — откройте приложение заново из YClients.",
+        "The request could not be done",
+        "Try again. If it does not work, open the app again from YClients.",
+    ),
+    500: PageText(
+        "Что-то пошло не так на нашей стороне",
+        "Мы уже записали ошибку. Попробуйте ещё раз через минуту.",
+        "Something went wrong on our side",
+        "The error has been logged. Try again in a minute.",
+    ),
+    503: UNAVAILABLE,
+}
+
 
 @functools.cache
 def _template(name: str) -> str:
@@ -83,6 +148,37 @@ def render(name: str, values: Mapping[str, str], *, raw: Iterable[str] = ()) -> 
         return value if key in trusted else html.escape(value, quote=True)
 
     return _PLACEHOLDER.sub(fill, _template(name))
+
+
+def prefers_html() -> bool:
+    """Whether the current request comes from a browser that wants a page rather than JSON."""
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
+def browser_error_text(status: int) -> PageText:
+    if status in BROWSER_ERRORS:
+        return BROWSER_ERRORS[status]
+    return BROWSER_ERRORS[503] if status in (502, 504) else BROWSER_ERRORS[499 if status < 500 else 500]
+
+
+async def error_page_for_browser(settings: Settings, response: Response) -> Response:
+    """``response`` itself, or — when it is our JSON error shape and a browser asked for a page — the
+    error page with the same status. Other JSON (``/readyz`` with its failing parts) stays as it is."""
+    if response.status_code < 400 or response.mimetype != "application/json" or not prefers_html():
+        return response
+    try:
+        body = json.loads(await response.get_data(as_text=True))
+    except ValueError:
+        return response
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+        return response
+    page = error_page(settings, response.status_code, browser_error_text(response.status_code))
+    for name in ("Retry-After", "WWW-Authenticate", "Allow"):
+        if name in response.headers:
+            page.headers[name] = response.headers[name]
+    page.headers["Vary"] = "Accept"
+    return page
 
 
 def frame_ancestors(settings: Settings) -> str:

@@ -18,6 +18,7 @@ from ._client import RedisClient
 from ._embedded import EmbeddedRedis, EmbeddedRedisError
 from ._errors import RedisUnavailable
 from ._inbound import DEFAULT_INBOUND_MAXLEN, InboundStream
+from ._keeper import Actors, Keeper, OwnershipStore
 from ._lease import Lease, LeaseHolder, LeaseLostReason, LeaseManager
 from ._limiter import Decision, RateLimiter
 from ._location import Here, Location, Locator, SoleNode, There, Unavailable
@@ -29,6 +30,7 @@ from ._rpc import NodeRpc, OwnerUnreachable, RpcStatistics, open_node_rpc
 
 __all__ = [
     "DEFAULT_INBOUND_MAXLEN",
+    "Actors",
     "Bus",
     "BusStatistics",
     "ClusterView",
@@ -38,6 +40,7 @@ __all__ = [
     "HandOver",
     "Here",
     "InboundStream",
+    "Keeper",
     "Lease",
     "LeaseHolder",
     "LeaseLostReason",
@@ -51,6 +54,7 @@ __all__ = [
     "NodeRpc",
     "Observer",
     "OwnerUnreachable",
+    "OwnershipStore",
     "OwnershipTimings",
     "Placement",
     "Plan",

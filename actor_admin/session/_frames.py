@@ -19,6 +19,7 @@ class StateFrame(TypedDict):
     type: Literal["state"]
     state: StateName
     phone: NotRequired[str]  # once known: digits only
+    reason: NotRequired[str]  # only while reconnecting: what made the connection drop
 
 
 class QrFrame(TypedDict):
@@ -58,11 +59,16 @@ def remaining_s(at: float, now: float) -> int:
     return max(0, math.ceil(at - now))
 
 
-def state_frame(name: StateName, phone: str | None = None) -> StateFrame:
-    """``{"type": "state", "state": S, "phone": …}`` — ``phone`` only once known."""
+def state_frame(name: StateName, phone: str | None = None, reason: str | None = None) -> StateFrame:
+    """``{"type": "state", "state": S, "phone": …, "reason": …}`` — ``phone`` only once known; ``reason``
+    only while reconnecting, so a page can say at once that WhatsApp reported the device unlinked while
+    the session double-checks it (docs/websocket.md#server-frames)."""
+    frame: StateFrame = {"type": "state", "state": name}
     if phone:
-        return {"type": "state", "state": name, "phone": phone}
-    return {"type": "state", "state": name}
+        frame["phone"] = phone
+    if name == "reconnecting" and reason:
+        frame["reason"] = reason
+    return frame
 
 
 def qr_frame(qr: CurrentQr, now: float) -> QrFrame:
@@ -109,7 +115,7 @@ def snapshot_frames(state: SessionState, now: float) -> list[Frame]:
     state the session will not leave by itself soon (``idle``, ``failed``, ``conflict`` …), the
     error frame saying why.
     """
-    frames: list[Frame] = [state_frame(state.name, state.phone)]
+    frames: list[Frame] = [state_frame(state.name, state.phone, state.reason)]
     if state.name == "qr" and state.qr is not None:
         frames.append(qr_frame(state.qr, now))
     pairing = state.pairing

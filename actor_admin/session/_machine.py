@@ -202,7 +202,7 @@ class _Step:
         old = self.state
         self.update(name=name, reason=reason)
         if name != old.name:
-            self.emit(Publish(state_frame(self.state.name, self.state.phone)))
+            self.emit(Publish(state_frame(self.state.name, self.state.phone, self.state.reason)))
         if name != old.name or reason != old.reason:
             frame = reason_error_frame(self.state, self.now)
             if frame is not None:

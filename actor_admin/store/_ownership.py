@@ -503,6 +503,17 @@ class Ownership:
 
     # --- fencing ----------------------------------------------------------------------------------
 
+    async def fence_is_current(self, salon_id: int, fence: int) -> bool:
+        """Whether a write stating ``fence`` for ``salon_id`` would pass the fence check now."""
+
+        async def work(conn: Conn) -> bool:
+            current = await conn.fetchval(
+                "SELECT fence FROM salon_owners WHERE salon_id = $1 AND node_id IS NOT NULL", salon_id
+            )
+            return bool(current == fence)
+
+        return await self._db.run(work, retry=True)
+
     async def run_fenced(self, salon_id: int, fence: int, work: Callable[[Conn], Awaitable[T]]) -> T:
         """:func:`run_fenced` on this store's pool."""
         return await run_fenced(self._db, salon_id, fence, work)

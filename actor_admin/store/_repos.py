@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import builtins
 import secrets
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, final
 
@@ -33,11 +33,13 @@ from ._models import (
     OutboxStats,
     from_row,
 )
+from ._ownership import run_fenced
 
 ACTIVATION_WINDOW_S = 3600.0
 """YClients accepts the activation callback within one hour of the user granting access."""
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 # Statements more than one method runs.
 _COMPANY = "SELECT * FROM companies WHERE salon_id = $1"
@@ -75,6 +77,20 @@ async def _enqueue(
 ) -> int:
     """Add an outbox row due now, given up ``deadline_s`` after ``since`` (default: now); its id."""
     return int(await conn.fetchval(_ENQUEUE, kind, salon_id, dict(payload), since, deadline_s))
+
+
+async def _write(
+    db: Database, salon_id: int, fence: int, work: Callable[[Conn], Awaitable[T]], *,
+    transaction: bool = False, retry: bool = False,
+) -> T:
+    """A write a salon's actor makes: checked against ``fence`` unless it is 0 (one node, no fence).
+
+    See docs/cluster.md (fencing). A fenced write is never retried here: its one transaction either
+    commits under the current fence or raises ``Fenced``.
+    """
+    if fence:
+        return await run_fenced(db, salon_id, fence, work)
+    return await db.run(work, transaction=transaction, retry=retry)
 
 
 class _Repository:
@@ -186,6 +202,7 @@ class Companies(_Repository):
         *,
         activation_payload: Callable[[str], Mapping[str, Any]] | None = None,
         window_s: float = ACTIVATION_WINDOW_S,
+        fence: int = 0,
     ) -> ConnectionRecord | None:
         """Persist "WhatsApp is connected as ``phone``" and, atomically with it, the activation call.
 
@@ -224,18 +241,22 @@ class Companies(_Repository):
             outbox_id = await _enqueue(conn, ACTIVATION, salon_id, make(api_key), window_s, since=row["registered_at"])
             return ConnectionRecord(from_row(Company, row), True, outbox_id)
 
-        return await self._db.run(work, transaction=True)
+        return await _write(self._db, salon_id, fence, work, transaction=True)
 
-    async def mark_disconnected(self, salon_id: int) -> Company | None:
+    async def mark_disconnected(self, salon_id: int, *, fence: int = 0) -> Company | None:
         """WhatsApp is no longer connected (the phone is kept for display)."""
-        return await self._one(
-            Company,
-            """
-            UPDATE companies SET whatsapp_connected = false, disconnected_at = now(), updated_at = now()
-            WHERE salon_id = $1 RETURNING *
-            """,
-            salon_id,
-        )
+
+        async def work(conn: Conn) -> Company | None:
+            row = await conn.fetchrow(
+                """
+                UPDATE companies SET whatsapp_connected = false, disconnected_at = now(), updated_at = now()
+                WHERE salon_id = $1 RETURNING *
+                """,
+                salon_id,
+            )
+            return None if row is None else from_row(Company, row)
+
+        return await _write(self._db, salon_id, fence, work, retry=True)
 
     async def mark_frozen(self, salon_id: int) -> Company | None:
         """The ``freeze`` webhook: status ``frozen``, not connected; credentials are kept."""
@@ -321,7 +342,7 @@ class Credentials:
         self._db = db
         self._keyring = keyring
 
-    async def save(self, salon_id: int, data: bytes) -> bool:
+    async def save(self, salon_id: int, data: bytes, *, fence: int = 0) -> bool:
         """Encrypt and store (replacing any previous blob). False if there is no such company."""
         blob, key_id = self._keyring.encrypt(salon_id, data)
 
@@ -339,7 +360,7 @@ class Credentials:
                 return False
             return True
 
-        return await self._db.run(work, retry=True)
+        return await _write(self._db, salon_id, fence, work, retry=True)
 
     async def load(self, salon_id: int) -> bytes | None:
         """The decrypted credentials, or None if none are stored.
@@ -359,14 +380,14 @@ class Credentials:
             return None
         return self._keyring.decrypt(salon_id, bytes(row["blob"]), row["key_id"])
 
-    async def delete(self, salon_id: int) -> bool:
+    async def delete(self, salon_id: int, *, fence: int = 0) -> bool:
         """Forget the credentials; False if there were none."""
 
         async def work(conn: Conn) -> bool:
             status = await conn.execute(_DELETE_CREDENTIALS, salon_id)
             return bool(status != "DELETE 0")
 
-        return await self._db.run(work, retry=True)
+        return await _write(self._db, salon_id, fence, work, retry=True)
 
     async def rotate(self) -> int:
         """Re-encrypt every blob not under the keyring's current key; returns how many were rewritten.
@@ -398,14 +419,16 @@ class Credentials:
 class Events(_Repository):
     """The append-only ``company_events`` audit log."""
 
-    async def append(self, salon_id: int, type: str, data: Mapping[str, Any] | None = None) -> int:
+    async def append(
+        self, salon_id: int, type: str, data: Mapping[str, Any] | None = None, *, fence: int = 0
+    ) -> int:
         """Record an event; returns its id."""
         payload = dict(data or {})
 
         async def work(conn: Conn) -> int:
             return int(await conn.fetchval(_APPEND_EVENT, salon_id, type, payload))
 
-        return await self._db.run(work)
+        return await _write(self._db, salon_id, fence, work)
 
     async def list(self, salon_id: int, *, limit: int = 100) -> builtins.list[CompanyEvent]:
         """The latest ``limit`` events of a salon, newest first."""
@@ -577,7 +600,7 @@ class Messages(_Repository):
     """Inbound and outbound WhatsApp messages."""
 
     async def insert_inbound(
-        self, salon_id: int, wa_id: str, peer: str, text: str, at: datetime | None = None
+        self, salon_id: int, wa_id: str, peer: str, text: str, at: datetime | None = None, *, fence: int = 0
     ) -> bool:
         """Store an inbound message; True only if it is new.
 
@@ -597,7 +620,7 @@ class Messages(_Repository):
             return inserted is not None
 
         # Not retried: if the first try committed but its answer was lost, a retry would say False.
-        return await self._db.run(work)
+        return await _write(self._db, salon_id, fence, work)
 
     async def insert_outbound(self, salon_id: int, idempotency_key: str, to: str, text: str) -> tuple[int, bool]:
         """Record a message to send as ``queued``; returns ``(id, created)``.
@@ -665,7 +688,7 @@ class Messages(_Repository):
             salon_id, limit,
         )
 
-    async def mark_published(self, salon_id: int, wa_ids: Sequence[str]) -> int:
+    async def mark_published(self, salon_id: int, wa_ids: Sequence[str], *, fence: int = 0) -> int:
         """Mark inbound messages as put on the stream; returns how many changed."""
         ids = list(wa_ids)
 
@@ -679,14 +702,14 @@ class Messages(_Repository):
             )
             return int(result.split()[-1])
 
-        return await self._db.run(work, retry=True)
+        return await _write(self._db, salon_id, fence, work, retry=True)
 
     async def get_outbound(self, salon_id: int, idempotency_key: str) -> Message | None:
         """The outbound message a caller recorded under ``idempotency_key``, or None."""
         return await self._one(Message, _OUTBOUND, salon_id, idempotency_key)
 
     async def record_send_outcome(
-        self, salon_id: int, idempotency_key: str, *, wa_id: str | None, error: str | None
+        self, salon_id: int, idempotency_key: str, *, wa_id: str | None, error: str | None, fence: int = 0
     ) -> bool:
         """What became of an outbound message: ``sent`` with its WhatsApp id, or ``failed``.
 
@@ -718,4 +741,4 @@ class Messages(_Repository):
                 )
             return True
 
-        return await self._db.run(work, transaction=True)
+        return await _write(self._db, salon_id, fence, work, transaction=True)

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from actor_admin.session import phone_from_jid
+from actor_admin.store import Fenced
 
 
 @attrs.define
@@ -33,7 +34,10 @@ class _Companies:
         self.rows[salon_id] = MemoryCompany(salon_id, status)
         return self.rows[salon_id]
 
-    async def record_connection(self, salon_id: int, phone: str, *, activation_payload: Any = None) -> Any:
+    async def record_connection(
+        self, salon_id: int, phone: str, *, activation_payload: Any = None, fence: int = 0
+    ) -> Any:
+        self.root.check_fence(salon_id, fence)
         row = self.rows.setdefault(salon_id, MemoryCompany(salon_id))
         row.whatsapp_connected = True
         row.whatsapp_phone = phone_from_jid(phone)
@@ -42,7 +46,8 @@ class _Companies:
             self.root.outbox.append(dict(activation_payload("k" * 64)))
         return row
 
-    async def mark_disconnected(self, salon_id: int) -> Any:
+    async def mark_disconnected(self, salon_id: int, *, fence: int = 0) -> Any:
+        self.root.check_fence(salon_id, fence)
         row = self.rows.get(salon_id)
         if row is not None:
             row.whatsapp_connected = False
@@ -50,25 +55,30 @@ class _Companies:
 
 
 class _Credentials:
-    def __init__(self) -> None:
+    def __init__(self, root: MemoryStore) -> None:
+        self.root = root
         self.blobs: dict[int, bytes] = {}
 
     async def load(self, salon_id: int) -> bytes | None:
         return self.blobs.get(salon_id)
 
-    async def save(self, salon_id: int, data: bytes) -> bool:
+    async def save(self, salon_id: int, data: bytes, *, fence: int = 0) -> bool:
+        self.root.check_fence(salon_id, fence)
         self.blobs[salon_id] = data
         return True
 
-    async def delete(self, salon_id: int) -> bool:
+    async def delete(self, salon_id: int, *, fence: int = 0) -> bool:
+        self.root.check_fence(salon_id, fence)
         return self.blobs.pop(salon_id, None) is not None
 
 
 class _Events:
-    def __init__(self) -> None:
+    def __init__(self, root: MemoryStore) -> None:
+        self.root = root
         self.rows: list[tuple[int, str, dict[str, Any]]] = []
 
-    async def append(self, salon_id: int, type: str, data: dict[str, Any] | None = None) -> int:
+    async def append(self, salon_id: int, type: str, data: dict[str, Any] | None = None, *, fence: int = 0) -> int:
+        self.root.check_fence(salon_id, fence)
         self.rows.append((salon_id, type, dict(data or {})))
         return len(self.rows)
 
@@ -77,22 +87,30 @@ class _Events:
 
 
 class _Messages:
-    def __init__(self) -> None:
+    def __init__(self, root: MemoryStore) -> None:
+        self.root = root
         self.inbound: dict[tuple[int, str], tuple[str, str]] = {}
         self.published: list[tuple[int, str]] = []
         self.outcomes: dict[tuple[int, str], tuple[str | None, str | None]] = {}
 
-    async def insert_inbound(self, salon_id: int, wa_id: str, peer: str, text: str, at: Any = None) -> bool:
+    async def insert_inbound(
+        self, salon_id: int, wa_id: str, peer: str, text: str, at: Any = None, *, fence: int = 0
+    ) -> bool:
+        self.root.check_fence(salon_id, fence)
         if (salon_id, wa_id) in self.inbound:
             return False
         self.inbound[(salon_id, wa_id)] = (peer, text)
         return True
 
-    async def mark_published(self, salon_id: int, wa_ids: list[str]) -> int:
+    async def mark_published(self, salon_id: int, wa_ids: list[str], *, fence: int = 0) -> int:
+        self.root.check_fence(salon_id, fence)
         self.published += [(salon_id, w) for w in wa_ids]
         return len(wa_ids)
 
-    async def record_send_outcome(self, salon_id: int, key: str, *, wa_id: str | None, error: str | None) -> bool:
+    async def record_send_outcome(
+        self, salon_id: int, key: str, *, wa_id: str | None, error: str | None, fence: int = 0
+    ) -> bool:
+        self.root.check_fence(salon_id, fence)
         self.outcomes[(salon_id, key)] = (wa_id, error)
         return True
 
@@ -101,9 +119,18 @@ class MemoryStore:
     def __init__(self) -> None:
         self.outbox: list[dict[str, Any]] = []
         self.companies = _Companies(self)
-        self.credentials = _Credentials()
-        self.events = _Events()
-        self.messages = _Messages()
+        self.credentials = _Credentials(self)
+        self.events = _Events(self)
+        self.messages = _Messages(self)
+        #: Each salon's current fence, as ``salon_owners`` would hold it: a write stating another
+        #: (non-zero) fence is refused as PostgreSQL's trigger refuses it.
+        self.fences: dict[int, int] = {}
+        self.refused: list[tuple[int, int]] = []
+
+    def check_fence(self, salon_id: int, fence: int) -> None:
+        if fence and self.fences.get(salon_id) != fence:
+            self.refused.append((salon_id, fence))
+            raise Fenced(salon_id, fence)
 
 
 class MemoryInbound:

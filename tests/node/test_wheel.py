@@ -17,14 +17,21 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
+    build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
         check=True,
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    (out / "build.log").write_text(build.stdout + build.stderr)
     (built,) = out.glob("actor_admin-*.whl")
     return built
+
+
+def test_the_build_prints_no_deprecation_warning(wheel: Path) -> None:
+    log = (wheel.parent / "build.log").read_text()
+    assert "deprecated" not in log.lower(), log  # e.g. setuptools' "project.license as a TOML table"
 
 
 def test_the_wheel_carries_every_page_and_migration(wheel: Path) -> None:

@@ -94,6 +94,12 @@ def test_401_within_grace_after_515_is_retried_once() -> None:
     assert d.state.has_credentials
 
 
+def test_the_retried_401_tells_viewers_the_device_was_reported_unlinked() -> None:
+    d = just_restarted()
+    effects = d(Disconnected(LOGGED_OUT), after=5)
+    assert {"type": "state", "state": "reconnecting", "phone": PHONE, "reason": "logged_out"} in frames(effects)
+
+
 def test_second_401_after_515_is_final() -> None:
     d = just_restarted()
     d(Disconnected(LOGGED_OUT), after=5)

@@ -1,120 +1,21 @@
 """The connect page in a real Chromium against a scripted server (Playwright routes, no network).
 
-The page's HTTP and websocket traffic is answered in-process by `page.route` / `page.route_web_socket`,
-and its timers run on Playwright's fake clock, so these tests need no server and no real waiting. The lead's
-e2e tests cover the page against the real server.
+The page's HTTP and websocket traffic is answered in-process (tests/web/_scripted.py), and its timers run on
+Playwright's fake clock, so these tests need no server and no real waiting. tests/e2e covers the page against
+the real server; test_connect_states.py shows every state once, in both languages.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.web._web_assets import WEB
+from tests.web._scripted import QR_SVG, TOKEN, FakeServer, expect, make_token, open_page
 
 pytestmark = pytest.mark.browser
 
-ORIGIN = "http://salon.test"
-CSP = "default-src 'self'; img-src 'self' data:"
-QR_SVG = (
-    '<svg xmlns="http://www.w3.org/2000/svg" width="29mm" height="29mm" viewBox="0 0 29 29">'
-    '<path d="M4 4h7v7h-7zM18 4h7v7h-7zM4 18h7v7h-7z"/></svg>'
-)
 HOSTILE_SVG = QR_SVG.replace('"/>', '" onclick="alert(1)"/><script>alert(2)</script>')
-
-
-def _b64(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
-TOKEN = _b64({"alg": "HS256"}) + "." + _b64({"salon_id": 101, "sub": "101"}) + ".signature"
-
-
-class FakeServer:
-    """Answers the page's routes; `on_frame` scripts the websocket side."""
-
-    def __init__(self) -> None:
-        self.sockets: list[Any] = []
-        self.frames: list[dict[str, Any]] = []
-        self.http: list[tuple[str, str, str | None]] = []
-        self.on_frame: Callable[[Any, dict[str, Any]], None] = self.default_script
-        self.http_answer: dict[str, Any] = {"state": "qr", "qr": "2@polled", "svg": QR_SVG, "expires_in": 15}
-
-    @staticmethod
-    def send(ws: Any, frame: dict[str, Any]) -> None:
-        ws.send(json.dumps(frame))
-
-    def default_script(self, ws: Any, frame: dict[str, Any]) -> None:
-        if frame == {"type": "auth", "token": TOKEN}:
-            self.send(ws, {"type": "state", "state": "idle"})
-        elif frame["type"] == "request_qr":
-            self.send(ws, {"type": "state", "state": "qr"})
-            self.send(ws, {"type": "qr", "qr": "2@raw", "svg": QR_SVG, "expires_in": 20, "seq": 1})
-
-    def websocket(self, ws: Any) -> None:
-        self.sockets.append(ws)
-
-        def received(message: str | bytes) -> None:
-            frame = json.loads(message)
-            self.frames.append(frame)
-            self.on_frame(ws, frame)
-
-        ws.on_message(received)
-
-    def route(self, route: Any) -> None:
-        request = route.request
-        path = request.url.removeprefix(ORIGIN).split("?")[0].split("#")[0]
-        self.http.append((request.method, path, request.headers.get("authorization")))
-        if path == "/marketplace/onboarding":
-            body = (WEB / "onboarding.html").read_text(encoding="utf-8")
-            route.fulfill(body=body, content_type="text/html; charset=utf-8", headers={"Content-Security-Policy": CSP})
-        elif path.startswith("/static/") and (WEB / path.removeprefix("/static/")).is_file():
-            file = Path(WEB / path.removeprefix("/static/"))
-            kind = "text/css" if file.suffix == ".css" else "text/javascript"
-            route.fulfill(body=file.read_text(encoding="utf-8"), content_type=kind)
-        elif path in ("/marketplace/api/qr", "/marketplace/api/status"):
-            route.fulfill(json=self.http_answer)
-        else:
-            route.fulfill(status=404, body="not found")
-
-
-@pytest.fixture
-def server() -> FakeServer:
-    return FakeServer()
-
-
-@pytest.fixture
-def errors() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def page(browser: Any, server: FakeServer, errors: list[str]) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 375, "height": 800})
-    page = context.new_page()
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.clock.install()
-    page.route(f"{ORIGIN}/**", server.route)
-    page.route_web_socket(f"{ORIGIN.replace('http', 'ws')}/marketplace/ws", server.websocket)
-    yield page
-    context.close()
-    assert errors == [], errors  # CSP violations and script errors show up here
-
-
-def open_page(page: Any, query: str = "") -> None:
-    page.goto(f"{ORIGIN}/marketplace/onboarding{query}#token={TOKEN}")
-
-
-def expect(locator: Any) -> Any:
-    from playwright.sync_api import expect as pw_expect
-
-    return pw_expect(locator)
 
 
 def test_token_leaves_the_url_and_authenticates_the_websocket(page: Any, server: FakeServer) -> None:
@@ -167,18 +68,82 @@ def test_connected_shows_the_formatted_phone(page: Any, server: FakeServer, phon
     expect(page.get_by_test_id("phone-display")).to_have_text(shown)
 
 
-def test_unauthorized_shows_expired_link_and_stops_retrying(page: Any, server: FakeServer) -> None:
+def _refuse(server: FakeServer) -> None:
     def refuse(ws: Any, frame: dict[str, Any]) -> None:
         server.send(ws, {"type": "error", "code": "unauthorized", "message": "bad token"})
         ws.close(code=4401, reason="unauthorized")
 
     server.on_frame = refuse
-    open_page(page)
+
+
+def test_a_refused_expired_token_says_the_link_expired_and_stops_retrying(page: Any, server: FakeServer) -> None:
+    _refuse(server)
+    open_page(page, token=make_token(exp=1_600_000_000))
     expect(page.get_by_test_id("state-text")).to_have_text("Ссылка устарела")
+    expect(page.get_by_test_id("state-text")).to_have_attribute("data-state", "auth")
     page.clock.run_for(120_000)
     expect(page.get_by_test_id("connection-banner")).to_be_hidden()
     assert len(server.sockets) == 1
     assert not [h for h in server.http if h[1].startswith("/marketplace/api/")]
+
+
+def test_a_refused_unexpired_token_says_the_link_failed_verification(page: Any, server: FakeServer) -> None:
+    _refuse(server)  # a tampered signature: the page cannot tell, the server can
+    open_page(page)
+    expect(page.get_by_test_id("state-text")).to_have_text("Ссылка не прошла проверку")
+    expect(page.get_by_test_id("state-text")).to_have_attribute("data-state", "invalid")
+    page.clock.run_for(60_000)
+    assert len(server.sockets) == 1
+
+
+def test_a_token_that_expires_while_open_says_the_link_expired(page: Any, server: FakeServer) -> None:
+    open_page(page)
+    expect(page.get_by_test_id("state-text")).to_have_attribute("data-state", "qr")
+    server.send(server.sockets[0], {"type": "error", "code": "token_expired", "message": "expired"})
+    server.sockets[0].close(code=4401, reason="token expired")
+    expect(page.get_by_test_id("state-text")).to_have_text("Ссылка устарела")
+    expect(page.get_by_test_id("panel-qr")).to_be_hidden()
+
+
+@pytest.mark.parametrize("garbled", ["not-a-token", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.eyJmb28iOjF9.sig"])
+def test_a_garbled_token_is_invalid_without_asking_the_server(page: Any, server: FakeServer, garbled: str) -> None:
+    open_page(page, token=garbled)
+    expect(page.get_by_test_id("state-text")).to_have_text("Ссылка не прошла проверку")
+    page.clock.run_for(10_000)
+    assert server.sockets == []
+
+
+def test_a_new_token_in_the_fragment_is_honoured_without_a_reload(page: Any, server: FakeServer) -> None:
+    open_page(page)
+    expect(page.get_by_test_id("salon")).to_have_text("Салон № 101")
+    other = make_token(202)
+    page.evaluate("window.sameDocument = true")
+    page.evaluate("token => { location.hash = '#token=' + token; }", other)
+    expect(page.get_by_test_id("salon")).to_have_text("Салон № 202")
+    expect(page.get_by_test_id("qr").locator("svg")).to_have_count(1)
+    assert {"type": "auth", "token": other} in server.frames
+    assert "token" not in page.url
+    assert page.evaluate("window.sameDocument === true")  # no reload
+
+
+def test_a_new_token_rescues_a_page_that_said_the_link_expired(page: Any, server: FakeServer) -> None:
+    _refuse(server)
+    open_page(page, token=make_token(exp=1_600_000_000))
+    expect(page.get_by_test_id("state-text")).to_have_text("Ссылка устарела")
+    server.on_frame = server.default_script
+    page.evaluate("token => { location.hash = '#token=' + token; }", make_token(101))
+    expect(page.get_by_test_id("state-text")).to_have_attribute("data-state", "qr")
+
+
+@pytest.mark.parametrize(
+    ("title", "shown"),
+    [("Салон красоты №101", "Салон красоты №101"), ("Beauty 101", "Beauty 101"), ("Лак и Ко", "Лак и Ко · № 101")],
+)
+def test_the_salon_number_is_not_repeated_when_the_title_names_it(
+    page: Any, server: FakeServer, title: str, shown: str
+) -> None:
+    open_page(page, token=make_token(101, title=title))
+    expect(page.get_by_test_id("salon")).to_have_text(shown)
 
 
 def test_lost_websocket_shows_banner_and_polls_with_the_bearer_token(page: Any, server: FakeServer) -> None:
@@ -206,6 +171,106 @@ def test_websocket_reconnects_after_a_second_and_hides_the_banner(page: Any, ser
     assert len(server.sockets) == 2
 
 
+def _qr_then_server_gone(page: Any, server: FakeServer) -> None:
+    open_page(page)
+    expect(page.get_by_test_id("qr").locator("svg")).to_have_count(1)
+    server.down = True
+    server.sockets[0].close(code=1006, reason="gone")
+    expect(page.get_by_test_id("state-text")).to_have_text("Нет связи с сервером")
+
+
+def test_an_unreachable_server_greys_the_page_and_hides_the_stale_qr(page: Any, server: FakeServer) -> None:
+    _qr_then_server_gone(page, server)
+    expect(page.get_by_test_id("state-text")).to_have_attribute("data-state", "offline")
+    expect(page.get_by_test_id("app")).to_have_class("card is-offline")
+    expect(page.get_by_test_id("panel-qr")).to_be_hidden()
+    expect(page.get_by_test_id("connection-banner")).to_be_hidden()  # the heading says it, once
+    expect(page.get_by_test_id("error-text")).to_be_hidden()
+
+
+def test_the_page_recovers_within_seconds_of_the_servers_return(page: Any, server: FakeServer) -> None:
+    _qr_then_server_gone(page, server)
+    page.clock.run_for(300_000)  # five minutes away: the websocket back-off is at its 30 s cap by now
+    sockets_before = len(server.sockets)
+    server.down = False
+    page.clock.run_for(3_500)  # one poll interval and a little
+    expect(page.get_by_test_id("state-text")).to_have_attribute("data-state", "qr")
+    expect(page.get_by_test_id("qr").locator("svg")).to_have_count(1)
+    expect(page.get_by_test_id("app")).to_have_class("card")
+    assert len(server.sockets) == sockets_before + 1
+    # The QR on screen went stale while the server was away: the page asked for a fresh one by itself.
+    assert server.sent("request_qr") == 2
+
+
+def test_a_websocket_that_drops_while_the_server_answers_is_not_offline(page: Any, server: FakeServer) -> None:
+    open_page(page)
+    expect(page.get_by_test_id("qr").locator("svg")).to_have_count(1)
+    server.sockets[0].close(code=1011, reason="restart")
+    expect(page.get_by_test_id("connection-banner")).to_have_text("Связь с сервером прервалась — переподключаемся…")
+    expect(page.get_by_test_id("state-text")).to_have_attribute("data-state", "qr")
+
+
+def test_an_uninstall_after_a_freeze_shows_live(page: Any, server: FakeServer) -> None:
+    server.script([{"type": "state", "state": "frozen"}, {"type": "error", "code": "frozen", "message": "paused"}])
+    server.status_answer = {"salon_id": 101, "state": "frozen", "phone": None}
+    open_page(page)
+    expect(page.get_by_test_id("state-text")).to_have_text("Подписка на приложение приостановлена")
+    server.status_answer = {"salon_id": 101, "state": "uninstalled", "phone": None}
+    page.clock.run_for(5_500)
+    expect(page.get_by_test_id("state-text")).to_have_text("Приложение отключено в YClients")
+    expect(page.get_by_test_id("error-text")).to_be_hidden()
+
+
+def test_a_reinstall_while_the_page_is_open_brings_a_qr_without_a_reload(page: Any, server: FakeServer) -> None:
+    server.script([{"type": "state", "state": "uninstalled"}])
+    server.status_answer = {"salon_id": 101, "state": "uninstalled", "phone": None}
+    open_page(page)
+    expect(page.get_by_test_id("state-text")).to_have_text("Приложение отключено в YClients")
+    server.status_answer = {"salon_id": 101, "state": "idle", "phone": None}
+    page.clock.run_for(5_500)
+    expect(page.get_by_test_id("qr").locator("svg")).to_have_count(1)
+    assert server.sent("request_qr") == 1
+
+
+def _connected_then_reconnecting(page: Any, server: FakeServer, reason: str) -> None:
+    server.script([{"type": "state", "state": "connected", "phone": "79001234567"}])
+    open_page(page)
+    expect(page.get_by_test_id("state-text")).to_have_text("WhatsApp подключён")
+    server.send(server.sockets[0], {"type": "state", "state": "reconnecting", "phone": "79001234567", "reason": reason})
+
+
+def test_an_unlink_reported_while_connected_is_said_at_once(page: Any, server: FakeServer) -> None:
+    _connected_then_reconnecting(page, server, "logged_out")
+    expect(page.get_by_test_id("state-text")).to_have_text("Телефон сообщил об отвязке — проверяем…")
+    expect(page.get_by_test_id("state-detail")).not_to_contain_text("Ничего делать не нужно")
+    server.send(
+        server.sockets[0], {"type": "state", "state": "connecting", "phone": "79001234567", "reason": "logged_out"}
+    )
+    expect(page.get_by_test_id("state-text")).to_have_text("Телефон сообщил об отвязке — проверяем…")
+    server.send(server.sockets[0], {"type": "state", "state": "logged_out"})
+    server.send(server.sockets[0], {"type": "error", "code": "logged_out", "message": "WhatsApp was unlinked"})
+    expect(page.get_by_test_id("state-text")).to_have_text("WhatsApp отвязан на телефоне")
+    expect(page.get_by_test_id("error-text")).to_be_hidden()
+    expect(page.get_by_test_id("new-qr")).to_be_visible()
+
+
+def test_a_network_reconnect_of_a_linked_number_says_nothing_is_needed(page: Any, server: FakeServer) -> None:
+    _connected_then_reconnecting(page, server, "network_error")
+    expect(page.get_by_test_id("state-text")).to_have_text("Восстанавливаем связь с WhatsApp…")
+    server.send(server.sockets[0], {"type": "state", "state": "connecting", "phone": "79001234567"})
+    expect(page.get_by_test_id("state-text")).to_have_text("Восстанавливаем связь с WhatsApp…")  # not "code accepted"
+
+
+def test_an_unknown_error_says_so_in_the_page_language_with_its_code(page: Any, server: FakeServer) -> None:
+    open_page(page)
+    expect(page.get_by_test_id("state-text")).to_have_attribute("data-state", "qr")
+    server.send(server.sockets[0], {"type": "error", "code": "weird_thing", "message": "An English sentence"})
+    error = page.get_by_test_id("error-text")
+    expect(error).to_have_text(
+        "Что-то пошло не так. Попробуйте ещё раз; если повторяется — напишите в поддержку и назовите код «weird_thing»."
+    )
+
+
 def test_pairing_rejects_a_short_number_without_asking_the_server(page: Any, server: FakeServer) -> None:
     open_page(page)
     page.get_by_test_id("mode-toggle").click()
@@ -216,13 +281,7 @@ def test_pairing_rejects_a_short_number_without_asking_the_server(page: Any, ser
 
 
 def test_pairing_sends_normalised_digits_and_shows_the_code(page: Any, server: FakeServer) -> None:
-    def script(ws: Any, frame: dict[str, Any]) -> None:
-        if frame["type"] == "request_pairing_code":
-            server.send(ws, {"type": "pairing_code", "code": "ABCD-EFGH", "expires_in": 50})
-        else:
-            server.default_script(ws, frame)
-
-    server.on_frame = script
+    server.answer_pairing()
     open_page(page)
     page.get_by_test_id("mode-toggle").click()
     page.get_by_test_id("pairing-input").fill("8 (900) 123-45-67")
@@ -255,10 +314,19 @@ def test_lang_query_parameter_chooses_english(page: Any, server: FakeServer) -> 
     expect(page.get_by_test_id("state-text")).to_have_text("Scan the QR code with the phone")
 
 
-def test_missing_token_says_the_link_expired(page: Any, server: FakeServer) -> None:
-    page.goto(f"{ORIGIN}/marketplace/onboarding")
-    expect(page.get_by_test_id("state-text")).to_have_text("Ссылка устарела")
+def test_missing_token_says_there_is_no_link(page: Any, server: FakeServer) -> None:
+    page.goto("http://salon.test/marketplace/onboarding")
+    expect(page.get_by_test_id("state-text")).to_have_text("Нет ссылки для подключения")
+    expect(page.get_by_test_id("state-detail")).to_contain_text("маркетплейса YClients")
     assert server.sockets == []
+
+
+def test_the_phone_example_never_breaks_inside_the_number(page: Any, server: FakeServer) -> None:
+    open_page(page)
+    page.get_by_test_id("mode-toggle").click()
+    example = page.locator("#phone-hint .nowrap")
+    expect(example).to_have_text("+7\u00a0900\u00a0123-45-67")
+    assert example.evaluate("el => el.getClientRects().length") == 1
 
 
 def _one_of(template: str, *values: int) -> Any:

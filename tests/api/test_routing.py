@@ -15,8 +15,10 @@ import httpx
 import pytest
 import trio
 
+from actor_admin.cluster import place
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.node import Parts
+from actor_admin.store import Member
 from actor_admin.yclients import WEBHOOK_PATH
 from tests._owners import Owners, TableLocator
 
@@ -175,3 +177,54 @@ async def test_a_viewer_without_a_reachable_owner_gets_an_error_frame_and_stays_
         assert await frame_of(ws, "pong") == {"type": "pong"}  # still open
     assert json.dumps(error, ensure_ascii=False)  # the message is plain text
     assert ADMIN_TOKEN not in error["message"]
+
+
+# -- with the real ownership keeper as the locator --------------------------------------------------
+
+
+@pytest.fixture
+async def keeper_cluster(store: Any, redis_client: Any) -> AsyncIterator[tuple[TestNode, TestNode]]:
+    """Two nodes whose locators are their ownership keepers (PostgreSQL decides who owns what)."""
+    async with AsyncExitStack() as stack:
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        stack.callback(nursery.cancel_scope.cancel)
+        nodes = []
+        for name in ("node-a", "node-b"):
+            settings = node_settings(free_port(), NODE_ID=name, CLUSTER_TTL="3", CLUSTER_HEARTBEAT_INTERVAL="0.3")
+            core = SimulatorCore()
+            parts = Parts(
+                store=store,
+                redis=redis_client,
+                transport=SimulatorTransport(core),
+                simulator=core,
+                member=Member.new(name, "test"),
+            )
+            services = await stack.enter_async_context(serve_node(settings, parts, workers=False))
+            assert parts.keeper is not None and services.router.locator is parts.keeper
+            nursery.start_soon(parts.keeper.run)
+            http = await stack.enter_async_context(httpx.AsyncClient(base_url=settings.public_url, timeout=10))
+            nodes.append(TestNode(settings, services, core, settings.public_url, http))
+
+        def sees_both(node: TestNode) -> bool:
+            membership = node.services.router.locator.membership  # type: ignore[attr-defined]
+            return membership is not None and {"node-a", "node-b"} <= set(membership.live)
+
+        with trio.fail_after(15):
+            # Membership lives in PostgreSQL rows renewed on their own schedule: nothing to wait on but them.
+            while not all(sees_both(node) for node in nodes):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        yield nodes[0], nodes[1]
+
+
+async def test_with_the_keeper_a_call_at_one_node_reaches_the_salon_placed_on_the_other(
+    keeper_cluster: tuple[TestNode, TestNode],
+) -> None:
+    a, b = keeper_cluster
+    salon = next(s for s in range(9200, 9300) if place(s, ["node-a", "node-b"]) == "node-b")
+    await a.register(salon)
+    response = await a.http.post("/marketplace/api/qr", headers=a.bearer(salon), json={})
+    assert response.status_code == 200, response.text
+    assert response.json()["state"] == "qr"
+    assert b.services.router.running(salon) and not a.services.router.running(salon)
+    owner = (await a.services.store.ownership.owners())[salon]
+    assert owner.node_id == "node-b"  # claimed on demand by b, the node placement names

@@ -14,11 +14,6 @@ from typing import final
 import attrs
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
 @final
 @attrs.frozen(kw_only=True)
 class Backoff:
@@ -29,10 +24,10 @@ class Backoff:
     (a network blip) so they do not all come back in the same instant.
     """
 
-    initial_s: float = attrs.field(default=1.0, validator=_non_negative)
-    factor: float = attrs.field(default=2.0, validator=_non_negative)
-    max_s: float = attrs.field(default=60.0, validator=_non_negative)
-    jitter: float = attrs.field(default=0.2, validator=_non_negative)
+    initial_s: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
+    factor: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
+    max_s: float = attrs.field(default=60.0, validator=attrs.validators.ge(0.0))
+    jitter: float = attrs.field(default=0.2, validator=attrs.validators.ge(0.0))
 
     def __attrs_post_init__(self) -> None:
         if self.jitter > 1:

@@ -11,13 +11,17 @@ Checks, in order (each bounded in time; a failure never stops the later checks):
    missing or weak secret named;
 2. postgres — reachable, with latency; 3. schema — no pending migrations (named), not too new;
 4. outbox — YClients calls not backing up; 5. activations — no salon left in ``activation_failed``;
-6. redis — reachable, with latency;
-7. server — ``/readyz`` of the running node (``--url`` or ``PUBLIC_URL``);
-8. websocket — ``/marketplace/ws`` accepts a handshake from each origin a real page has (``PUBLIC_URL``'s
+6. the cluster (docs/cluster.md), from ``cluster_nodes``/``salon_owners``: nodes — none silent for
+   longer than the lease TTL; versions — live nodes run one version; node-id — no two processes of
+   this machine share a ``NODE_ID``; clock — this machine's clock agrees with PostgreSQL's; owners —
+   every salon that should run has a live owner;
+7. redis — reachable, with latency;
+8. server — ``/readyz`` of the running node (``--url`` or ``PUBLIC_URL``);
+9. websocket — ``/marketplace/ws`` accepts a handshake from each origin a real page has (``PUBLIC_URL``'s
    and YClients') — a browser always sends one, and a node whose ``ALLOWED_ORIGINS`` lacks it refuses the
    page (403) — and refuses a bad token with 4401;
-9. actors — none stuck in ``failed`` or ``conflict`` (``/status`` with the admin token);
-10. disk — free space where the node writes: ``DATA_DIR`` (under systemd the unit's RAM-backed
+10. actors — none stuck in ``failed`` or ``conflict`` (``/status`` with the admin token);
+11. disk — free space where the node writes: ``DATA_DIR`` (under systemd the unit's RAM-backed
     ``/run/actor-admin``). In serve it must be set, and absolute, where doctor can read it: the
     settings file both read (a guess relative to doctor's own directory would measure the wrong disk).
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -38,14 +43,16 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 
-from actor_admin.cluster import RedisClient
+from actor_admin.cluster import OwnershipTimings, RedisClient
 from actor_admin.config import YCLIENTS_ORIGINS, Settings, SettingsError, load_settings, read_dotenv, redact_url
 from actor_admin.store import (
     Companies,
     Database,
     EmbeddedPostgres,
     MigrationChecksumMismatch,
+    NodeRecord,
     Outbox,
+    Ownership,
     SchemaTooNew,
     pending,
 )
@@ -59,6 +66,9 @@ DISK_MIN_FREE_BYTES = 1 << 30
 DISK_MIN_FREE_FRACTION = 0.05
 DEFAULT_DEV_URL = "http://127.0.0.1:8000"
 SHOW_AT_MOST = 10
+#: This machine's clock may differ from PostgreSQL's by this much before doctor complains. Nothing in
+#: the protocol compares clocks, but heartbeat ages, logs and token times are read by people.
+CLOCK_SKEW_MAX_S = 2.0
 
 
 @attrs.frozen
@@ -103,6 +113,11 @@ async def _main(environ: Mapping[str, str], url: str | None, out: TextIO) -> int
         ("schema", _check_schema),
         ("outbox", _check_outbox),
         ("activations", _check_activations),
+        ("nodes", _check_nodes),
+        ("versions", _check_versions),
+        ("node-id", _check_node_id),
+        ("clock", _check_clock),
+        ("owners", _check_owners),
         ("redis", _check_redis),
         ("server", _check_server),
         ("websocket", _check_websocket),
@@ -341,6 +356,162 @@ async def _check_activations(ctx: Context) -> Result:
             "re-activate each: admin /admin/companies/SALON_ID/activate -X POST   (admin: ops/RUNBOOK.md §0)",
         )
     return Result(True, "no salon in activation_failed")
+
+
+# -- the cluster -------------------------------------------------------------------------------
+
+_TIMINGS = OwnershipTimings()
+
+
+def _live(node: NodeRecord) -> bool:
+    """Heard from within the lease TTL (PostgreSQL's clock: for operators; nodes judge on their own)."""
+    return node.heartbeat_age_s <= _TIMINGS.ttl_s
+
+
+def _failed_listing(summary: str, lines: list[str], hint: str) -> Result:
+    """A ✗ whose detail is a summary line and at most :data:`SHOW_AT_MOST` items."""
+    shown = lines[:SHOW_AT_MOST] + ([f"… and {len(lines) - SHOW_AT_MOST} more"] if len(lines) > SHOW_AT_MOST else [])
+    return Result(False, "\n".join([summary, *shown]), hint)
+
+
+async def _cluster_nodes(ctx: Context) -> list[NodeRecord]:
+    return await _read(ctx, lambda db: Ownership(db).nodes())
+
+
+async def _check_nodes(ctx: Context) -> Result:
+    if not ctx.schema_ok:
+        return _SCHEMA_NOT_READY
+    nodes = await _cluster_nodes(ctx)
+    if not nodes:
+        return Result(True, "no node registered in cluster_nodes (one node without the ownership loop)")
+    silent = [n for n in nodes if not _live(n)]
+    detail = f"{len(nodes) - len(silent)} of {len(nodes)} node(s) heard from within {_TIMINGS.ttl_s:g} s"
+    if not silent:
+        return Result(True, detail)
+    lines = [f"{n.node_id}: last heartbeat {n.heartbeat_age_s:.0f} s ago (version {n.version})" for n in silent]
+    return _failed_listing(
+        detail,
+        lines,
+        "a node without a heartbeat is dead, paused or cut off from PostgreSQL; the others take its salons "
+        "over after the TTL (ops/RUNBOOK.md, \"Several nodes\")\n"
+        "on its host: sudo systemctl status actor-admin; a node that was removed on purpose is forgotten "
+        "by the others after a minute",
+    )
+
+
+async def _check_versions(ctx: Context) -> Result:
+    if not ctx.schema_ok:
+        return _SCHEMA_NOT_READY
+    live = [n for n in await _cluster_nodes(ctx) if _live(n)]
+    versions: dict[str, list[str]] = {}
+    for n in live:
+        versions.setdefault(n.version, []).append(n.node_id)
+    if len(versions) <= 1:
+        return Result(True, f"live nodes run {next(iter(versions), 'no version yet')}")
+    lines = [f"{version}: {', '.join(ids)}" for version, ids in sorted(versions.items())]
+    return _failed_listing(
+        f"live nodes run {len(versions)} versions",
+        lines,
+        "expected only during a rolling deploy; finish it (upgrade and restart the remaining nodes one by "
+        "one, ops/RUNBOOK.md \"Several nodes\") or roll the new ones back",
+    )
+
+
+def _same_node_id_processes(proc: Path = Path("/proc")) -> dict[str, list[int]] | None:
+    """``{NODE_ID: [pid, …]}`` of actor-admin processes on this machine that set ``NODE_ID``.
+
+    Read from ``/proc/<pid>/environ`` (processes doctor may not read are skipped); a process without
+    ``NODE_ID`` uses ``hostname:pid``, unique by construction.
+    """
+    if not proc.is_dir():
+        return None
+    found: dict[str, list[int]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if not any(b"actor-admin" in a or b"actor_admin" in a for a in argv):
+                continue
+            if not any(a in (b"serve", b"dev") for a in argv):
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in environ:
+            if item.startswith(b"NODE_ID="):
+                found.setdefault(item.removeprefix(b"NODE_ID=").decode(errors="replace"), []).append(int(entry.name))
+    return {node_id: sorted(pids) for node_id, pids in sorted(found.items()) if len(pids) > 1}
+
+
+async def _check_node_id(ctx: Context) -> Result:
+    duplicates = await trio.to_thread.run_sync(_same_node_id_processes)
+    if duplicates is None:
+        return Result(True, "not checked: no /proc on this machine")
+    if not duplicates:
+        return Result(True, "no two actor-admin processes on this machine share a NODE_ID")
+    lines = [f"NODE_ID={node_id}: processes {', '.join(map(str, pids))}" for node_id, pids in duplicates.items()]
+    return _failed_listing(
+        f"{len(duplicates)} NODE_ID(s) used by more than one process",
+        lines,
+        "only the first of them joined the cluster; the others wait and own nothing. Stop the extra "
+        "processes, or give each its own NODE_ID (ops/RUNBOOK.md, \"Several nodes\")",
+    )
+
+
+async def _check_clock(ctx: Context) -> Result:
+    if not ctx.postgres_ok:
+        return Result(False, "not checked: PostgreSQL does not answer", "fix postgres first")
+
+    async def measure(db: Any) -> tuple[float, float, float]:
+        before = time.time()
+        server: float = await db.run(
+            lambda conn: conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8"), retry=True
+        )
+        return before, server, time.time()
+
+    before, server, after = await _read(ctx, measure)
+    # PostgreSQL read its clock somewhere inside [before, after] on ours.
+    skew = server - (before + after) / 2
+    uncertainty = (after - before) / 2
+    detail = f"this machine's clock is {abs(skew):.2f} s {'behind' if skew > 0 else 'ahead of'} PostgreSQL's"
+    if abs(skew) - uncertainty <= CLOCK_SKEW_MAX_S:
+        return Result(True, detail + f" (± {uncertainty:.3f} s)")
+    return Result(
+        False,
+        detail + f" (more than {CLOCK_SKEW_MAX_S:g} s)",
+        "ownership never compares clocks, but heartbeat ages, logs and token times do: enable time sync "
+        "on both machines (timedatectl set-ntp true; chronyc tracking)",
+    )
+
+
+async def _check_owners(ctx: Context) -> Result:
+    if not ctx.schema_ok:
+        return _SCHEMA_NOT_READY
+
+    async def read(db: Any) -> tuple[list[NodeRecord], list[Any]]:
+        ownership = Ownership(db)
+        return await ownership.nodes(), await ownership.salons()
+
+    nodes, salons = await _read(ctx, read)
+    if not nodes:
+        return Result(True, "not checked: no node registered in cluster_nodes (one node without the ownership loop)")
+    live = {n.node_id for n in nodes if _live(n)}
+    pg_now = max(n.heartbeat_at.timestamp() + n.heartbeat_age_s for n in nodes)
+    should_run = [s for s in salons if s.should_run]
+    # A salon handed over a moment ago is briefly released: only one unowned for a whole TTL counts.
+    orphans = [
+        s for s in should_run if s.node_id not in live and pg_now - s.since.timestamp() > _TIMINGS.ttl_s
+    ]
+    if not orphans:
+        return Result(True, f"{len(should_run)} salon(s) should run, each owned by a live node")
+    lines = [f"{s.salon_id}: {'released' if s.node_id is None else 'owned by silent ' + s.node_id}" for s in orphans]
+    return _failed_listing(
+        f"{len(orphans)} of {len(should_run)} salon(s) that should run have no live owner",
+        lines,
+        "no live node has taken them: check the nodes line above (all nodes dead or draining?) and each "
+        "node's log for claim errors (ops/RUNBOOK.md, \"Several nodes\")",
+    )
 
 
 # -- Redis -------------------------------------------------------------------------------------

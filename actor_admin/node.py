@@ -14,7 +14,6 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 import attrs
 import trio
@@ -26,6 +25,7 @@ from actor_admin import __version__, logs
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
 from actor_admin.api import Services, create_app
 from actor_admin.cluster import (
+    Bus,
     EmbeddedRedis,
     InboundStream,
     Keeper,
@@ -40,13 +40,13 @@ from actor_admin.cluster import (
 from actor_admin.config import Settings
 from actor_admin.console import CommandError, say, watch_signals
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
-from actor_admin.doubles.yclients import create_fake_yclients
-from actor_admin.runtime import open_supervisor
+from actor_admin.doubles.yclients import FakeYClients, create_fake_yclients
+from actor_admin.runtime import open_supervisor, sole_exception
 from actor_admin.session import SessionPolicy
 from actor_admin.store import EmbeddedPostgres, Keyring, Member, MigrationError, Store, StoreError
 from actor_admin.store import migrate as run_migrations
 from actor_admin.store import pending as pending_migrations
-from actor_admin.whatsapp import NeonizeTransport, NetworkSimulatorTransport, require_neonize
+from actor_admin.whatsapp import NeonizeTransport, NetworkSimulatorTransport, Transport, require_neonize
 from actor_admin.yclients import (
     OutboxWorker,
     SharedThrottle,
@@ -62,11 +62,13 @@ log = logging.getLogger("actor_admin.node")
 class Parts:
     """What a node is made of, before it serves: the databases and the doubles it talks to."""
 
-    store: Any
-    redis: Any = None
-    transport: Any = None
-    simulator: Any = None
-    fake_yclients: Any = None
+    store: Store
+    transport: Transport
+    #: None: no Redis, one process (a ``LocalBus``, no shared limits, no inbound stream).
+    redis: RedisClient | None = None
+    #: The in-process simulator when ``transport`` is its ``SimulatorTransport`` (for the dev routes).
+    simulator: SimulatorCore | None = None
+    fake_yclients: FakeYClients | None = None
     #: This process as a cluster member: given, the node runs the ownership keeper (docs/cluster.md)
     #: and its actors write with fences; None, it owns every salon unfenced (one node, tests).
     member: Member | None = None
@@ -86,7 +88,7 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
     """
     async with AsyncExitStack() as stack:
         if parts.redis is not None:
-            bus: Any = await stack.enter_async_context(open_redis_bus(parts.redis))
+            bus: Bus = await stack.enter_async_context(open_redis_bus(parts.redis))
             limiter = RateLimiter(parts.redis)
             inbound = InboundStream(parts.redis)
             nodes = NodeRegistry(parts.redis)
@@ -172,15 +174,7 @@ async def run_node(settings: Settings, *, migrate: bool) -> int:
                 finally:
                     guard.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            raise _sole(group) from None
-
-
-def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error inside nested single-member groups (an operator sees it, not the nesting)."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
+            raise sole_exception(group) from None  # an operator sees the error, not the nesting
 
 
 async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> int:
@@ -222,8 +216,14 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
         redis = await RedisClient.open(redis_url)
         stack.push_async_callback(redis.aclose)
 
-        parts = Parts(store=store, redis=redis, member=Member.new(settings.node_id, __version__))
-        parts.transport, parts.simulator = _transport(settings)
+        transport, simulator = _transport(settings)
+        parts = Parts(
+            store=store,
+            transport=transport,
+            redis=redis,
+            simulator=simulator,
+            member=Member.new(settings.node_id, __version__),
+        )
         if dev:
             parts.fake_yclients = create_fake_yclients(
                 settings.yclients_partner_token, settings.yclients_app_id, settings.public_url
@@ -235,7 +235,7 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
             if keeper is not None:
                 nursery.start_soon(keeper.run)
             if services.nodes is not None:
-                nursery.start_soon(_keep_registered, services, settings.node_id)
+                nursery.start_soon(_keep_registered, services.nodes, settings.node_id)
             _start_workers(nursery, services)
             binds = await nursery.start(
                 lambda task_status: serve(
@@ -264,9 +264,9 @@ def _landing_url(settings: Settings, binds: list[str]) -> str:
     return (binds[0] if binds else settings.public_url) + "/"
 
 
-async def _keep_registered(services: Services, node_id: str) -> None:
+async def _keep_registered(nodes: NodeRegistry, node_id: str) -> None:
     try:
-        await services.nodes.keep_registered(node_id)
+        await nodes.keep_registered(node_id)
     except Exception as exc:
         log.warning("node registry stopped: %s", exc)
 
@@ -310,7 +310,7 @@ async def _restore(services: Services, keeper: Keeper | None) -> None:
     say(f"reconnected {count} salon(s)")
 
 
-def _transport(settings: Settings) -> tuple[Any, Any]:
+def _transport(settings: Settings) -> tuple[Transport, SimulatorCore | None]:
     """The WhatsApp transport this node uses, and the in-process simulator when it is one."""
     if settings.whatsapp_transport == "neonize":
         require_neonize()

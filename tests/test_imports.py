@@ -36,9 +36,11 @@ LAZY_ALLOWED: frozenset[tuple[str, str]] = frozenset(
 )
 
 #: The modules outside ``actor_admin.doubles`` that may import a double: the composition root, the
-#: commands that serve a double on its own, and the dev routes that mount them (docs in
-#: ``actor_admin/doubles/__init__.py``).
-DOUBLES_WIRING: frozenset[str] = frozenset({"actor_admin.node", "actor_admin.commands", "actor_admin.api._dev"})
+#: commands that serve a double on its own, the dev routes that mount them, and the record that
+#: carries them from the root to the routes (docs in ``actor_admin/doubles/__init__.py``).
+DOUBLES_WIRING: frozenset[str] = frozenset(
+    {"actor_admin.node", "actor_admin.commands", "actor_admin.api._dev", "actor_admin.api._services"}
+)
 
 
 @attrs.frozen

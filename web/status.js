@@ -1,12 +1,13 @@
 /* Operators' status page: the aggregates of GET /status, and — with the admin token — the salons one page at
  * a time (GET /status/companies) and a salon's history (GET /status/companies/{id}/history), so a supervisor
- * can answer "why is this salon not connected?" (docs/contract.md). The admin token is pasted by the operator,
+ * can answer "why is this salon not connected?" (docs/http-api.md#status-history). The admin token is pasted by the operator,
  * kept only for this tab (sessionStorage) and sent as a bearer header. Values are inserted as text only. */
 (function () {
   "use strict";
 
   var REFRESH_MS = 5000;
   var PER_PAGE = 50;
+  var STALE_S = 10;  // the default lease TTL: a node silent this long is being taken over
   var TOKEN_KEY = "actor-admin.admin-token";
   var STATES = ["idle", "starting", "qr", "pairing_code", "connecting", "connected", "reconnecting",
     "logged_out", "conflict", "failed", "frozen", "uninstalled"];
@@ -154,9 +155,31 @@
         : Number(outbox.oldest_pending_s).toFixed(1) + " s"],
       ["outbox failed", outbox.failed, outbox.failed ? "bad" : ""],
       ["websockets open", wss.open],
-      ["cluster nodes", (cluster.nodes || []).join(", ")],
+      ["cluster nodes", (cluster.nodes || []).length],
       ["owned here", cluster.owned_here]
     ]);
+    renderNodes(st.node, cluster.nodes || []);
+  }
+
+  // One row per node row of the cluster (docs/http-api.md#status); a heartbeat older than STALE_S is flagged.
+  function renderNodes(me, nodes) {
+    var body = $("nodes-body");
+    clear(body);
+    nodes.forEach(function (n) {
+      var tr = document.createElement("tr");
+      tr.setAttribute("data-node", text(n.id));
+      var age = Number(n.heartbeat_age_s);
+      var cells = [n.id + (n.id === me ? " (this node)" : ""), n.version,
+        isFinite(age) ? age.toFixed(1) + " s" : "—", n.owned, n.draining ? "draining" : ""];
+      cells.forEach(function (v, i) {
+        var td = document.createElement("td");
+        td.textContent = v === null || v === undefined ? "" : String(v);
+        if (i === 2 || i === 3) { td.className = "num"; }
+        if (i === 2 && age > STALE_S) { td.className = "num bad"; }
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
   }
 
   /* ---------- the salons, one page at a time ---------- */
@@ -200,10 +223,10 @@
       first.className = "num";
       first.appendChild(salonButton(c.salon_id));
       tr.appendChild(first);
-      [c.title, c.state, c.integration_status, c.phone, c.restarts, c.last_error, c.since].forEach(function (v, i) {
+      [c.title, c.state, c.integration_status, c.phone, c.node, c.restarts, c.last_error, c.since].forEach(function (v, i) {
         var td = document.createElement("td");
         td.textContent = v === null || v === undefined ? "" : String(v);  // textContent: errors may hold markup
-        if (i === 4) { td.className = "num"; }
+        if (i === 5) { td.className = "num"; }
         if ((i === 1 && PROBLEMS.indexOf(c.state) !== -1) || (i === 2 && v === "activation_failed")) {
           td.className = "bad";
         }

@@ -1,8 +1,18 @@
 """Company actors: the ``CompanySession`` that drives one salon's WhatsApp session machine, the
-``Router`` through which everything else reaches it, and the node's ``Registry`` of what each
-session is doing."""
+``Router`` through which everything else reaches it, the node's ``Registry`` of what each session
+is doing, and the ports the actor needs of the store, the bus and the inbound stream."""
 
-from ._company import CompanySession, SessionDeps, company_actor_factory
+from ._company import CompanyMessage, CompanySession, SessionDeps, company_actor_factory
+from ._ports import (
+    ActivationPayload,
+    FramePublisher,
+    InboundSink,
+    SessionCompanies,
+    SessionCredentials,
+    SessionEvents,
+    SessionMessages,
+    SessionStore,
+)
 from ._qr import render_qr_svg
 from ._registry import MessageCounts, Registry, SessionView
 from ._router import (
@@ -17,13 +27,22 @@ from ._router import (
 __all__ = [
     "OWNER_UNREACHABLE",
     "ROUTED_LATENCY_BUCKETS",
+    "ActivationPayload",
+    "CompanyMessage",
     "CompanySession",
+    "FramePublisher",
+    "InboundSink",
     "MessageCounts",
     "Registry",
     "RemoteNodes",
     "Router",
     "RoutingStatistics",
+    "SessionCompanies",
+    "SessionCredentials",
     "SessionDeps",
+    "SessionEvents",
+    "SessionMessages",
+    "SessionStore",
     "SessionUnavailable",
     "SessionView",
     "company_actor_factory",

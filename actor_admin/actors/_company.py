@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol, final
+from collections.abc import Callable
+from typing import Protocol, final
 
 import attrs
 import trio
 
 from actor_admin.cluster import Here, Location
+from actor_admin.json_types import JSON
 from actor_admin.logs import about_salon
 from actor_admin.runtime import ActorContext, MailboxClosed, MailboxFull, Request
 from actor_admin.session import Alert as AlertEffect
@@ -23,10 +24,12 @@ from actor_admin.session import (
     AskPairingCode,
     CancelTimer,
     CheckOwnership,
+    Command,
     Connect,
     DeleteCredentials,
     Disconnect,
     Effect,
+    Event,
     Frame,
     LinkFailed,
     LogEvent,
@@ -52,8 +55,9 @@ from actor_admin.session import (
     step,
 )
 from actor_admin.store import Fenced
-from actor_admin.whatsapp import Link, Transport
+from actor_admin.whatsapp import Link, LinkSpec, Transport
 
+from ._ports import ActivationPayload, FramePublisher, InboundSink, SessionStore
 from ._registry import Registry
 
 log = logging.getLogger("actor_admin.actors")
@@ -76,6 +80,18 @@ class LinkEvent:
 @attrs.frozen
 class GetSnapshot:
     """Ask the actor for the frames a new viewer must see first (state, current QR or code)."""
+
+
+@final
+@attrs.frozen
+class Snapshot:
+    """The answer to :class:`GetSnapshot`: a ``qr`` frame among them carries its SVG."""
+
+    frames: list[Frame]
+
+
+#: What a company actor's mailbox carries; callers ``ask`` with a ``Command`` or ``GetSnapshot``.
+CompanyMessage = Event | LinkEvent | GetSnapshot
 
 
 class SalonOwnership(Protocol):
@@ -106,14 +122,15 @@ class SessionDeps:
     """What every company actor needs; built once by the composition root."""
 
     transport: Transport
-    store: Any  # actor_admin.store.Store (kept loose so unit tests can pass a small fake)
-    bus: Any  # actor_admin.cluster.Bus
+    store: SessionStore
+    bus: FramePublisher
     registry: Registry
     policy: SessionPolicy = attrs.field(factory=SessionPolicy)
-    inbound: Any = None  # actor_admin.cluster.InboundStream, or None
+    #: Where new inbound messages are announced; None: stored only (no Redis).
+    inbound: InboundSink | None = None
     #: Which salons this node owns, with which fence. None: one node owns every salon, unfenced.
     ownership: SalonOwnership | None = None
-    activation_payload: Callable[[int, str], Mapping[str, Any]] | None = None
+    activation_payload: Callable[[int, str], JSON] | None = None
     render_svg: Callable[[str], str] | None = None
     sends_per_minute: float = 20.0
 
@@ -128,7 +145,7 @@ class CompanySession:
         self.link: Link | None = None
         self.generation = 0
         self.timers: dict[str, trio.CancelScope] = {}
-        self.waiting: dict[int, Request[Any]] = {}
+        self.waiting: dict[int, Request[CompanyMessage]] = {}
         self.request_ids = itertools.count(1)
         self.send_channel: trio.MemorySendChannel[SendMessage] | None = None
         #: The current QR's payload and its SVG, so every frame that shows it carries the one rendering.
@@ -139,12 +156,14 @@ class CompanySession:
         #: A write was refused: another node owns the salon; this run never connects again.
         self.lost = False
 
-    async def __call__(self, ctx: ActorContext[int, Any], *, task_status: trio.TaskStatus[None]) -> None:
+    async def __call__(
+        self, ctx: ActorContext[int, CompanyMessage], *, task_status: trio.TaskStatus[None]
+    ) -> None:
         # Every line logged while this salon's actor works — by its link, httpx, anything — names the salon.
         with about_salon(self.salon_id):
             await self._run(ctx, task_status)
 
-    async def _run(self, ctx: ActorContext[int, Any], task_status: trio.TaskStatus[None]) -> None:
+    async def _run(self, ctx: ActorContext[int, CompanyMessage], task_status: trio.TaskStatus[None]) -> None:
         store = self.deps.store
         ownership = self.deps.ownership
         if ownership is not None:
@@ -178,14 +197,22 @@ class CompanySession:
                         request.fail(MailboxClosed("the session stopped before answering"))
                 nursery.cancel_scope.cancel()
 
-    async def handle(self, message: Any) -> None:
-        if isinstance(message, Request) and isinstance(message.body, GetSnapshot):
-            message.reply([self._with_svg(frame) for frame in snapshot_frames(self.state, trio.current_time())])
-            return
+    async def handle(self, message: CompanyMessage | Request[CompanyMessage]) -> None:
+        event: Event
         if isinstance(message, Request):
+            body = message.body
+            if isinstance(body, GetSnapshot):
+                frames = snapshot_frames(self.state, trio.current_time())
+                message.reply(Snapshot([self._with_svg(frame) for frame in frames]))
+                return
+            if not isinstance(body, Command):
+                message.fail(TypeError(f"a session answers commands, not {type(body).__name__}"))
+                return
             request_id = next(self.request_ids)
             self.waiting[request_id] = message
-            event = attrs.evolve(message.body, request_id=request_id)
+            event = attrs.evolve(body, request_id=request_id)
+        elif isinstance(message, GetSnapshot):
+            return  # only meaningful as a request: nobody waits for this one
         elif isinstance(message, LinkEvent):
             if message.generation != self.generation:
                 return  # from a link we already closed
@@ -225,9 +252,10 @@ class CompanySession:
     async def perform(self, effect: Effect) -> None:
         store = self.deps.store
         salon_id = self.salon_id
-        fence = self.fence
-        if fence is None and _forbidden_without_salon(effect):
+        if self.fence is None and _forbidden_without_salon(effect):
             return
+        # Only effects that write nothing get past the guard above without a fence; 0 would state none.
+        fence = self.fence if self.fence is not None else 0
         match effect:
             case Connect(with_credentials=with_credentials):
                 await self._open_link(with_credentials)
@@ -279,7 +307,7 @@ class CompanySession:
                 log.warning("alert %s: %s", code, text, extra={"salon_id": salon_id})
             case CheckOwnership():
                 ownership = self.deps.ownership
-                owned = ownership is None or (fence is not None and await ownership.owns(salon_id, fence))
+                owned = ownership is None or (self.fence is not None and await ownership.owns(salon_id, self.fence))
                 self._feed(OwnershipChecked(owned))
             case Publish(frame=frame):
                 await self._publish(frame)
@@ -294,7 +322,7 @@ class CompanySession:
                 if request is not None:
                     request.reply(outcome)
 
-    def _activation_payload(self) -> Callable[[str], Mapping[str, Any]] | None:
+    def _activation_payload(self) -> ActivationPayload | None:
         make = self.deps.activation_payload
         if make is None:
             return None
@@ -330,7 +358,8 @@ class CompanySession:
                 pass
 
         try:
-            self.link = await self.deps.transport.open(self.nursery, self.salon_id, credentials, deliver)
+            spec = LinkSpec(salon_id=self.salon_id, credentials=credentials, deliver=deliver)
+            self.link = await self.deps.transport.open(self.nursery, spec)
         except Exception as exc:
             self.link = None
             self._feed(LinkFailed(f"{type(exc).__name__}: {exc}"))
@@ -413,7 +442,7 @@ class CompanySession:
             del self.timers[name]
             self._feed(Timer(name))
 
-    def _feed(self, event: Any) -> None:
+    def _feed(self, event: Event) -> None:
         try:
             self.ctx.ref.send_nowait(event)
         except (MailboxFull, MailboxClosed):
@@ -436,7 +465,7 @@ def _forbidden_without_salon(effect: Effect) -> bool:
     )
 
 
-def _cause(event: Any) -> str:
+def _cause(event: Event) -> str:
     """What made a transition, for its log line: the event's name, with WhatsApp's reason code."""
     reason = getattr(event, "reason", None)
     name = type(event).__name__

@@ -18,18 +18,19 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final, Protocol, final
+from typing import Final, Protocol, final
 
 import attrs
 import trio
 
 from actor_admin.cluster import Here, Locator, OwnerUnreachable, SoleNode, There, Unavailable
 from actor_admin.runtime import ActorFailed, AskTimeout, MailboxClosed, Supervisor
-from actor_admin.session import Command, Frame, Freeze, Start, Uninstall
+from actor_admin.session import Command, Frame, Freeze, Outcome, Start, Uninstall
 
-from ._company import GetSnapshot
+from ._company import CompanyMessage, GetSnapshot, Snapshot
 from ._wire import (
     Answer,
+    AnswerValue,
     Ask,
     Call,
     Failed,
@@ -72,7 +73,7 @@ class SessionUnavailable(Exception):
 class RemoteNodes(Protocol):
     """How the router reaches other nodes (``actor_admin.cluster.NodeRpc``)."""
 
-    async def call(self, node_id: str, body: Any, *, timeout_s: float) -> Any: ...
+    async def call(self, node_id: str, body: object, *, timeout_s: float) -> object: ...
 
 
 @final
@@ -102,7 +103,11 @@ class Router:
     """
 
     def __init__(
-        self, supervisor: Supervisor[int, Any], *, locator: Locator | None = None, remote: RemoteNodes | None = None
+        self,
+        supervisor: Supervisor[int, CompanyMessage],
+        *,
+        locator: Locator | None = None,
+        remote: RemoteNodes | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.locator: Locator = SoleNode() if locator is None else locator
@@ -115,22 +120,29 @@ class Router:
     async def ask(
         self,
         salon_id: int,
-        command: Command | GetSnapshot,
+        command: Command,
         *,
         timeout: float = DEFAULT_ASK_TIMEOUT_S,  # noqa: ASYNC109 - the mailbox's ask timeout, not a cancel scope
-    ) -> Any:
+    ) -> Outcome:
         """Deliver ``command`` to the salon's actor (starting it if needed) and return its answer.
 
         Raises:
             SessionUnavailable: the actor is ``failed``, was stopped, or did not answer in time;
                 code ``owner_unreachable`` when the node that owns the salon cannot be reached.
         """
-        return await self._route(Ask(salon_id, command, timeout), timeout + ROUTE_MARGIN_S)
+        answer = await self._route(Ask(salon_id, command, timeout), timeout + ROUTE_MARGIN_S)
+        if not isinstance(answer, Outcome):
+            raise TypeError(f"a session answered {type(command).__name__} with {answer!r}")
+        return answer
 
     async def snapshot(self, salon_id: int) -> list[Frame]:
         """The frames a new viewer must see first (a ``qr`` frame with its SVG), from the owner."""
-        frames: list[Frame] = await self.ask(salon_id, GetSnapshot())
-        return frames
+        answer = await self._route(
+            Ask(salon_id, GetSnapshot(), DEFAULT_ASK_TIMEOUT_S), DEFAULT_ASK_TIMEOUT_S + ROUTE_MARGIN_S
+        )
+        if not isinstance(answer, list):
+            raise TypeError(f"a session answered GetSnapshot with {answer!r}")
+        return answer
 
     async def withdraw(self, salon_id: int, command: Freeze | Uninstall, *, grace: float) -> bool:
         """Tell the salon's running actor ``command``, then stop it — on whichever node runs it.
@@ -140,8 +152,8 @@ class Router:
         Raises:
             SessionUnavailable: ``owner_unreachable``: the owner could not be reached.
         """
-        ran: bool = await self._route(Withdraw(salon_id, command, grace), 2 * grace + ROUTE_MARGIN_S)
-        return ran
+        ran = await self._route(Withdraw(salon_id, command, grace), 2 * grace + ROUTE_MARGIN_S)
+        return _flag(ran, "withdraw")
 
     async def restart(self, salon_id: int) -> None:
         """Restart the salon's actor at its owner, clearing a ``failed`` one's crash history."""
@@ -149,8 +161,8 @@ class Router:
 
     async def is_running(self, salon_id: int) -> bool:
         """Does the salon's actor run, on whichever node owns it?"""
-        running: bool = await self._route(IsRunning(salon_id), DEFAULT_ASK_TIMEOUT_S)
-        return running
+        running = await self._route(IsRunning(salon_id), DEFAULT_ASK_TIMEOUT_S)
+        return _flag(running, "is_running")
 
     async def stop(self, salon_id: int, *, grace: float | None = None) -> bool:
         """Stop the salon's actor if it runs on this node."""
@@ -185,7 +197,7 @@ class Router:
 
     # -- delivery ----------------------------------------------------------------------------------
 
-    async def _route(self, call: Call, timeout_s: float) -> Any:
+    async def _route(self, call: Call, timeout_s: float) -> AnswerValue:
         """Deliver ``call`` where its salon lives; re-locate once if the owner says it moved."""
         for _ in range(2):
             location = await self.locator.locate(call.salon_id)
@@ -227,7 +239,7 @@ class Router:
         self._latency_count += 1
         self._latency_sum_s += seconds
 
-    async def serve(self, body: Any) -> Any:
+    async def serve(self, body: object) -> object:
         """Serve a call another node routed here (the RPC handler): deliver it if this node owns the
         salon, else answer ``Moved``. Never raises for a bad call: it answers ``Failed``."""
         try:
@@ -247,7 +259,7 @@ class Router:
             log.error("a routed call's answer has no wire form: %s", exc, extra={"salon_id": call.salon_id})
             return encode_reply(Failed("failed", "the session's answer could not be sent to the caller's node"))
 
-    async def _deliver_here(self, call: Call) -> Any:
+    async def _deliver_here(self, call: Call) -> AnswerValue:
         if isinstance(call, Ask):
             return await self._ask_here(call.salon_id, call.command, call.timeout_s)
         if isinstance(call, Withdraw):
@@ -257,16 +269,22 @@ class Router:
             return None
         return self.running(call.salon_id)
 
-    async def _ask_here(self, salon_id: int, command: Command | GetSnapshot, timeout: float) -> Any:  # noqa: ASYNC109
+    async def _ask_here(self, salon_id: int, command: Command | GetSnapshot, timeout: float) -> Outcome | list[Frame]:  # noqa: ASYNC109
+        """The actor's answer; a snapshot as its frames, the form it travels in between nodes."""
         try:
             ref = await self.supervisor.ensure(salon_id)
-            return await ref.ask(command, timeout)
+            answer = await ref.ask(command, timeout)
         except ActorFailed as exc:
             raise SessionUnavailable("failed", str(exc)) from None
         except AskTimeout:
             raise SessionUnavailable("timeout", "the WhatsApp session did not answer in time") from None
         except MailboxClosed:
             raise SessionUnavailable("stopped", "the WhatsApp session is stopping") from None
+        if isinstance(answer, Snapshot):
+            return answer.frames
+        if isinstance(answer, Outcome):
+            return answer
+        raise TypeError(f"a session answered {type(command).__name__} with {answer!r}")
 
     async def _withdraw_here(self, salon_id: int, command: Freeze | Uninstall, grace: float) -> bool:
         ref = self.supervisor.get(salon_id)  # never start an actor just to stop it
@@ -302,3 +320,9 @@ class Router:
                 if result is not None:
                     await result
         return count
+
+
+def _flag(answer: AnswerValue, call: str) -> bool:
+    if not isinstance(answer, bool):
+        raise TypeError(f"{call} was answered with {answer!r}")
+    return answer

@@ -14,10 +14,11 @@ import math
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Final, Literal, final
+from typing import Final, Literal, TypeVar, final
 
 import attrs
 
+from actor_admin.json_types import JSON
 from actor_admin.session import (
     Accepted,
     Command,
@@ -47,6 +48,11 @@ from ._company import GetSnapshot
 SALON_ID_MAX: Final = 2**63 - 1
 #: The longest wait a call may ask for (an ask's timeout, a withdrawal's grace).
 MAX_WAIT_S: Final = 300.0
+
+
+#: The flat records the codec carries: commands, the snapshot request, outcomes.
+Record = Command | GetSnapshot | Outcome
+R = TypeVar("R", bound=Record)
 
 
 class WireError(ValueError):
@@ -126,7 +132,7 @@ Reply = Answer | Failed | Moved
 
 # -- the flat records, by tag ------------------------------------------------------------------------
 
-_COMMANDS: Final[Mapping[str, type[Any]]] = {
+_COMMANDS: Final[Mapping[str, type[Command | GetSnapshot]]] = {
     "start": Start,
     "request_qr": RequestQr,
     "request_pairing_code": RequestPairingCode,
@@ -137,13 +143,13 @@ _COMMANDS: Final[Mapping[str, type[Any]]] = {
     "send": Send,
     "get_snapshot": GetSnapshot,
 }
-_OUTCOMES: Final[Mapping[str, type[Any]]] = {
+_OUTCOMES: Final[Mapping[str, type[Outcome]]] = {
     "accepted": Accepted,
     "status": Status,
     "pairing_code": PairingCode,
     "refused": Refused,
 }
-_FRAMES: Final[Mapping[str, Any]] = {
+_FRAMES: Final[Mapping[str, object]] = {
     "state": StateFrame,
     "qr": QrFrame,
     "pairing_code": PairingCodeFrame,
@@ -151,16 +157,19 @@ _FRAMES: Final[Mapping[str, Any]] = {
     "error": ErrorFrame,
     "pong": PongFrame,
 }
-_TAG_OF: Final = {cls: tag for table in (_COMMANDS, _OUTCOMES) for tag, cls in table.items()}
-_WITHDRAWALS: Final = frozenset({"freeze", "uninstall"})
+_TAG_OF: Final[Mapping[type[Record], str]] = {
+    cls: tag for table in (_COMMANDS, _OUTCOMES) for tag, cls in table.items()
+}
+_WITHDRAWALS: Final[Mapping[str, type[Freeze | Uninstall]]] = {"freeze": Freeze, "uninstall": Uninstall}
 
 
-def _fields(cls: type[Any]) -> dict[str, Any]:
+def _fields(cls: type[Record]) -> dict[str, object]:
     """A record's field names and their resolved types."""
     return {field.name: field.type for field in attrs.fields(attrs.resolve_types(cls))}
 
 
-_RECORD_FIELDS: Final = {cls: _fields(cls) for cls in _TAG_OF}
+# Keyed by plain ``type`` so a table's ``type[R]`` indexes it.
+_RECORD_FIELDS: Final[Mapping[type, dict[str, object]]] = {cls: _fields(cls) for cls in _TAG_OF}
 _FRAME_HINTS: Final = {tag: typing.get_type_hints(frame) for tag, frame in _FRAMES.items()}
 # ``__required_keys__`` cannot see ``NotRequired`` inside the string annotations of
 # ``from __future__ import annotations``; the resolved hints with extras can.
@@ -174,7 +183,7 @@ _FRAME_REQUIRED: Final = {
 }
 
 
-def _fits(kind: Any, value: object) -> bool:
+def _fits(kind: object, value: object) -> bool:
     """Is ``value`` (decoded JSON) exactly of the scalar type ``kind``?"""
     if kind is type(None):
         return value is None
@@ -194,14 +203,14 @@ def _fits(kind: Any, value: object) -> bool:
     raise TypeError(f"the wire format has no rule for {kind!r}")  # a new field type: teach _fits
 
 
-def _encode_record(record: Any) -> dict[str, Any]:
+def _encode_record(record: Record) -> JSON:
     tag = _TAG_OF.get(type(record))
     if tag is None:
         raise WireError(f"{type(record).__name__} has no wire form")
     return {"t": tag, **attrs.asdict(record, recurse=False)}
 
 
-def _decode_record(data: object, table: Mapping[str, type[Any]], what: str) -> Any:
+def _decode_record(data: object, table: Mapping[str, type[R]], what: str) -> R:
     if not isinstance(data, dict):
         raise WireError(f"{what} must be an object")
     tag = data.get("t")
@@ -211,10 +220,12 @@ def _decode_record(data: object, table: Mapping[str, type[Any]], what: str) -> A
     fields = _RECORD_FIELDS[cls]
     if set(data) != {"t", *fields}:
         raise WireError(f"{what} {data['t']!r} needs exactly the fields {sorted(fields)}")
+    values: JSON = {}
     for name, kind in fields.items():
         if not _fits(kind, data[name]):
             raise WireError(f"{what} {data['t']!r}: bad {name}")
-    return cls(**{name: float(data[name]) if kind is float else data[name] for name, kind in fields.items()})
+        values[name] = float(data[name]) if kind is float else data[name]
+    return cls(**values)
 
 
 def _decode_frame(data: object) -> Frame:
@@ -229,21 +240,21 @@ def _decode_frame(data: object) -> Frame:
     return frame
 
 
-def _salon_id(data: dict[str, Any]) -> int:
+def _salon_id(data: JSON) -> int:
     value = data.get("salon_id")
     if not _fits(int, value) or not 0 < value <= SALON_ID_MAX:  # type: ignore[operator]
         raise WireError("salon_id must be a positive 64-bit integer")
     return int(value)  # type: ignore[arg-type]
 
 
-def _wait_s(data: dict[str, Any], name: str) -> float:
+def _wait_s(data: JSON, name: str) -> float:
     value = data.get(name)
     if not _fits(float, value) or not 0 < value <= MAX_WAIT_S:  # type: ignore[operator]
         raise WireError(f"{name} must be a number of seconds in (0, {MAX_WAIT_S:g}]")
     return float(value)  # type: ignore[arg-type]
 
 
-def _exact(data: object, keys: set[str]) -> dict[str, Any]:
+def _exact(data: object, keys: set[str]) -> JSON:
     if not isinstance(data, dict) or set(data) != keys:
         raise WireError(f"expected an object with exactly {sorted(keys)}")
     return data
@@ -252,7 +263,7 @@ def _exact(data: object, keys: set[str]) -> dict[str, Any]:
 # -- the public codec --------------------------------------------------------------------------------
 
 
-def encode_call(call: Call) -> dict[str, Any]:
+def encode_call(call: Call) -> JSON:
     """``call`` as a JSON-ready object."""
     match call:
         case Ask(salon_id, command, timeout_s):
@@ -278,9 +289,8 @@ def decode_call(data: object) -> Call:
         return Ask(_salon_id(data), command, _wait_s(data, "timeout_s"))
     if tag == "withdraw":
         data = _exact(data, {"t", "salon_id", "command", "grace_s"})
-        withdrawal = {key: _COMMANDS[key] for key in _WITHDRAWALS}
         return Withdraw(
-            _salon_id(data), _decode_record(data["command"], withdrawal, "withdrawal"), _wait_s(data, "grace_s")
+            _salon_id(data), _decode_record(data["command"], _WITHDRAWALS, "withdrawal"), _wait_s(data, "grace_s")
         )
     if tag == "restart":
         return Restart(_salon_id(_exact(data, {"t", "salon_id"})))
@@ -289,7 +299,7 @@ def decode_call(data: object) -> Call:
     raise WireError(f"unknown call {tag!r}")
 
 
-def encode_reply(reply: Reply) -> dict[str, Any]:
+def encode_reply(reply: Reply) -> JSON:
     """``reply`` as a JSON-ready object.
 
     Raises:
@@ -297,7 +307,7 @@ def encode_reply(reply: Reply) -> dict[str, Any]:
     """
     match reply:
         case Answer(value):
-            encoded: Any = value
+            encoded: object = value
             if isinstance(value, list):
                 encoded = [dict(frame) for frame in value]
             elif value is not None and not isinstance(value, bool):

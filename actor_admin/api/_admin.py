@@ -43,13 +43,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Final, cast
 
 from quart import Blueprint, Response, request
 
 from actor_admin.actors import OWNER_UNREACHABLE, SessionUnavailable
+from actor_admin.json_types import JSON
 from actor_admin.session import INACTIVE_STATES, STATES, Accepted, Logout, Refused, Send, Start, normalise_phone
-from actor_admin.store import INTEGRATION_STATUSES
+from actor_admin.store import INTEGRATION_STATUSES, Company, Direction
 from actor_admin.yclients import activation_payload
 
 from ._http import error_response, fail, json_object
@@ -105,10 +106,10 @@ def blueprint(services: Services) -> Blueprint:
         response.headers["WWW-Authenticate"] = 'Bearer realm="admin"'
         return response
 
-    def live_records() -> dict[int, dict[str, Any]]:
+    def live_records() -> dict[int, JSON]:
         return {int(r["salon_id"]): r for r in company_records(services)}
 
-    def company_json(company: Any, live: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    def company_json(company: Company, live: Mapping[int, JSON]) -> JSON:
         record = live.get(company.salon_id)
         return {
             "salon_id": company.salon_id,
@@ -124,19 +125,19 @@ def blueprint(services: Services) -> Blueprint:
             "since": None if record is None else record["since"],
         }
 
-    async def company_or_404(salon_id: int) -> Any:
+    async def company_or_404(salon_id: int) -> Company:
         company = await store.companies.get(_salon_path(salon_id))
         if company is None:
             fail(404, "unknown_salon", f"salon {salon_id} is not known here")
         return company
 
-    async def one(salon_id: int) -> dict[str, Any]:
+    async def one(salon_id: int) -> JSON:
         return company_json(await company_or_404(salon_id), live_records())
 
     # -- companies ----------------------------------------------------------------------------
 
     @bp.get("/companies")
-    async def list_companies() -> dict[str, Any]:
+    async def list_companies() -> JSON:
         state = request.args.get("state") or None
         page = _int_arg(request.args.get("page"), "page", default=1, low=1, high=10**6)
         per_page = _int_arg(
@@ -156,11 +157,11 @@ def blueprint(services: Services) -> Blueprint:
         return {"companies": [company_json(c, live) for c in companies], "page": page, "total": total}
 
     @bp.get("/companies/<int:salon_id>")
-    async def get_company(salon_id: int) -> dict[str, Any]:
+    async def get_company(salon_id: int) -> JSON:
         return await one(salon_id)
 
     @bp.post("/companies/<int:salon_id>/restart")
-    async def restart(salon_id: int) -> dict[str, Any]:
+    async def restart(salon_id: int) -> JSON:
         company = await company_or_404(salon_id)
         if company.integration_status in INACTIVE_STATES:
             fail(
@@ -180,7 +181,7 @@ def blueprint(services: Services) -> Blueprint:
         return await one(salon_id)
 
     @bp.post("/companies/<int:salon_id>/logout")
-    async def logout(salon_id: int) -> dict[str, Any]:
+    async def logout(salon_id: int) -> JSON:
         await company_or_404(salon_id)
         view = registry.get(salon_id)
         linked_live = view is not None and view.state == "connected"
@@ -215,14 +216,14 @@ def blueprint(services: Services) -> Blueprint:
         }
 
     @bp.post("/companies/<int:salon_id>/onboarding-link")
-    async def onboarding_link(salon_id: int) -> dict[str, Any]:
+    async def onboarding_link(salon_id: int) -> JSON:
         company = await company_or_404(salon_id)
         token = mint_onboarding_token(settings.jwt_secret, salon_id, now=services.wall_clock(), title=company.title)
         # The token rides in the fragment, never the query: it stays out of logs and Referer headers.
         return {"url": f"{settings.public_url}/marketplace/onboarding#token={token}", "expires_in": LIFETIME_S}
 
     @bp.post("/companies/<int:salon_id>/activate")
-    async def activate(salon_id: int) -> tuple[dict[str, Any], int]:
+    async def activate(salon_id: int) -> tuple[JSON, int]:
         await company_or_404(salon_id)
         make = activation_payload(settings)
         record = await store.companies.requeue_activation(salon_id, activation_payload=lambda key: make(salon_id, key))
@@ -247,7 +248,7 @@ def blueprint(services: Services) -> Blueprint:
     # -- messages -----------------------------------------------------------------------------
 
     @bp.post("/companies/<int:salon_id>/messages")
-    async def send_message(salon_id: int) -> tuple[dict[str, Any], int]:
+    async def send_message(salon_id: int) -> tuple[JSON, int]:
         body = await json_object()
         fields = {}
         for name, max_len in (("to", 64), ("text", TEXT_MAX_LEN), ("idempotency_key", KEY_MAX_LEN)):
@@ -285,13 +286,13 @@ def blueprint(services: Services) -> Blueprint:
         fail(422 if code == "invalid_phone" else 409, code, message)
 
     @bp.get("/companies/<int:salon_id>/messages")
-    async def list_messages(salon_id: int) -> dict[str, Any]:
+    async def list_messages(salon_id: int) -> JSON:
         direction = request.args.get("direction") or None
         if direction not in (None, "in", "out"):
             fail(422, "invalid_query", "direction must be in or out")
         limit = _int_arg(request.args.get("limit"), "limit", default=50, low=1, high=MESSAGES_LIMIT_MAX)
         await company_or_404(salon_id)
-        messages = await store.messages.latest(salon_id, direction, limit=limit)
+        messages = await store.messages.latest(salon_id, cast("Direction | None", direction), limit=limit)
         return {
             "messages": [
                 {

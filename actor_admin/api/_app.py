@@ -12,7 +12,7 @@ from actor_admin._resources import web_dir
 from actor_admin.actors import OWNER_UNREACHABLE, SessionUnavailable
 
 from . import _admin, _dev, _marketplace, _ops, _pages, _webhook, _ws
-from ._http import ApiError, BodyLimit, content_security_policy, error_response
+from ._http import ApiError, BodyLimit, content_security_policy, error_response, http_error_response
 from ._services import Services
 
 log = logging.getLogger("actor_admin.api")
@@ -43,8 +43,7 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
-        code = (error.name or "error").lower().replace(" ", "_")
-        return error_response(error.code or 500, code, error.description or error.name or "error")
+        return http_error_response(error)
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:

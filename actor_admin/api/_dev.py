@@ -22,6 +22,7 @@ from quart import Blueprint, Response, request
 
 from actor_admin.doubles.whatsapp import simulator_blueprint
 from actor_admin.doubles.yclients import make_blueprints
+from actor_admin.json_types import JSON
 
 from . import _pages
 from ._http import error_response, fail
@@ -83,7 +84,7 @@ async def _networked_qr(base_url: str, salon_id: int) -> str | None:
 ACTIVATION_PATH: Final = "/marketplace/partner/callback"
 
 
-def _calls_about(fake: Any, salon_id: int, now: float) -> list[dict[str, Any]]:
+def _calls_about(fake: Any, salon_id: int, now: float) -> list[JSON]:
     """The fake marketplace's calls about ``salon_id``, newest first, with their age instead of its clock."""
     calls = []
     for call in reversed(fake.calls):
@@ -113,7 +114,7 @@ def blueprint(services: Services) -> Blueprint:
         return _pages.file_page(settings, "landing.html")
 
     @bp.get(SIMULATOR_PREFIX + "/qr")
-    async def current_qr() -> Response | dict[str, Any]:
+    async def current_qr() -> Response | JSON:
         salon_id = _salon_id_arg()
         if simulator is not None:
             qr = simulator.qr_for(salon_id)
@@ -126,14 +127,13 @@ def blueprint(services: Services) -> Blueprint:
         return {"qr": qr}
 
     @bp.get("/_dev/salon")
-    async def salon_truth() -> dict[str, Any]:
+    async def salon_truth() -> JSON:
         salon_id = _salon_id_arg()
         company = await services.store.companies.get(salon_id)
         view = services.registry.get(salon_id)
         phone = company.whatsapp_phone if company is not None else None
-        linked = company is not None and company.whatsapp_connected and phone is not None
         device = None
-        if linked:
+        if company is not None and company.whatsapp_connected and phone is not None:
             live = phone in simulator.live_phones() if simulator is not None else None
             since = company.whatsapp_connected_at
             age = round(max(0.0, services.wall_clock() - since.timestamp()), 1) if since else None

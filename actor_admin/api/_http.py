@@ -1,17 +1,23 @@
 """The HTTP edge: body limit, the JSON error shape, security headers.
 
 Every error leaves the server as ``{"error": {"code": "snake_case", "message": "…"}}`` (docs/http-api.md#conventions),
-except pages meant for a salon's browser, which render HTML themselves.
+except pages meant for a salon's browser, which render HTML themselves. The shape and the body
+reader are :mod:`actor_admin.http_json`'s, shared with the doubles; the routes import them from here.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, NoReturn
+from typing import Any
 
 import trio
-from quart import Response, request
+
+from actor_admin.http_json import ApiError as ApiError
+from actor_admin.http_json import error_body
+from actor_admin.http_json import error_response as error_response
+from actor_admin.http_json import fail as fail
+from actor_admin.http_json import http_error_response as http_error_response
+from actor_admin.http_json import json_object as json_object
 
 MAX_BODY = 64 * 1024
 # After the limit is hit we keep reading (and discarding) up to this much so the keep-alive
@@ -26,43 +32,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 YCLIENTS_FRAME_ANCESTORS = "https://yclients.com https://*.yclients.com"
-
-
-class ApiError(Exception):
-    """Raised by handlers; rendered as the documented JSON error with ``status``."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def fail(status: int, code: str, message: str) -> NoReturn:
-    raise ApiError(status, code, message)
-
-
-async def json_object(*, empty_is_object: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object: 400 ``malformed_json`` if it is not JSON, 422
-    ``invalid_body`` if it is not an object. ``empty_is_object`` lets an empty body stand for ``{}``."""
-    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-    if empty_is_object and not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        fail(400, "malformed_json", "the request body is not valid JSON")
-    if not isinstance(body, dict):
-        fail(422, "invalid_body", "the request body must be a JSON object")
-    return body
-
-
-def error_body(code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
-
-
-def error_response(status: int, code: str, message: str) -> Response:
-    return Response(error_body(code, message), status=status, content_type="application/json")
 
 
 def content_security_policy(frame_ancestors: str = YCLIENTS_FRAME_ANCESTORS) -> str:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 import trio
 from quart import Blueprint, Response, request
+from werkzeug.datastructures import MultiDict
 
 from actor_admin.actors import SessionUnavailable
+from actor_admin.json_types import JSON
 from actor_admin.session import INACTIVE_STATES, Frame, Refused, Start
 from actor_admin.store import MarketplaceUser, StoreError
 from actor_admin.yclients import SignatureError, user_id_from, verify_user_data
@@ -62,7 +64,7 @@ REFUSAL_STATUS: Final[Mapping[str, int]] = {
 # -- the redirect ----------------------------------------------------------------------------------
 
 
-def _salon_ids(args: Any) -> list[int] | None:
+def _salon_ids(args: MultiDict[str, str]) -> list[int] | None:
     """Salon ids from ``salon_id``, ``salon_ids[]`` and ``salon_ids[N]`` (in that order, no
     duplicates); ``[]`` when none is given; None when one of them is not a positive whole number."""
     raw: list[str] = []
@@ -81,7 +83,7 @@ def _salon_ids(args: Any) -> list[int] | None:
     return list(dict.fromkeys(ids))
 
 
-def _text(value: Any, limit: int = 200) -> str | None:
+def _text(value: object, limit: int = 200) -> str | None:
     """A display string from ``user_data`` (numbers accepted), trimmed; None when absent or empty."""
     if isinstance(value, bool) or value is None:
         return None
@@ -93,7 +95,7 @@ def _text(value: Any, limit: int = 200) -> str | None:
     return value[:limit] or None
 
 
-def _marketplace_user(user_data: Mapping[str, Any]) -> MarketplaceUser:
+def _marketplace_user(user_data: JSON) -> MarketplaceUser:
     user_id = user_id_from(user_data)
     return MarketplaceUser(
         user_id=None if user_id is None else str(user_id),
@@ -131,9 +133,9 @@ def _refusal(refused: Refused) -> ApiError:
     return ApiError(REFUSAL_STATUS.get(refused.code, 409), refused.code, refused.message)
 
 
-def _qr_answer(frames: list[Frame]) -> dict[str, Any]:
+def _qr_answer(frames: list[Frame]) -> JSON:
     """The polling answer from a session snapshot: state, phone, and the QR when in ``qr``."""
-    answer: dict[str, Any] = {"state": "idle"}
+    answer: JSON = {"state": "idle"}
     for frame in frames:
         if frame["type"] == "state":
             answer["state"] = frame["state"]
@@ -225,7 +227,7 @@ def blueprint(services: Services) -> Blueprint:
         return Response('{"ok": true}', content_type="application/json")
 
     @bp.post("/marketplace/api/qr")
-    async def api_qr() -> dict[str, Any]:
+    async def api_qr() -> JSON:
         claims = _claims(services)
         await json_object(empty_is_object=True)  # the page sends {}; anything else malformed is still refused
         salon_id = claims.salon_id
@@ -241,7 +243,7 @@ def blueprint(services: Services) -> Blueprint:
         return _qr_answer(frames)
 
     @bp.get("/marketplace/api/status")
-    async def api_status() -> dict[str, Any]:
+    async def api_status() -> JSON:
         claims = _claims(services)
         salon_id = claims.salon_id
         view = services.registry.get(salon_id)
@@ -259,7 +261,7 @@ def blueprint(services: Services) -> Blueprint:
         return {"salon_id": salon_id, "state": "idle", "phone": None}
 
     @bp.post("/marketplace/api/pairing-code")
-    async def api_pairing_code() -> dict[str, Any]:
+    async def api_pairing_code() -> JSON:
         claims = _claims(services)
         body = await json_object(empty_is_object=True)
         phone_raw = body.get("phone")

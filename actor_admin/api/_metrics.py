@@ -6,9 +6,10 @@ in-memory statistics the other parts already keep — the session registry, the 
 the YClients client, the websocket counters — when Prometheus scrapes, so nothing here has to be
 told about events as they happen. The exceptions are the few figures only an event source knows:
 the QR issue → viewer latency (:meth:`Metrics.observe_qr_latency`, called by the websocket handler)
-and lease ownership changes (:meth:`Metrics.count_lease_change`, 0 until cross-node ownership is
-wired). Figures that need I/O (outbox backlog, dependency round trips) are fetched by the handler
-before rendering, bounded in time, so a scrape never hangs on a dead database.
+and the websocket refusals. Ownership changes by cause are counted by the ownership keeper in
+``services.ownership_changes`` and read here like the rest (docs/cluster.md). Figures that need
+I/O (outbox backlog, dependency round trips) are fetched by the handler before rendering, bounded
+in time, so a scrape never hangs on a dead database.
 
 Zero is exported, absence is meaningful. Every session state, supervisor state and websocket
 refusal reason has a sample even at 0, so a dashboard shows "0 connected salons", not "No data".
@@ -34,6 +35,7 @@ from prometheus_client.utils import floatToGoString
 
 from actor_admin import __version__
 from actor_admin.actors import ROUTED_LATENCY_BUCKETS
+from actor_admin.cluster import OwnershipTimings
 from actor_admin.runtime import ActorState
 from actor_admin.session import STATES
 
@@ -62,6 +64,8 @@ class Probes:
     outbox_pending: int | None = None
     outbox_oldest_pending_s: float | None = None
     outbox_failed: int | None = None
+    cluster_nodes_silent: int | None = None
+    cluster_salons_without_owner: int | None = None
 
 
 @final
@@ -80,15 +84,6 @@ class Metrics:
             buckets=QR_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self._lease_changes = Counter(
-            "actor_admin_lease_changes",
-            "Company ownership changes between nodes (leases won or lost). Always 0 while a single "
-            "node runs: cross-node ownership routing is not wired yet.",
-            ["change"],
-            registry=self.registry,
-        )
-        for change in ("acquired", "lost"):
-            self._lease_changes.labels(change=change)
         self._websocket_refusals = Counter(
             "actor_admin_websocket_refusals",
             "Onboarding websockets turned away, by reason: forbidden_origin (403, Origin not in "
@@ -109,10 +104,6 @@ class Metrics:
     def count_websocket_refusal(self, reason: str) -> None:
         """Count a websocket turned away (one of :data:`WEBSOCKET_REFUSALS`)."""
         self._websocket_refusals.labels(reason=reason).inc()
-
-    def count_lease_change(self, change: str) -> None:
-        """Count a lease ``acquired`` or ``lost`` (for the cluster work; nothing calls it yet)."""
-        self._lease_changes.labels(change=change).inc()
 
     def render(self) -> bytes:
         """The exposition text (call after :func:`refresh_probes`)."""
@@ -148,9 +139,20 @@ async def refresh_probes(services: Services, probes: Probes, *, timeout_s: float
                 return
             probes.redis_up = True
 
+    async def cluster() -> None:
+        probes.cluster_nodes_silent = probes.cluster_salons_without_owner = None
+        with trio.move_on_after(timeout_s):
+            try:
+                health = await services.store.ownership.health(OwnershipTimings().ttl_s)
+            except Exception:
+                return
+            probes.cluster_nodes_silent = health.silent_nodes
+            probes.cluster_salons_without_owner = health.salons_without_owner
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(outbox)
         nursery.start_soon(redis)
+        nursery.start_soon(cluster)
 
 
 @final
@@ -186,6 +188,8 @@ class _StatsCollector(Collector):
         yield from self._messages()
         yield from self._actors()
         yield from self._websockets()
+        yield from self._ownership()
+        yield from self._cluster()
         yield from self._outbox()
         yield from self._dependencies()
         yield from self._yclients()
@@ -301,6 +305,35 @@ class _StatsCollector(Collector):
             "Onboarding websocket connections accepted since start.",
             value=float(counters.websockets_total),
         )
+
+    def _ownership(self) -> Iterator[Metric]:
+        changes = CounterMetricFamily(
+            "actor_admin_ownership_changes",
+            "Salons whose owner changed on this node's side, by cause: claimed (a released salon), "
+            "handed_over (to its new owner), taken_after_expiry (from a dead node), fenced (lost while "
+            "running: taken over or replaced).",
+            labels=["cause"],
+        )
+        for cause, count in self._services.ownership_changes.statistics().items():
+            changes.add_metric([cause], float(count))
+        yield changes
+
+    def _cluster(self) -> Iterator[Metric]:
+        # Like the outbox gauges: left out of a scrape PostgreSQL did not answer, never repeated.
+        p = self._probes
+        if p.cluster_nodes_silent is not None:
+            yield GaugeMetricFamily(
+                "actor_admin_cluster_nodes_silent",
+                "Nodes in cluster_nodes without a heartbeat for longer than the lease TTL (PostgreSQL's clock).",
+                value=float(p.cluster_nodes_silent),
+            )
+        if p.cluster_salons_without_owner is not None:
+            yield GaugeMetricFamily(
+                "actor_admin_cluster_salons_without_owner",
+                "Salons that should run (credentials, not frozen or uninstalled) without a live owner for "
+                "longer than the lease TTL; 0 while no node is registered.",
+                value=float(p.cluster_salons_without_owner),
+            )
 
     def _outbox(self) -> Iterator[Metric]:
         p = self._probes

@@ -19,9 +19,17 @@ from quart import Blueprint, Response, jsonify, request
 
 from actor_admin import __version__
 from actor_admin._resources import web_dir
+from actor_admin.json_types import JSON
 from actor_admin.runtime import ActorState, ActorStatistics
 from actor_admin.session import STATES
-from actor_admin.store import INTEGRATION_STATUSES, MigrationError, load_migrations
+from actor_admin.store import (
+    INTEGRATION_STATUSES,
+    IntegrationStatus,
+    MigrationError,
+    NodeRecord,
+    StoredSalon,
+    load_migrations,
+)
 
 from . import _pages
 from ._http import error_response, fail
@@ -66,7 +74,7 @@ class Expected:
 # -- dependency checks -------------------------------------------------------------------------
 
 
-async def _bounded(check: Callable[[], Awaitable[dict[str, Any]]], timeout_s: float) -> dict[str, Any]:
+async def _bounded(check: Callable[[], Awaitable[JSON]], timeout_s: float) -> JSON:
     with trio.move_on_after(timeout_s):
         try:
             return await check()
@@ -75,10 +83,10 @@ async def _bounded(check: Callable[[], Awaitable[dict[str, Any]]], timeout_s: fl
     return {"ok": False, "latency_ms": None, "error": f"no answer within {timeout_s:g} s"}
 
 
-async def check_postgres(services: Services, expected: Expected, timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, Any]:
+async def check_postgres(services: Services, expected: Expected, timeout_s: float = CHECK_TIMEOUT_S) -> JSON:
     """``{"ok", "latency_ms", "schema_version", "pending"?, "error"?}`` — never raises."""
 
-    async def check() -> dict[str, Any]:
+    async def check() -> JSON:
         latency_s = await services.store.ping()
         version = await services.store.schema_version()
         return {"ok": True, "latency_ms": round(latency_s * 1000.0, 3), "schema_version": version}
@@ -88,19 +96,20 @@ async def check_postgres(services: Services, expected: Expected, timeout_s: floa
     return result
 
 
-async def check_redis(services: Services, timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, Any]:
+async def check_redis(services: Services, timeout_s: float = CHECK_TIMEOUT_S) -> JSON:
     """``{"ok", "latency_ms", "error"?}`` — never raises."""
-    if services.redis is None:
+    redis = services.redis
+    if redis is None:
         return {"ok": False, "latency_ms": None, "error": "REDIS_URL is not configured"}
 
-    async def check() -> dict[str, Any]:
-        latency_ms = await services.redis.ping(timeout_s=timeout_s)
+    async def check() -> JSON:
+        latency_ms = await redis.ping(timeout_s=timeout_s)
         return {"ok": True, "latency_ms": round(latency_ms, 3)}
 
     return await _bounded(check, timeout_s)
 
 
-def schema_problem(postgres: dict[str, Any], expected: Expected) -> str | None:
+def schema_problem(postgres: JSON, expected: Expected) -> str | None:
     """Why the schema is not fine (None when it is); only meaningful when PostgreSQL answered."""
     version = postgres.get("schema_version")
     pending = expected.pending_after(version)
@@ -126,7 +135,7 @@ async def _gather(*checks: Callable[[], Awaitable[Any]]) -> list[Any]:
 # -- per-company records -----------------------------------------------------------------------
 
 
-def company_records(services: Services) -> list[dict[str, Any]]:
+def company_records(services: Services) -> list[JSON]:
     """Every company this node runs, as ``/status`` (and the admin API) show it, by ``salon_id``.
 
     Memory only: the registry's session view, the supervisor's restarts and last crash. ``since``
@@ -143,7 +152,7 @@ def company_records(services: Services) -> list[dict[str, Any]]:
     return records
 
 
-def _record(actor: ActorStatistics[Any], view: Any, node: str, now_trio: float, now_wall: float) -> dict[str, Any]:
+def _record(actor: ActorStatistics[Any], view: Any, node: str, now_trio: float, now_wall: float) -> JSON:
     crash = f"{actor.last_error.type}: {actor.last_error.message}" if actor.last_error is not None else None
     if view is not None and actor.state not in (ActorState.FAILED, ActorState.BACKING_OFF):
         state, phone, since, last_error = view.state, view.phone, view.since, view.reason or crash
@@ -188,7 +197,7 @@ def _whole_arg(name: str, *, default: int, high: int) -> int:
     return int(raw)
 
 
-def _listing_filter() -> tuple[str | None, str | None]:
+def _listing_filter() -> tuple[str | None, IntegrationStatus | None]:
     """``(session_state, integration_status)`` chosen by ``?state=`` or ``?problem=`` (at most one)."""
     state = request.args.get("state") or None
     problem = request.args.get("problem") or None
@@ -200,16 +209,18 @@ def _listing_filter() -> tuple[str | None, str | None]:
         state = problem
     if state is None:
         return None, None
-    if state in INTEGRATION_STATUSES:
-        return None, state
+    for status in INTEGRATION_STATUSES:
+        if state == status:
+            return None, status
     if state in STATES:
         return state, None
     known = ", ".join([*INTEGRATION_STATUSES, *(s for s in STATES if s not in INTEGRATION_STATUSES)])
     fail(422, "invalid_query", f"state must be one of: {known}")
 
 
-def company_row(company: Any, record: Mapping[str, Any] | None) -> dict[str, Any]:
-    """One salon as the supervisor's list shows it: the stored company, and its live session if any."""
+def company_row(company: Any, record: Mapping[str, Any] | None, owner: str | None = None) -> JSON:
+    """One salon as the supervisor's list shows it: the stored company, its live session if it runs
+    here, and the node that owns it (``owner``, from ``salon_owners``) wherever it runs."""
     live = record or {}
     return {
         "salon_id": company.salon_id,
@@ -217,14 +228,14 @@ def company_row(company: Any, record: Mapping[str, Any] | None) -> dict[str, Any
         "integration_status": company.integration_status,
         "state": live.get("state"),
         "phone": company.whatsapp_phone or live.get("phone"),
-        "node": live.get("node"),
+        "node": live.get("node") or owner,
         "restarts": live.get("restarts", 0),
         "last_error": live.get("last_error"),
         "since": live.get("since"),
     }
 
 
-def _event_json(event: Any, now_wall: float, scrub: Callable[[Any], Any]) -> dict[str, Any]:
+def _event_json(event: Any, now_wall: float, scrub: Callable[[Any], Any]) -> JSON:
     at = event.at.timestamp()
     return {
         "id": event.id,
@@ -233,6 +244,63 @@ def _event_json(event: Any, now_wall: float, scrub: Callable[[Any], Any]) -> dic
         "age_s": round(max(0.0, now_wall - at), 1),
         "data": {str(k): scrub(v) for k, v in dict(event.data).items()},
     }
+
+
+def cluster_view(
+    services: Services, rows: tuple[list[NodeRecord], dict[str, int]] | None, actors_here: int
+) -> JSON:
+    """``cluster`` of ``/status``: every node row with what it owns, from PostgreSQL.
+
+    A node not registered in ``cluster_nodes`` runs alone (no ownership loop): it is listed as the
+    one node owning what it runs. ``rows`` None (PostgreSQL did not answer) lists this node alone
+    the same way, so the answer stays useful while the database is down.
+    """
+    me = services.settings.node_id
+    records, owned = rows if rows is not None else ([], {})
+    nodes = [
+        {
+            "id": r.node_id,
+            "version": r.version,
+            "heartbeat_age_s": round(max(0.0, r.heartbeat_age_s), 3),
+            "owned": owned.get(r.node_id, 0),
+            "draining": r.draining,
+        }
+        for r in records
+    ]
+    if any(r.node_id == me for r in records):
+        return {"nodes": nodes, "owned_here": owned.get(me, 0)}
+    sole = {"id": me, "version": __version__, "heartbeat_age_s": 0.0, "owned": actors_here, "draining": False}
+    nodes = sorted([*nodes, sole], key=lambda n: str(n["id"]))
+    return {"nodes": nodes, "owned_here": actors_here}
+
+
+def cluster_records(services: Services, stored: list[StoredSalon] | None) -> list[JSON]:
+    """Every salon of the cluster for ``/status``: this node's from memory, the others' as stored.
+
+    A salon whose actor runs here is shown as the registry sees it; one owned by another node (or
+    that should run and has no owner: ``node`` None) with the connection its owner last stored.
+    One query for all of them (``Ownership.salons``), never a round trip per salon.
+    """
+    records = company_records(services)
+    if not stored:
+        return records
+    here = {r["salon_id"] for r in records}
+    for salon in stored:
+        if salon.salon_id in here:
+            continue
+        records.append(
+            {
+                "salon_id": salon.salon_id,
+                "state": "connected" if salon.whatsapp_connected else "disconnected",
+                "phone": salon.whatsapp_phone,
+                "node": salon.node_id,
+                "restarts": 0,
+                "last_error": None,
+                "since": _iso(salon.since.timestamp()),
+            }
+        )
+    records.sort(key=lambda r: r["salon_id"])
+    return records
 
 
 # -- the blueprint -----------------------------------------------------------------------------
@@ -274,10 +342,10 @@ def blueprint(services: Services) -> Blueprint:
     metrics = Metrics(services)
     services.metrics = metrics  # the websocket handler reports QR latency through it
 
-    def clean(result: dict[str, Any]) -> dict[str, Any]:
+    def clean(result: JSON) -> JSON:
         return {k: _scrub(services, v) for k, v in result.items()}
 
-    async def readiness() -> tuple[dict[str, Any], dict[str, Any], list[str], dict[str, str]]:
+    async def readiness() -> tuple[JSON, JSON, list[str], dict[str, str]]:
         postgres, redis = await _gather(lambda: check_postgres(services, expected), lambda: check_redis(services))
         failing: list[str] = []
         reasons: dict[str, str] = {}
@@ -305,7 +373,7 @@ def blueprint(services: Services) -> Blueprint:
             # Tell the load balancer to stop sending new work while the actors stop.
             failing.append("shutting_down")
             reasons["shutting_down"] = "the node is stopping"
-        body: dict[str, Any] = {"ready": not failing, "failing": failing}
+        body: JSON = {"ready": not failing, "failing": failing}
         if reasons:
             body["reasons"] = reasons
         body["dependencies"] = {"postgres": postgres, "redis": redis}
@@ -329,7 +397,7 @@ def blueprint(services: Services) -> Blueprint:
                 401, "unauthorized", "the admin token is wrong; send Authorization: Bearer <ADMIN_TOKEN>"
             )
 
-        async def outbox() -> dict[str, Any]:
+        async def outbox() -> JSON:
             with trio.move_on_after(CHECK_TIMEOUT_S):
                 try:
                     stats = await services.store.outbox.stats()
@@ -338,19 +406,32 @@ def blueprint(services: Services) -> Blueprint:
                 return {"pending": stats.pending, "oldest_pending_s": stats.oldest_pending_s, "failed": stats.failed}
             return {"pending": None, "oldest_pending_s": None, "failed": None}
 
-        async def nodes() -> list[str]:
-            if services.nodes is None:
-                return [services.settings.node_id]
+        async def cluster() -> tuple[list[NodeRecord], dict[str, int]] | None:
             with trio.move_on_after(CHECK_TIMEOUT_S):
                 try:
-                    return list(await services.nodes.nodes())
+                    ownership = services.store.ownership
+                    rows, owned = await _gather(ownership.nodes, ownership.owned_counts)
+                    return rows, owned
                 except Exception:
-                    pass
-            return []
+                    return None
+            return None
 
-        (postgres, redis, _, _), outbox_stats, live_nodes = await _gather(readiness, outbox, nodes)
+        async def stored_salons() -> list[StoredSalon] | None:
+            if not authorized:
+                return None
+            with trio.move_on_after(CHECK_TIMEOUT_S):
+                try:
+                    salons: list[StoredSalon] = await services.store.ownership.salons()
+                    return salons
+                except Exception:
+                    return None
+            return None
+
+        (postgres, redis, _, _), outbox_stats, cluster_rows, stored = await _gather(
+            readiness, outbox, cluster, stored_salons
+        )
         supervisor_stats = services.router.supervisor.statistics()
-        body: dict[str, Any] = {
+        body: JSON = {
             "node": services.settings.node_id,
             "version": __version__,
             "uptime_s": round(trio.current_time() - services.started_at, 3),
@@ -365,12 +446,12 @@ def blueprint(services: Services) -> Blueprint:
                 "restarts_total": supervisor_stats.restarts_total,
                 "mailbox_max_depth": supervisor_stats.mailbox_max_depth,
             },
-            "cluster": {"nodes": live_nodes, "owned_here": supervisor_stats.actors},
+            "cluster": cluster_view(services, cluster_rows, supervisor_stats.actors),
             "outbox": outbox_stats,
             "websockets": {"open": services.counters.websockets_open},
         }
         if authorized:
-            body["companies"] = company_records(services)
+            body["companies"] = cluster_records(services, stored)
         response = jsonify(body)
         response.headers["Vary"] = "Accept, Authorization"
         response.headers["Cache-Control"] = "no-store"
@@ -383,14 +464,14 @@ def blueprint(services: Services) -> Blueprint:
         response.headers["WWW-Authenticate"] = 'Bearer realm="admin"'
         return response
 
-    def no_store(body: dict[str, Any]) -> Response:
+    def no_store(body: JSON) -> Response:
         response = jsonify(body)
         response.headers["Cache-Control"] = "no-store"
         return response
 
     @bp.get("/status/companies")
     async def status_companies() -> Response:
-        """One page of salons, optionally of one state or problem (docs/contract.md)."""
+        """One page of salons, optionally of one state or problem (docs/http-api.md#status-companies)."""
         if (answer := refused()) is not None:
             return answer
         session_state, integration_status = _listing_filter()
@@ -409,9 +490,10 @@ def blueprint(services: Services) -> Blueprint:
             )
         counts = {p: sum(1 for r in live.values() if r["state"] == p) for p in PROBLEMS[:-1]}
         _, counts["activation_failed"] = await store.companies.list(integration_status="activation_failed", page_size=1)
+        owners = await store.ownership.owners_of(c.salon_id for c in companies)
         return no_store(
             {
-                "companies": [company_row(c, live.get(c.salon_id)) for c in companies],
+                "companies": [company_row(c, live.get(c.salon_id), owners.get(c.salon_id)) for c in companies],
                 "page": page,
                 "per_page": per_page,
                 "total": total,
@@ -432,11 +514,12 @@ def blueprint(services: Services) -> Blueprint:
         if company is None and not events:
             fail(404, "unknown_salon", f"salon {salon_id} is not known here")
         live = next((r for r in company_records(services) if r["salon_id"] == salon_id), None)
+        owners = await services.store.ownership.owners_of([salon_id])
         now_wall = services.wall_clock()
         return no_store(
             {
                 "salon_id": salon_id,
-                "company": None if company is None else company_row(company, live),
+                "company": None if company is None else company_row(company, live, owners.get(salon_id)),
                 "events": [_event_json(e, now_wall, lambda v: _scrub(services, v)) for e in events],
                 "now": _iso(now_wall),
             }

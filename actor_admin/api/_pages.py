@@ -7,7 +7,7 @@ onboarding tokens out of caches and ``Referer`` headers.
 
 A browser that meets an error on any route (an unknown path, a wrong method, a refused request) gets
 ``web/error.html`` for it, Russian and English; API clients, which ask for JSON (or anything), keep
-the JSON error shape (docs/contract.md).
+the JSON error shape (docs/http-api.md#conventions).
 """
 
 from __future__ import annotations

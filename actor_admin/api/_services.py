@@ -1,19 +1,34 @@
 """What the HTTP front end reaches: one record built by the composition root (``node.py``).
 
 Handlers get it through their blueprint factory (``blueprint(services)``), never through a global.
+It names the real parts the routes use; the doubles ride along in dev (it is part of their wiring,
+docs/doubles.md).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 import attrs
 import trio
 
 from actor_admin.actors import Registry, Router
+from actor_admin.cluster import Bus, NodeRegistry, OwnershipChanges, RateLimiter, RedisClient
 from actor_admin.config import Settings
+from actor_admin.doubles.whatsapp import SimulatorCore
+from actor_admin.doubles.yclients import FakeYClients
+from actor_admin.store import Store
+from actor_admin.yclients import OutboxWorker, YClientsClient
+
+
+class QrLatency(Protocol):
+    """What the websocket reports to ``/metrics``: how long a viewer waited for its QR, and refusals."""
+
+    def observe_qr_latency(self, seconds: float) -> None: ...
+
+    def count_websocket_refusal(self, reason: str) -> None: ...
 
 
 @attrs.define
@@ -27,19 +42,25 @@ class Counters:
 @attrs.define
 class Services:
     settings: Settings
-    store: Any  # actor_admin.store.Store
+    store: Store
     router: Router
     registry: Registry
-    bus: Any  # actor_admin.cluster.Bus
-    redis: Any = None  # actor_admin.cluster.RedisClient, None when not configured
-    limiter: Any = None  # actor_admin.cluster.RateLimiter
-    nodes: Any = None  # actor_admin.cluster.NodeRegistry
-    yclients: Any = None  # actor_admin.yclients.YClientsClient
-    simulator: Any = None  # actor_admin.doubles.whatsapp.SimulatorCore (dev only)
-    fake_yclients: Any = None  # actor_admin.doubles.yclients.FakeYClients (dev only)
-    metrics: Any = None  # actor_admin.api._metrics.Metrics, set by create_app
-    outbox_worker: Any = None  # actor_admin.yclients.OutboxWorker, set by node._start_workers
+    bus: Bus
+    yclients: YClientsClient
+    #: Redis and what lives in it; None without Redis (one process, a ``LocalBus``).
+    redis: RedisClient | None = None
+    limiter: RateLimiter | None = None
+    nodes: NodeRegistry | None = None
+    #: The in-process WhatsApp simulator and the fake marketplace (dev only).
+    simulator: SimulatorCore | None = None
+    fake_yclients: FakeYClients | None = None
+    #: Set by ``create_app`` (the ops blueprint's ``Metrics``).
+    metrics: QrLatency | None = None
+    #: Set by ``node._start_workers``.
+    outbox_worker: OutboxWorker | None = None
     counters: Counters = attrs.field(factory=Counters)
+    #: Ownership changes by cause: the ownership keeper counts, /metrics exports.
+    ownership_changes: OwnershipChanges = attrs.field(factory=OwnershipChanges)
     #: Wall-clock seconds, for JWT times and anything shown as a date; injectable in tests.
     wall_clock: Callable[[], float] = time.time
     started_at: float = attrs.field(factory=trio.current_time)

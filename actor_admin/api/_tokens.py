@@ -7,11 +7,12 @@ fault 3): admin routes check ``ADMIN_TOKEN`` only, and these tokens carry ``aud 
 from __future__ import annotations
 
 import secrets
-from typing import Any, final
+from typing import final
 
 import attrs
 import jwt
 
+from actor_admin.json_types import JSON
 from actor_admin.store import ACTIVATION_WINDOW_S
 
 ISSUER = "actor-admin"
@@ -34,7 +35,7 @@ class OnboardingClaims:
 def mint_onboarding_token(secret: str, salon_id: int, *, now: float, title: str | None = None) -> str:
     """A token for ``salon_id``; ``now`` is wall-clock seconds (JWT times are Unix times)."""
     issued = int(now)
-    claims: dict[str, Any] = {
+    claims: JSON = {
         "iss": ISSUER,
         "aud": AUDIENCE,
         "sub": str(salon_id),

@@ -42,11 +42,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Any, Final
+from typing import Final
 
 import trio
 from quart import Blueprint, request
 
+from actor_admin.json_types import JSON
 from actor_admin.session import Freeze, Uninstall
 from actor_admin.yclients import WEBHOOK_PATH
 
@@ -66,7 +67,7 @@ _LIFECYCLE: Final = {"uninstall": "uninstalled", "freeze": "frozen"}
 ID_MAX: Final = 2**63 - 1  # PostgreSQL bigint: a larger id would fail in the database, not here
 
 
-def _positive_int(body: dict[str, Any], field: str) -> int:
+def _positive_int(body: JSON, field: str) -> int:
     value = body.get(field)
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= ID_MAX:
         fail(422, "invalid_field", f"{field} must be a positive whole number")
@@ -84,7 +85,7 @@ def storable_text(value: object) -> bool:
     return True
 
 
-def _string(body: dict[str, Any], field: str, *, max_len: int = 4096) -> str:
+def _string(body: JSON, field: str, *, max_len: int = 4096) -> str:
     value = body.get(field)
     if not isinstance(value, str) or not value or len(value) > max_len or not storable_text(value):
         fail(422, "invalid_field", f"{field} must be a non-empty string of at most {max_len} characters")
@@ -135,7 +136,7 @@ def blueprint(services: Services) -> Blueprint:
     expected_token = settings.yclients_partner_token.encode()
 
     @bp.post(WEBHOOK_PATH)
-    async def yclients_webhook() -> Any:
+    async def yclients_webhook() -> JSON:
         body = await json_object()
         salon_id = _positive_int(body, "salon_id")
         application_id = _positive_int(body, "application_id")
@@ -167,7 +168,7 @@ def blueprint(services: Services) -> Blueprint:
         known = False
         with trio.CancelScope(shield=True), trio.move_on_after(6 * ACTOR_GRACE_S):
             known = await lifecycle.apply(salon_id, event)
-        answer: dict[str, Any] = {"success": True, "event": event, "salon_id": salon_id}
+        answer: JSON = {"success": True, "event": event, "salon_id": salon_id}
         if not known:
             answer["unknown_salon"] = True
         return answer

@@ -20,15 +20,17 @@ import ipaddress
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Final, TypeVarTuple
 from urllib.parse import urlsplit
 
 import trio
 from quart import Blueprint, Response, websocket
+from wsproto.frame_protocol import CloseReason
 
 from actor_admin.actors import SessionUnavailable
-from actor_admin.cluster import SubscriberTooSlow
+from actor_admin.cluster import SubscriberTooSlow, Subscription
+from actor_admin.json_types import JSON
 from actor_admin.session import (
     INACTIVE_REFUSALS,
     Frame,
@@ -45,6 +47,8 @@ from ._services import Services
 
 log = logging.getLogger("actor_admin.api")
 
+Args = TypeVarTuple("Args")
+
 WS_PATH: Final = "/marketplace/ws"
 AUTH_TIMEOUT_S: Final = 10.0
 MAX_FRAME_BYTES: Final = 16 * 1024
@@ -59,10 +63,7 @@ CONNECTS_WINDOW_S: Final = 60.0
 SEND_TIMEOUT_S: Final = 10.0
 CLOSE_TIMEOUT_S: Final = 2.0
 
-CLOSE_GOING_AWAY: Final = 1001
-CLOSE_POLICY: Final = 1008
-CLOSE_TOO_BIG: Final = 1009
-CLOSE_TRY_AGAIN: Final = 1013
+# The standard's close codes are wsproto's CloseReason; this one is ours (docs/websocket.md).
 CLOSE_UNAUTHORIZED: Final = 4401
 
 UNAUTHORIZED_MESSAGE: Final = "the onboarding link expired or is invalid; open the app again from YClients"
@@ -169,7 +170,7 @@ def _too_big(data: str | bytes) -> bool:
     return len(data) > MAX_FRAME_BYTES
 
 
-def _parse(data: str | bytes | None) -> dict[str, Any] | None:
+def _parse(data: str | bytes | None) -> JSON | None:
     """A client frame as a JSON object with a string ``type``, or None."""
     if not isinstance(data, str):
         return None  # binary frames (and quart's None for an empty one) carry nothing we speak
@@ -214,10 +215,10 @@ class FrameEncoder:
     """
 
     def __init__(self) -> None:
-        self._last: Mapping[str, Any] | None = None
+        self._last: Frame | None = None
         self._text = ""
 
-    def encode(self, frame: Mapping[str, Any]) -> str:
+    def encode(self, frame: Frame) -> str:
         if frame is not self._last:
             self._text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
             self._last = frame
@@ -240,7 +241,7 @@ class Viewer:
         # When this viewer asked for a QR and has not been sent one since (for the QR latency metric).
         self.qr_asked_at: float | None = None
 
-    async def send(self, frame: Mapping[str, Any]) -> None:
+    async def send(self, frame: Frame) -> None:
         text = self.encoder.encode(frame)
         async with self.send_lock:
             if self.closed:
@@ -248,7 +249,7 @@ class Viewer:
             with trio.move_on_after(SEND_TIMEOUT_S) as scope:
                 await websocket.send(text)
         if scope.cancelled_caught:
-            raise _Closing(CLOSE_TRY_AGAIN, "too slow")
+            raise _Closing(CloseReason.TRY_AGAIN_LATER, "too slow")
 
     async def close(self, code: int, reason: str) -> None:
         """Send the close frame once (bounded: the peer may not be reading at all)."""
@@ -296,7 +297,7 @@ class Viewer:
         with trio.move_on_after(AUTH_TIMEOUT_S):
             data = await websocket.receive()
             if _too_big(data):
-                raise _Closing(CLOSE_TOO_BIG, "frame too large")
+                raise _Closing(CloseReason.MESSAGE_TOO_BIG, "frame too large")
             frame = _parse(data)
             if frame is not None and frame["type"] == "auth" and isinstance(frame.get("token"), str):
                 return str(frame["token"])
@@ -327,7 +328,7 @@ class Viewer:
             state = "failed" if exc.code == "failed" else (view.state if view is not None else "idle")
             return [state_frame(state), _error(unavailable(exc))]
 
-    async def _forward(self, frames: Any) -> None:
+    async def _forward(self, frames: Subscription) -> None:
         try:
             async for frame in frames:
                 # The bus's own object, unchanged: the FrameEncoder then encodes it once for all viewers.
@@ -335,8 +336,8 @@ class Viewer:
                 if frame.get("type") == "qr":
                     self._qr_delivered()
         except SubscriberTooSlow:
-            raise _Closing(CLOSE_TRY_AGAIN, "fell behind; reconnect") from None
-        raise _Closing(CLOSE_GOING_AWAY, "the bus closed")
+            raise _Closing(CloseReason.TRY_AGAIN_LATER, "fell behind; reconnect") from None
+        raise _Closing(CloseReason.GOING_AWAY, "the bus closed")
 
     def _qr_delivered(self) -> None:
         """Report how long the viewer waited from ``request_qr`` to its QR (``/metrics``)."""
@@ -347,7 +348,7 @@ class Viewer:
 
     async def _watch_shutdown(self) -> None:
         await self.services.shutting_down.wait()
-        raise _Closing(CLOSE_GOING_AWAY, "server shutting down")
+        raise _Closing(CloseReason.GOING_AWAY, "server shutting down")
 
     async def _watch_expiry(self) -> None:
         """An onboarding token opens the page for one hour (YClients' activation window); an open
@@ -366,9 +367,9 @@ class Viewer:
             while self.recent and self.recent[0] <= now - FLOOD_WINDOW_S:
                 self.recent.popleft()
             if len(self.recent) > FLOOD_FRAMES:
-                raise _Closing(CLOSE_POLICY, "too many frames")
+                raise _Closing(CloseReason.POLICY_VIOLATION, "too many frames")
             if _too_big(data):
-                raise _Closing(CLOSE_TOO_BIG, "frame too large")
+                raise _Closing(CloseReason.MESSAGE_TOO_BIG, "frame too large")
             frame = _parse(data)
             if frame is None:
                 await self._bad("malformed_frame", 'a frame is a JSON object with a "type"')
@@ -378,10 +379,10 @@ class Viewer:
     async def _bad(self, code: str, message: str) -> None:
         self.bad_frames += 1
         if self.bad_frames > MAX_BAD_FRAMES:
-            raise _Closing(CLOSE_POLICY, "too many bad frames")
+            raise _Closing(CloseReason.POLICY_VIOLATION, "too many bad frames")
         await self.send(error_frame(code, message))
 
-    async def _dispatch(self, frame: dict[str, Any]) -> None:
+    async def _dispatch(self, frame: JSON) -> None:
         kind = frame["type"]
         if kind == "ping":
             await self.send(pong_frame())
@@ -400,7 +401,7 @@ class Viewer:
         else:
             await self._bad("unknown_type", "known types: auth, request_qr, request_pairing_code, ping")
 
-    async def _reauth(self, token: Any) -> None:
+    async def _reauth(self, token: object) -> None:
         """An ``auth`` frame after authentication: a bad token ends the connection like a first one;
         a valid one for another salon is refused (one connection watches one salon)."""
         claims = verify_token(self.services, token) if isinstance(token, str) and token else None
@@ -409,7 +410,7 @@ class Viewer:
         elif claims.salon_id != self.salon_id:
             await self.send(error_frame("wrong_salon", "this connection already watches another salon"))
 
-    async def _start_command(self, command: Any, *args: Any) -> None:
+    async def _start_command(self, command: Callable[[*Args], Awaitable[None]], *args: *Args) -> None:
         """Run a command beside the reader (a pairing code can take seconds), one at a time."""
         if self.command_running:
             await self.send(error_frame("busy", "the previous request is still being handled"))

@@ -14,6 +14,7 @@ from ._bus import (
     Subscription,
     open_redis_bus,
 )
+from ._changes import OWNERSHIP_CHANGE_CAUSES, OwnershipChangeCause, OwnershipChanges
 from ._client import RedisClient
 from ._embedded import EmbeddedRedis, EmbeddedRedisError
 from ._errors import RedisUnavailable
@@ -30,6 +31,7 @@ from ._rpc import NodeRpc, OwnerUnreachable, RpcStatistics, open_node_rpc
 
 __all__ = [
     "DEFAULT_INBOUND_MAXLEN",
+    "OWNERSHIP_CHANGE_CAUSES",
     "Actors",
     "Bus",
     "BusStatistics",
@@ -54,6 +56,8 @@ __all__ = [
     "NodeRpc",
     "Observer",
     "OwnerUnreachable",
+    "OwnershipChangeCause",
+    "OwnershipChanges",
     "OwnershipStore",
     "OwnershipTimings",
     "Placement",

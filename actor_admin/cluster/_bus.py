@@ -27,10 +27,11 @@ import math
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final, Protocol, Self, cast, final
+from typing import Final, Protocol, Self, cast, final
 
 import attrs
 import trio
+from redis.asyncio.client import PubSub
 
 from actor_admin.backoff import Backoff
 from actor_admin.session import Frame
@@ -251,7 +252,7 @@ class RedisBus:
         # locally, so they are recognised by this id and skipped.
         self._origin = secrets.token_hex(8)
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[tuple[str, str]](outbox_size)
-        self._pubsub: Any = None
+        self._pubsub: PubSub | None = None
         self._subscribed: set[str] = set()
         self._confirmed: dict[str, trio.Event] = {}
         self._lock = trio.Lock()
@@ -395,7 +396,7 @@ class RedisBus:
             await trio.sleep(_RECONNECT.delay(failures, 0.5))
             failures += 1
 
-    def _handle(self, message: Any) -> None:
+    def _handle(self, message: object) -> None:
         if not isinstance(message, dict):
             return
         kind = message.get("type")

@@ -55,7 +55,7 @@ class RedisScript:
         self._script = client.raw.register_script(source)
 
     async def __call__(
-        self, keys: Sequence[str] = (), args: Sequence[Any] = (), *, timeout_s: float | None = None
+        self, keys: Sequence[str] = (), args: Sequence[object] = (), *, timeout_s: float | None = None
     ) -> Any:
         return await self._client.run_aio(self._script, list(keys), list(args), timeout_s=timeout_s)
 
@@ -123,7 +123,7 @@ class RedisClient:
         return self.prefix + ":".join(str(p) for p in parts)
 
     async def run_aio(
-        self, fn: Callable[..., Awaitable[T]], *args: Any, timeout_s: float | None = None, **kwargs: Any
+        self, fn: Callable[..., Awaitable[T]], *args: object, timeout_s: float | None = None, **kwargs: object
     ) -> T:
         """Run one redis-py coroutine function in asyncio, bounded, errors mapped to RedisUnavailable.
 
@@ -144,12 +144,16 @@ class RedisClient:
                 raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
             raise
 
-    async def execute(self, *args: Any, timeout_s: float | None = None) -> Any:
-        """Run one Redis command, e.g. ``await client.execute("INCR", key)``."""
+    async def execute(self, *args: object, timeout_s: float | None = None) -> Any:
+        """Run one Redis command, e.g. ``await client.execute("INCR", key)``.
+
+        The reply is typed ``Any`` on purpose: its shape is the command's (an int for ``INCR``, a
+        list for ``XRANGE``), which the caller knows and converts at once.
+        """
         return await self.run_aio(self.raw.execute_command, *args, timeout_s=timeout_s)
 
     async def execute_many(
-        self, commands: Sequence[Sequence[Any]], *, transaction: bool = False, timeout_s: float | None = None
+        self, commands: Sequence[Sequence[object]], *, transaction: bool = False, timeout_s: float | None = None
     ) -> list[Any]:
         """Run several commands in one round trip (a pipeline; MULTI/EXEC when ``transaction``)."""
         if not commands:

@@ -29,7 +29,7 @@ import math
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Final, final
+from typing import Final, final
 
 import attrs
 import trio
@@ -49,7 +49,7 @@ MAX_BUDGET_S: Final = 300.0
 _RECONNECT: Final = Backoff(initial_s=0.1, factor=2.0, max_s=5.0, jitter=0.0)
 
 #: What a node runs for each request: the request's body in, the reply's body out (JSON values).
-Handler = Callable[[Any], Awaitable[Any]]
+Handler = Callable[[object], Awaitable[object]]
 
 
 @final
@@ -79,7 +79,7 @@ class RpcStatistics:
 class _Pending:
     done: trio.Event = attrs.field(factory=trio.Event)
     sent: bool = False
-    body: Any = None
+    body: object = None
     error: str | None = None
 
 
@@ -89,14 +89,14 @@ class _Request:
     id: str
     reply_to: str
     budget_s: float
-    body: Any
+    body: object
 
 
 @final
 @attrs.frozen
 class _Reply:
     id: str
-    body: Any
+    body: object
     error: str | None
 
 
@@ -125,7 +125,7 @@ def _decode(data: object) -> _Request | _Reply:
     raise ValueError("unknown envelope")
 
 
-def _encode(fields: dict[str, Any]) -> str:
+def _encode(fields: dict[str, object]) -> str:
     return json.dumps({"v": RPC_VERSION, **fields}, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -170,7 +170,7 @@ class NodeRpc:
             connected=self._connected,
         )
 
-    async def call(self, node_id: str, body: Any, *, timeout_s: float) -> Any:
+    async def call(self, node_id: str, body: object, *, timeout_s: float) -> object:
         """Send ``body`` to ``node_id``'s handler and return its reply's body.
 
         Raises:
@@ -288,8 +288,8 @@ class NodeRpc:
         finally:
             self._limiter.release_on_behalf_of(request.id)
 
-    async def _answer(self, request: _Request, body: Any, error: str | None) -> None:
-        fields: dict[str, Any] = {"k": "rep", "id": request.id}
+    async def _answer(self, request: _Request, body: object, error: str | None) -> None:
+        fields: dict[str, object] = {"k": "rep", "id": request.id}
         if error is None:
             fields["body"] = body
         else:

@@ -8,7 +8,8 @@ live here, apart from the real clients in :mod:`actor_admin.whatsapp` and :mod:`
 The dependency points one way: a double may import the real package it stands in for (to speak its
 interface, e.g. :class:`~actor_admin.whatsapp.TransportError`), a real package never imports a
 double. Only the composition root (:mod:`actor_admin.node`), the commands and the dev routes
-(``api/_dev.py``) wire them in.
+(``api/_dev.py``) wire them in, through the record that carries them from the one to the other
+(``api/_services.py``).
 
 * :mod:`actor_admin.doubles.whatsapp` — the WhatsApp simulator: WhatsApp's servers and the salon
   owners' phones (docs/simulator-protocol.md).

@@ -7,7 +7,7 @@ Nothing here knows what the actors do; time is trio's clock only, so all of it r
 
 from actor_admin.backoff import Backoff
 
-from ._errors import ActorFailed, AskTimeout, MailboxClosed, MailboxFull, SupervisorClosed
+from ._errors import ActorFailed, AskTimeout, MailboxClosed, MailboxFull, SupervisorClosed, sole_exception
 from ._mailbox import Inbox, Mailbox, MailboxStatistics, Request
 from ._policy import Restart, SupervisorPolicy
 from ._supervisor import (
@@ -44,4 +44,5 @@ __all__ = [
     "SupervisorPolicy",
     "SupervisorStatistics",
     "open_supervisor",
+    "sole_exception",
 ]

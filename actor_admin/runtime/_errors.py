@@ -1,4 +1,5 @@
-"""The runtime's exceptions: each names one way a message can fail to reach, or come back from, an actor."""
+"""The runtime's exceptions: each names one way a message can fail to reach, or come back from, an actor;
+and how a trio exception group is unwrapped for the one who reads the error."""
 
 from __future__ import annotations
 
@@ -39,3 +40,11 @@ class ActorFailed(Exception):
 @final
 class SupervisorClosed(RuntimeError):
     """The supervisor is shutting down and starts no new actors."""
+
+
+def sole_exception(error: BaseException) -> BaseException:
+    """The one exception inside nested single-member groups, else ``error`` itself: what a caller
+    (or an operator) should see of an error that crossed nurseries."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error

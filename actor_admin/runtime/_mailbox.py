@@ -7,7 +7,7 @@ channel, so they keep their order relative to ordinary messages.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar, cast, final
+from typing import Final, Generic, TypeAlias, TypeVar, cast, final
 
 import attrs
 import trio
@@ -16,7 +16,7 @@ from ._errors import AskTimeout, MailboxClosed, MailboxFull
 
 T = TypeVar("T")
 
-_UNSET: Any = object()
+_UNSET: Final = object()
 
 
 @final
@@ -30,7 +30,7 @@ class Request(Generic[T]):
 
     body: T
     _done: trio.Event = attrs.field(init=False, factory=trio.Event)
-    _value: Any = attrs.field(init=False, default=_UNSET)
+    _value: object = attrs.field(init=False, default=_UNSET)
     _error: BaseException | None = attrs.field(init=False, default=None)
     _abandoned: bool = attrs.field(init=False, default=False)
 
@@ -68,7 +68,7 @@ class Request(Generic[T]):
         if self._done.is_set():
             raise RuntimeError("this request was already answered")
 
-    def _outcome(self) -> Any:
+    def _outcome(self) -> object:
         if self._error is not None:
             raise self._error
         return self._value
@@ -83,8 +83,8 @@ class _Stop:
     generation: int
 
 
-#: What actually travels in the channel.
-_Item = Any
+#: What actually travels in a ``Mailbox[T]``'s channel.
+_Item: TypeAlias = T | Request[T] | _Stop
 
 
 @final
@@ -116,8 +116,8 @@ class Mailbox(Generic[T]):
     """
 
     capacity: int = attrs.field(default=64, validator=attrs.validators.ge(0))
-    _send: trio.MemorySendChannel[_Item] = attrs.field(init=False)
-    _receive: trio.MemoryReceiveChannel[_Item] = attrs.field(init=False)
+    _send: trio.MemorySendChannel[_Item[T]] = attrs.field(init=False)
+    _receive: trio.MemoryReceiveChannel[_Item[T]] = attrs.field(init=False)
     # Counters for ``peak`` only; ``depth`` comes from trio itself. They cost two integer
     # increments per message, where calling trio's statistics() per message would cost a
     # record allocation each time.
@@ -127,7 +127,7 @@ class Mailbox(Generic[T]):
     _generation: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
-        self._send, self._receive = trio.open_memory_channel[_Item](self.capacity)
+        self._send, self._receive = trio.open_memory_channel[_Item[T]](self.capacity)
 
     def __repr__(self) -> str:
         return f"<Mailbox {self.statistics()}>"
@@ -172,7 +172,7 @@ class Mailbox(Generic[T]):
 
     # The timeout is part of the operation, not a wrapper around it: when it passes, the reply
     # slot is abandoned so the late answer is dropped.
-    async def ask(self, msg: T, timeout: float) -> Any:  # noqa: ASYNC109
+    async def ask(self, msg: T, timeout: float) -> object:  # noqa: ASYNC109
         """Send ``Request(msg)`` and return the actor's reply.
 
         ``timeout`` (seconds) covers both waiting for room in the mailbox and waiting for the
@@ -295,7 +295,7 @@ class Inbox(Generic[T]):
             item = await self._receive.receive()
             self._mailbox._received += 1
             if type(item) is not _Stop:
-                return item  # type: ignore[no-any-return]
+                return item
             if item.generation == self._generation:
                 self._stopped = True
                 raise trio.EndOfChannel
@@ -316,7 +316,7 @@ class Inbox(Generic[T]):
                 raise StopAsyncIteration from None
             self._mailbox._received += 1
             if type(item) is not _Stop:
-                return item  # type: ignore[no-any-return]
+                return item
             if item.generation == self._generation:
                 self._stopped = True
                 raise StopAsyncIteration

@@ -22,11 +22,6 @@ class Restart(enum.Enum):
     TEMPORARY = "temporary"
 
 
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
-
-
 @final
 @attrs.frozen(kw_only=True)
 class SupervisorPolicy:
@@ -46,8 +41,8 @@ class SupervisorPolicy:
     """
 
     backoff: Backoff = attrs.field(factory=Backoff)
-    backoff_reset_after_s: float = attrs.field(default=60.0, validator=_positive)
+    backoff_reset_after_s: float = attrs.field(default=60.0, validator=attrs.validators.gt(0.0))
     intensity_max_restarts: int = attrs.field(default=10, validator=attrs.validators.ge(0))
-    intensity_window_s: float = attrs.field(default=600.0, validator=_positive)
+    intensity_window_s: float = attrs.field(default=600.0, validator=attrs.validators.gt(0.0))
     mailbox_capacity: int = attrs.field(default=64, validator=attrs.validators.ge(0))
     stop_grace_s: float = attrs.field(default=5.0, validator=attrs.validators.ge(0))

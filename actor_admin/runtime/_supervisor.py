@@ -14,14 +14,14 @@ import enum
 import logging
 import math
 import random as _random
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Generic, Protocol, TypeVar, final
+from typing import Generic, Protocol, TypeVar, final
 
 import attrs
 import trio
 
-from ._errors import ActorFailed, SupervisorClosed
+from ._errors import ActorFailed, SupervisorClosed, sole_exception
 from ._mailbox import Inbox, Mailbox, MailboxStatistics
 from ._policy import Restart, SupervisorPolicy
 
@@ -67,7 +67,7 @@ class ErrorInfo:
 
     @classmethod
     def of(cls, error: BaseException) -> ErrorInfo:
-        error = _sole_exception(error)
+        error = sole_exception(error)
         return cls(type=type(error).__qualname__, message=str(error))
 
 
@@ -138,7 +138,7 @@ class ActorRef(Generic[K, M]):
     def state(self) -> ActorState:
         return self._entry.state
 
-    def send(self, msg: M) -> Coroutine[Any, Any, None]:
+    def send(self, msg: M) -> Awaitable[None]:
         """Put ``msg`` in the actor's mailbox, waiting while it is full: ``await ref.send(msg)``.
 
         Raises:
@@ -164,7 +164,7 @@ class ActorRef(Generic[K, M]):
             raise self._entry.failed_error()
         self._mailbox.send_nowait(msg)
 
-    async def ask(self, msg: M, timeout: float) -> Any:  # noqa: ASYNC109 (see Mailbox.ask)
+    async def ask(self, msg: M, timeout: float) -> object:  # noqa: ASYNC109 (see Mailbox.ask)
         """Send ``Request(msg)`` and return the reply; see `Mailbox.ask`.
 
         Raises:
@@ -248,12 +248,12 @@ class _Entry(Generic[K, M]):
 
 
 @final
-class _Handshake(trio.TaskStatus[None]):
+class _Handshake(trio.TaskStatus[None], Generic[K, M]):
     """The ``task_status`` an actor gets: ``started()`` marks the run ready."""
 
     __slots__ = ("_called", "_entry", "_supervisor")
 
-    def __init__(self, supervisor: Supervisor[Any, Any], entry: _Entry[Any, Any]) -> None:
+    def __init__(self, supervisor: Supervisor[K, M], entry: _Entry[K, M]) -> None:
         self._supervisor = supervisor
         self._entry = entry
         self._called = False
@@ -574,17 +574,10 @@ class Supervisor(Generic[K, M]):
         await done.wait()
 
 
-def _set_ready(entry: _Entry[Any, Any]) -> None:
+def _set_ready(entry: _Entry[K, M]) -> None:
     if entry.ready is not None:
         entry.ready.set()
         entry.ready = None
-
-
-def _sole_exception(error: BaseException) -> BaseException:
-    """The one exception inside nested single-member groups, else ``error`` itself."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
 
 
 @asynccontextmanager
@@ -613,7 +606,7 @@ async def open_supervisor(
                 with trio.CancelScope(shield=True):
                     await supervisor.aclose()
     except BaseExceptionGroup as group:
-        sole = _sole_exception(group)
+        sole = sole_exception(group)
         if sole is group:
             raise
         raise sole from None

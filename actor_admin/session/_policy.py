@@ -137,16 +137,6 @@ def reason_name(reason: int) -> str:
     return REASON_NAMES.get(reason, f"disconnected_{reason}")
 
 
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-def _optional_positive(instance: object, attribute: attrs.Attribute[float | None], value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
-
-
 # 5, 10, 20, 40, 60, 60 … s, ±20 % (see the module docstring).
 RECONNECT_BACKOFF: Final = Backoff(initial_s=5.0, factor=2.0, max_s=60.0, jitter=0.2)
 
@@ -159,15 +149,17 @@ class SessionPolicy:
     #: Reconnect delays; ``attempt`` is the number of consecutive failures minus one.
     backoff: Backoff = RECONNECT_BACKOFF
     max_reconnects: int = attrs.field(default=8, validator=attrs.validators.ge(1))
-    reconnect_window_s: float = attrs.field(default=600.0, validator=_positive)
-    restart_grace_s: float = attrs.field(default=30.0, validator=_positive)
-    conflict_retry_delay_s: float = attrs.field(default=60.0, validator=_positive)
-    ban_fallback_s: float = attrs.field(default=3600.0, validator=_positive)
-    connect_timeout_s: float = attrs.field(default=60.0, validator=_positive)
-    qr_link_timeout_s: float = attrs.field(default=QR_BATCH_S + 40.0, validator=_positive)
-    keepalive_grace_s: float = attrs.field(default=30.0, validator=_positive)
-    silence_timeout_s: float | None = attrs.field(default=None, validator=_optional_positive)
-    pairing_request_timeout_s: float = attrs.field(default=30.0, validator=_positive)
+    reconnect_window_s: float = attrs.field(default=600.0, validator=attrs.validators.gt(0.0))
+    restart_grace_s: float = attrs.field(default=30.0, validator=attrs.validators.gt(0.0))
+    conflict_retry_delay_s: float = attrs.field(default=60.0, validator=attrs.validators.gt(0.0))
+    ban_fallback_s: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0.0))
+    connect_timeout_s: float = attrs.field(default=60.0, validator=attrs.validators.gt(0.0))
+    qr_link_timeout_s: float = attrs.field(default=QR_BATCH_S + 40.0, validator=attrs.validators.gt(0.0))
+    keepalive_grace_s: float = attrs.field(default=30.0, validator=attrs.validators.gt(0.0))
+    silence_timeout_s: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0.0))
+    )
+    pairing_request_timeout_s: float = attrs.field(default=30.0, validator=attrs.validators.gt(0.0))
 
 
 def jitter_fraction(seed: int, failures: int) -> float:

@@ -34,6 +34,7 @@ from ._models import (
 from ._ownership import (
     FENCED_SQLSTATE,
     Claim,
+    ClusterHealth,
     Fenced,
     Heartbeat,
     Member,
@@ -44,6 +45,7 @@ from ._ownership import (
     Owner,
     Ownership,
     OwnershipCause,
+    StoredSalon,
     Takeover,
     run_fenced,
 )
@@ -58,6 +60,7 @@ __all__ = [
     "INTEGRATION_STATUSES",
     "MIGRATION_LOCK_KEY",
     "Claim",
+    "ClusterHealth",
     "Companies",
     "Company",
     "CompanyEvent",
@@ -95,6 +98,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "StoredSalon",
     "Takeover",
     "load_migrations",
     "migrate",

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias, TypeVar, final
+from typing import TypeAlias, TypeVar, final
 
 import asyncpg
 import trio_asyncio
@@ -147,6 +147,6 @@ class Database:
                     raise unavailable(exc) from exc
         raise AssertionError("unreachable")
 
-    def statistics(self) -> dict[str, Any]:
+    def statistics(self) -> dict[str, int]:
         return {"size": self._pool.get_size(), "idle": self._pool.get_idle_size(),
                 "max_size": self._pool.get_max_size()}

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import attrs
@@ -104,7 +103,7 @@ def _plan(migrations: list[Migration], applied: dict[int, tuple[str, str]]) -> l
     return [m for m in migrations if m.version not in applied]
 
 
-async def _guarded(work: Coroutine[Any, Any, list[str]]) -> list[str]:
+async def _guarded(work: Awaitable[list[str]]) -> list[str]:
     try:
         return await work
     except StoreError:
@@ -188,6 +187,6 @@ async def pending(dsn: str, *, directory: Path | None = None) -> list[str]:
 def migrate_aio(
     dsn: str, *, dry_run: bool = False, progress: Callable[[str], None] | None = None,
     directory: Path | None = None,
-) -> Coroutine[Any, Any, list[str]]:
+) -> Coroutine[object, object, list[str]]:
     """The asyncio form of :func:`migrate` (a coroutine), for tooling that runs without trio."""
     return _guarded(_migrate_aio(dsn, dry_run, progress, load_migrations(directory)))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal, TypeVar, get_args
+from typing import Literal, TypeVar, get_args
 
 import attrs
+
+from actor_admin.json_types import JSON
 
 IntegrationStatus = Literal[
     "pending_whatsapp", "activating", "active", "activation_failed", "frozen", "uninstalled"
@@ -65,7 +66,7 @@ class CompanyEvent:
     id: int
     salon_id: int
     type: str
-    data: dict[str, Any]
+    data: JSON
     at: datetime
 
 
@@ -74,7 +75,7 @@ class OutboxItem:
     id: int
     kind: str
     salon_id: int
-    payload: dict[str, Any]
+    payload: JSON
     attempts: int
     next_attempt_at: datetime
     last_error: str | None
@@ -110,7 +111,7 @@ class Message:
 R = TypeVar("R")
 
 
-def from_row(cls: type[R], row: Mapping[str, Any]) -> R:
+def from_row(cls: type[R], row: JSON) -> R:
     """Build a record from a row, ignoring columns the record does not name (added by later migrations)."""
     names = {f.name for f in attrs.fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in row.items() if k in names})

@@ -23,6 +23,8 @@ from typing import Final, Literal, TypeVar, final
 import asyncpg
 import attrs
 
+from actor_admin.session import INACTIVE_STATES
+
 from ._db import Conn, Database
 from ._errors import StoreError
 from ._models import from_row
@@ -154,6 +156,57 @@ class Heartbeat:
     seq: int
     nodes: tuple[NodeRecord, ...]
     owned: Mapping[int, int] | None
+
+
+@final
+@attrs.frozen
+class StoredSalon:
+    """A salon as PostgreSQL knows it: its owner (None: released or never owned), the connection
+    its actor last stored, and whether it should run (stored credentials, not frozen or uninstalled)."""
+
+    salon_id: int
+    node_id: str | None
+    whatsapp_connected: bool
+    whatsapp_phone: str | None
+    since: datetime
+    should_run: bool
+
+
+_SALONS = """
+SELECT c.salon_id, o.node_id, c.whatsapp_connected, c.whatsapp_phone,
+       coalesce(o.changed_at, c.updated_at) AS since,
+       (w.salon_id IS NOT NULL AND c.integration_status <> ALL($1::text[])) AS should_run
+FROM companies c
+LEFT JOIN salon_owners o USING (salon_id)
+LEFT JOIN whatsapp_credentials w USING (salon_id)
+WHERE o.node_id IS NOT NULL OR (w.salon_id IS NOT NULL AND c.integration_status <> ALL($1::text[]))
+ORDER BY c.salon_id
+"""
+
+@final
+@attrs.frozen
+class ClusterHealth:
+    """What ``/metrics`` shows of the cluster: node rows, the silent ones, salons without a live owner."""
+
+    nodes: int
+    silent_nodes: int
+    salons_without_owner: int
+
+
+_HEALTH = """
+WITH n AS (SELECT node_id, heartbeat_at < now() - make_interval(secs => $2) AS silent FROM cluster_nodes)
+SELECT (SELECT count(*) FROM n)::int AS nodes,
+       (SELECT count(*) FROM n WHERE silent)::int AS silent,
+       CASE WHEN NOT EXISTS (SELECT 1 FROM n) THEN 0 ELSE (
+           SELECT count(*) FROM companies c
+           JOIN whatsapp_credentials w USING (salon_id)
+           LEFT JOIN salon_owners o USING (salon_id)
+           LEFT JOIN n ON n.node_id = o.node_id
+           WHERE c.integration_status <> ALL($1::text[])
+             AND (n.node_id IS NULL OR n.silent)
+             AND coalesce(o.changed_at, c.updated_at) < now() - make_interval(secs => $2)
+       ) END::int AS unowned
+"""
 
 
 _NODES = """
@@ -482,6 +535,19 @@ class Ownership:
 
         return await self._db.run(work, retry=True)
 
+    async def owners_of(self, salon_ids: Iterable[int]) -> dict[int, str]:
+        """``{salon_id: node_id}`` of those of ``salon_ids`` that a node owns now (one query)."""
+        ids = list(salon_ids)
+
+        async def work(conn: Conn) -> dict[int, str]:
+            rows = await conn.fetch(
+                "SELECT salon_id, node_id FROM salon_owners WHERE salon_id = ANY($1::bigint[]) AND node_id IS NOT NULL",
+                ids,
+            )
+            return {r["salon_id"]: r["node_id"] for r in rows}
+
+        return await self._db.run(work, retry=True) if ids else {}
+
     async def owned(self, node_id: str) -> dict[int, int]:
         """``{salon_id: fence}`` of every salon ``node_id`` owns."""
 
@@ -498,6 +564,29 @@ class Ownership:
                 "SELECT node_id, count(*) AS owned FROM salon_owners WHERE node_id IS NOT NULL GROUP BY node_id"
             )
             return {r["node_id"]: int(r["owned"]) for r in rows}
+
+        return await self._db.run(work, retry=True)
+
+    async def salons(self) -> list[StoredSalon]:
+        """Every salon that has an owner or should run, with its stored connection (one query).
+
+        What ``/status`` shows for salons whose actor runs elsewhere, and what ``doctor`` checks for
+        salons without a live owner; ordered by ``salon_id``.
+        """
+
+        async def work(conn: Conn) -> list[StoredSalon]:
+            return [from_row(StoredSalon, r) for r in await conn.fetch(_SALONS, sorted(INACTIVE_STATES))]
+
+        return await self._db.run(work, retry=True)
+
+    async def health(self, silent_after_s: float) -> ClusterHealth:
+        """Nodes silent for longer than ``silent_after_s`` and salons that should run without a live
+        owner (released or owned by a silent node longer than that), on PostgreSQL's clock — the
+        operators' gauges (one query, counts only). Both 0 while no node is registered."""
+
+        async def work(conn: Conn) -> ClusterHealth:
+            row = await conn.fetchrow(_HEALTH, sorted(INACTIVE_STATES), silent_after_s)
+            return ClusterHealth(row["nodes"], row["silent"], row["unowned"])
 
         return await self._db.run(work, retry=True)
 

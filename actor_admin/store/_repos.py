@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import builtins
 import secrets
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
-from typing import Any, TypeVar, final
+from typing import TypeVar, final
 
 import asyncpg
 
+from actor_admin.json_types import JSON
 from actor_admin.session import INACTIVE_STATES, phone_from_jid
 
 from ._crypto import Keyring
@@ -70,7 +71,7 @@ async def _enqueue(
     conn: Conn,
     kind: str,
     salon_id: int,
-    payload: Mapping[str, Any],
+    payload: JSON,
     deadline_s: float | None,
     *,
     since: datetime | None = None,
@@ -99,7 +100,7 @@ class _Repository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def _one(self, cls: type[R], sql: str, *args: Any, retry: bool = True) -> R | None:
+    async def _one(self, cls: type[R], sql: str, *args: object, retry: bool = True) -> R | None:
         """The record of the first row ``sql`` returns, or None (``retry`` only for idempotent ``sql``)."""
 
         async def work(conn: Conn) -> R | None:
@@ -108,7 +109,7 @@ class _Repository:
 
         return await self._db.run(work, retry=retry)
 
-    async def _all(self, cls: type[R], sql: str, *args: Any) -> builtins.list[R]:
+    async def _all(self, cls: type[R], sql: str, *args: object) -> builtins.list[R]:
         """The records of every row the query ``sql`` returns."""
 
         async def work(conn: Conn) -> builtins.list[R]:
@@ -200,7 +201,7 @@ class Companies(_Repository):
         salon_id: int,
         phone: str,
         *,
-        activation_payload: Callable[[str], Mapping[str, Any]] | None = None,
+        activation_payload: Callable[[str], JSON] | None = None,
         window_s: float = ACTIVATION_WINDOW_S,
         fence: int = 0,
     ) -> ConnectionRecord | None:
@@ -301,7 +302,7 @@ class Companies(_Repository):
         self,
         salon_id: int,
         *,
-        activation_payload: Callable[[str], Mapping[str, Any]],
+        activation_payload: Callable[[str], JSON],
         window_s: float = ACTIVATION_WINDOW_S,
     ) -> ConnectionRecord | None:
         """Admin retry of a failed activation: a new ``activation`` outbox row with a fresh deadline.
@@ -419,9 +420,7 @@ class Credentials:
 class Events(_Repository):
     """The append-only ``company_events`` audit log."""
 
-    async def append(
-        self, salon_id: int, type: str, data: Mapping[str, Any] | None = None, *, fence: int = 0
-    ) -> int:
+    async def append(self, salon_id: int, type: str, data: JSON | None = None, *, fence: int = 0) -> int:
         """Record an event; returns its id."""
         payload = dict(data or {})
 
@@ -442,7 +441,7 @@ class Outbox(_Repository):
     """Calls to YClients waiting for delivery (see ``sql/001_initial.sql`` for the lease scheme)."""
 
     async def enqueue(
-        self, kind: str, salon_id: int, payload: Mapping[str, Any], *, deadline_s: float | None = None
+        self, kind: str, salon_id: int, payload: JSON, *, deadline_s: float | None = None
     ) -> int:
         """Add a call due now; ``deadline_s`` from now after which it should be given up. Returns its id."""
 

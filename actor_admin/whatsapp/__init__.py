@@ -10,11 +10,12 @@
 
 from actor_admin.whatsapp._neonize import NeonizeMissing, NeonizeTransport, neonize_available, require_neonize
 from actor_admin.whatsapp._simulator_client import NetworkSimulatorTransport, link_url
-from actor_admin.whatsapp._transport import Deliver, Link, Transport, TransportError
+from actor_admin.whatsapp._transport import Deliver, Link, LinkSpec, Transport, TransportError
 
 __all__ = [
     "Deliver",
     "Link",
+    "LinkSpec",
     "NeonizeMissing",
     "NeonizeTransport",
     "NetworkSimulatorTransport",

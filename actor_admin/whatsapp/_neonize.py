@@ -64,7 +64,7 @@ from actor_admin.whatsapp._neonize_store import (
     restore_store,
     snapshot_store,
 )
-from actor_admin.whatsapp._transport import Deliver, TransportError
+from actor_admin.whatsapp._transport import Deliver, LinkSpec, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -313,18 +313,13 @@ class NeonizeTransport:
             self._limiters = (trio.CapacityLimiter(math.inf), trio.CapacityLimiter(64))
         return self._limiters
 
-    async def open(
-        self,
-        nursery: trio.Nursery,
-        salon_id: int,
-        credentials: bytes | None,
-        deliver: Deliver,
-    ) -> NeonizeLink:
-        """Start connecting; ``credentials=None`` starts a fresh pairing (QR batch).
+    async def open(self, nursery: trio.Nursery, spec: LinkSpec) -> NeonizeLink:
+        """Start connecting; no credentials start a fresh pairing (QR batch).
 
         Credentials that are not a neonize store snapshot (e.g. the simulator's) end the link at
         once with ``Disconnected(401)``, as WhatsApp ends a connection of a device it does not know.
         """
+        salon_id, credentials = spec.salon_id, spec.credentials
         token = trio.lowlevel.current_trio_token()
         runner_limiter, call_limiter = self._thread_limiters()
         session_name = f"salon-{salon_id}-{secrets.token_hex(6)}"
@@ -340,7 +335,7 @@ class NeonizeTransport:
             await trio.to_thread.run_sync(prepare, limiter=call_limiter)
         except StoreFormatError as exc:
             unusable = exc
-        spec = ClientSpec(
+        client_spec = ClientSpec(
             salon_id=salon_id,
             session_name=session_name,
             db_path=db_path,
@@ -352,14 +347,14 @@ class NeonizeTransport:
             client = _NoClient()
         else:
             try:
-                client = self._client_factory(spec)
+                client = self._client_factory(client_spec)
             except BaseException:
                 await trio.to_thread.run_sync(remove_store, db_path, limiter=call_limiter)
                 raise
         link = NeonizeLink(
             client=client,
-            spec=spec,
-            deliver=deliver,
+            spec=client_spec,
+            deliver=spec.deliver,
             trio_token=token,
             runner_limiter=runner_limiter,
             call_limiter=call_limiter,
@@ -643,7 +638,7 @@ class NeonizeLink:
         if self._closed or self._ended:
             raise TransportError("the WhatsApp link is closed")
 
-    async def _call(self, fn: Callable[..., T], *args: Any, bound_s: float) -> T:
+    async def _call(self, fn: Callable[..., T], *args: object, bound_s: float) -> T:
         """Run a blocking client call in a thread, bounded; every failure is a TransportError."""
         with trio.move_on_after(bound_s):
             try:
@@ -658,7 +653,7 @@ class NeonizeLink:
 
     # ---- helpers for callback threads ------------------------------------------------------
 
-    def _to_trio(self, fn: Callable[..., None], *args: Any) -> None:
+    def _to_trio(self, fn: Callable[..., None], *args: object) -> None:
         try:
             trio.from_thread.run_sync(fn, *args, trio_token=self._token)
         except trio.RunFinishedError:

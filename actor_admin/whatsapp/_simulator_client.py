@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import itertools
-from typing import Any, Final, final
+from typing import Final, final
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -31,6 +31,7 @@ from trio_websocket import (
     connect_websocket_url,
 )
 
+from actor_admin.json_types import JSON
 from actor_admin.session import (
     NETWORK_ERROR,
     CredsUpdated,
@@ -39,7 +40,7 @@ from actor_admin.session import (
     KeepaliveTimeout,
     MessageReceived,
 )
-from actor_admin.whatsapp._transport import Deliver, Link, TransportError
+from actor_admin.whatsapp._transport import Deliver, Link, LinkSpec, TransportError
 from actor_admin.whatsapp.simulator_protocol import LINK_PATH, FrameError, dump, frame_event, parse_frame
 
 # Real WhatsApp clients ping every 20–30 s (docs/whatsapp.md#keep-alive).
@@ -84,18 +85,12 @@ class NetworkSimulatorTransport:
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "url", link_url(self.base_url))
 
-    async def open(
-        self,
-        nursery: trio.Nursery,
-        salon_id: int,
-        credentials: bytes | None,
-        deliver: Deliver,
-    ) -> Link:
+    async def open(self, nursery: trio.Nursery, spec: LinkSpec) -> Link:
         """Connect and say hello; returns once the hello is sent or the attempt has failed.
 
         A failure is not raised: it is delivered as ``Disconnected(NETWORK_ERROR)``.
         """
-        link = _NetworkLink(self, salon_id, credentials, deliver)
+        link = _NetworkLink(self, spec.salon_id, spec.credentials, spec.deliver)
         await nursery.start(link.run)
         return link
 
@@ -104,7 +99,7 @@ class NetworkSimulatorTransport:
 class _Pending:
     def __init__(self) -> None:
         self.done = trio.Event()
-        self.reply: dict[str, Any] | None = None
+        self.reply: JSON | None = None
 
 
 @final
@@ -177,7 +172,7 @@ class _NetworkLink:
             except FrameError:
                 continue  # a newer simulator may send more; nothing to do with what we don't know
 
-    async def _handle(self, ws: WebSocketConnection, frame: dict[str, Any]) -> bool:
+    async def _handle(self, ws: WebSocketConnection, frame: JSON) -> bool:
         """Dispatch one server frame; True when the server has ended the connection."""
         kind = frame["type"]
         if kind in {"ack", "nack", "logged_out"}:
@@ -227,7 +222,7 @@ class _NetworkLink:
         if not self._closed and not self._ended:
             self._deliver(event)
 
-    async def _send(self, ws: WebSocketConnection, frame: dict[str, Any]) -> None:
+    async def _send(self, ws: WebSocketConnection, frame: JSON) -> None:
         try:
             await ws.send_message(dump(frame))
         except ConnectionClosed:
@@ -247,7 +242,7 @@ class _NetworkLink:
 
     # -- Link ---------------------------------------------------------------------------------------
 
-    async def _request(self, frame: dict[str, Any]) -> dict[str, Any]:
+    async def _request(self, frame: JSON) -> JSON:
         ws = self._ws
         if ws is None or self._ended:
             raise TransportError("not connected")

@@ -9,14 +9,16 @@ passes its mailbox's ``send_nowait``-style function. A link reports exactly one
 ``logout()`` it reports nothing more.
 
 Like trio-websocket's ``connect_websocket``, ``open`` takes the nursery that runs the link's
-background tasks, so the link lives and dies with its actor.
+background tasks, so the link lives and dies with its actor; what the link is for travels as one
+:class:`LinkSpec`, the same for every transport.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, final
 
+import attrs
 import trio
 
 from actor_admin.session import TransportEvent
@@ -42,12 +44,17 @@ class Link(Protocol):
         """Close the connection without logging out; stored credentials stay valid."""
 
 
+@final
+@attrs.frozen(kw_only=True)
+class LinkSpec:
+    """One connection attempt: for which salon, with which stored credentials (None: a fresh
+    pairing, a QR batch), and where its events go."""
+
+    salon_id: int
+    credentials: bytes | None = attrs.field(default=None, repr=False)
+    deliver: Deliver
+
+
 class Transport(Protocol):
-    async def open(
-        self,
-        nursery: trio.Nursery,
-        salon_id: int,
-        credentials: bytes | None,
-        deliver: Deliver,
-    ) -> Link:
-        """Start connecting; ``credentials=None`` starts a fresh pairing (QR batch)."""
+    async def open(self, nursery: trio.Nursery, spec: LinkSpec) -> Link:
+        """Start connecting the link ``spec`` describes; its background tasks run in ``nursery``."""

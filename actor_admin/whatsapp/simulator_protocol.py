@@ -15,8 +15,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, Final
+from typing import Final
 
+from actor_admin.json_types import JSON
 from actor_admin.session import (
     Connected,
     CredsUpdated,
@@ -51,7 +52,7 @@ def decode_credentials(text: object) -> bytes | None:
         raise FrameError("credentials must be base64 text or null") from None
 
 
-def parse_frame(raw: str | bytes) -> dict[str, Any]:
+def parse_frame(raw: str | bytes) -> JSON:
     """Decode one frame; it must be a JSON object with a string ``type``."""
     if len(raw) > MAX_FRAME_BYTES:
         raise FrameError("frame too large")
@@ -64,11 +65,11 @@ def parse_frame(raw: str | bytes) -> dict[str, Any]:
     return frame
 
 
-def dump(frame: dict[str, Any]) -> str:
+def dump(frame: JSON) -> str:
     return json.dumps(frame, separators=(",", ":"))
 
 
-def event_frame(event: TransportEvent, now: float, *, tag: int | None = None) -> dict[str, Any]:
+def event_frame(event: TransportEvent, now: float, *, tag: int | None = None) -> JSON:
     """The server → client frame for one event (``now`` turns absolute times into durations)."""
     match event:
         case QrIssued(code=code, ttl_s=ttl_s, seq=seq):
@@ -91,14 +92,14 @@ def event_frame(event: TransportEvent, now: float, *, tag: int | None = None) ->
                 "age_s": max(0.0, now - at),
             }
         case Disconnected(reason=reason, detail=detail, ban_expires_at=ban_expires_at):
-            frame: dict[str, Any] = {"type": "disconnected", "reason": reason, "detail": detail}
+            frame: JSON = {"type": "disconnected", "reason": reason, "detail": detail}
             if ban_expires_at is not None:
                 frame["ban_expires_in_s"] = max(0.0, ban_expires_at - now)
             return frame
     raise TypeError(f"no frame for {event!r}")
 
 
-def frame_event(frame: dict[str, Any], now: float) -> TransportEvent:
+def frame_event(frame: JSON, now: float) -> TransportEvent:
     """The event a server → client frame carries, on the receiver's clock ``now``.
 
     Raises:

@@ -18,7 +18,7 @@ from ._client import (
     YClientsClient,
 )
 from ._errors import FinalError, RetryableError, YClientsError
-from ._outbox import DEADLINE_PASSED, OutboxWorker, OutboxWorkerStatistics, run_outbox_worker
+from ._outbox import DEADLINE_PASSED, OutboxStore, OutboxWorker, OutboxWorkerStatistics, run_outbox_worker
 from ._signature import (
     SignatureError,
     SignatureFailure,
@@ -38,6 +38,7 @@ __all__ = [
     "FinalError",
     "InstallationStatus",
     "NoThrottle",
+    "OutboxStore",
     "OutboxWorker",
     "OutboxWorkerStatistics",
     "Outcome",

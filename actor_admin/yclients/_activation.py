@@ -8,12 +8,13 @@ which sends it as :meth:`ActivationRequest.to_json` writes it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, final
+from collections.abc import Callable
+from typing import TypeGuard, final
 
 import attrs
 
 from actor_admin.config import Settings
+from actor_admin.json_types import JSON
 
 # The webhook YClients calls back with lifecycle events (the route of ``api/_webhook.py``).
 WEBHOOK_PATH = "/webhook/yclients"
@@ -29,9 +30,9 @@ class ActivationRequest:
     webhook_urls: tuple[str, ...]
     channels: tuple[str, ...] | None = None
 
-    def to_json(self, application_id: int) -> dict[str, Any]:
+    def to_json(self, application_id: int) -> JSON:
         """The JSON body; ``application_id`` is the partner application's (a client setting)."""
-        body: dict[str, Any] = {
+        body: JSON = {
             "salon_id": self.salon_id,
             "application_id": application_id,
             "api_key": self.api_key,
@@ -42,7 +43,7 @@ class ActivationRequest:
         return body
 
     @classmethod
-    def from_json(cls, salon_id: int, payload: Mapping[str, Any]) -> ActivationRequest | str:
+    def from_json(cls, salon_id: int, payload: JSON) -> ActivationRequest | str:
         """The request an outbox row of ``salon_id`` holds, or why it cannot be sent."""
         api_key = payload.get("api_key")
         urls = payload.get("webhook_urls", [])
@@ -64,14 +65,14 @@ class ActivationRequest:
         )
 
 
-def _strings(value: Any) -> bool:
+def _strings(value: object) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
 
 
-def activation_payload(settings: Settings) -> Callable[[int, str], Mapping[str, Any]]:
+def activation_payload(settings: Settings) -> Callable[[int, str], JSON]:
     """``make(salon_id, api_key)`` → the outbox payload of this node's activation call."""
 
-    def make(salon_id: int, api_key: str) -> Mapping[str, Any]:
+    def make(salon_id: int, api_key: str) -> JSON:
         request = ActivationRequest(
             salon_id=salon_id,
             api_key=api_key,

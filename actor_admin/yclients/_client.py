@@ -26,6 +26,8 @@ import attrs
 import httpx
 import trio
 
+from actor_admin.json_types import JSON
+
 from ._activation import ActivationRequest
 from ._errors import FinalError, RetryableError
 from ._throttle import Throttle, TokenBucket
@@ -91,10 +93,10 @@ class PaymentReceipt:
 class InstallationStatus:
     """``GET /marketplace/salon/{salon_id}/application/{application_id}``: the installation's state."""
 
-    connection_status: Any
-    logs: tuple[Any, ...]
-    payments: tuple[Any, ...]
-    data: Mapping[str, Any]
+    connection_status: object
+    logs: tuple[object, ...]
+    payments: tuple[object, ...]
+    data: Mapping[str, Any]  # read-only: the answer's ``data`` as YClients sent it
 
 
 @final
@@ -106,7 +108,7 @@ class SalonsPage:
     meta: Mapping[str, Any]
 
 
-def _message_of(body: Mapping[str, Any]) -> str:
+def _message_of(body: JSON) -> str:
     """YClients' human text: ``meta.message``, else ``errors`` (object, list or string), else ``message``."""
     meta = body.get("meta")
     if isinstance(meta, Mapping) and isinstance(meta.get("message"), str) and meta["message"]:
@@ -127,7 +129,7 @@ def _message_of(body: Mapping[str, Any]) -> str:
     return ""
 
 
-def _field_errors_of(body: Mapping[str, Any]) -> Mapping[str, Any]:
+def _field_errors_of(body: JSON) -> JSON:
     meta = body.get("meta")
     if isinstance(meta, Mapping) and isinstance(meta.get("errors"), Mapping):
         return dict(meta["errors"])
@@ -161,7 +163,7 @@ def parse_retry_after(response: httpx.Response) -> float | None:
     return max(0.0, delta)
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+def _json_object(response: httpx.Response) -> JSON | None:
     try:
         body = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
@@ -173,7 +175,7 @@ def _format_time(value: datetime | str) -> str:
     return value.strftime(PAYMENT_TIME_FORMAT) if isinstance(value, datetime) else value
 
 
-def _sequence(value: Any) -> tuple[Any, ...]:
+def _sequence(value: object) -> tuple[object, ...]:
     return tuple(value) if isinstance(value, list) else ()
 
 
@@ -367,7 +369,7 @@ class YClientsClient:
 
     async def payment_link(self, salon_id: int, *, discount: float | None = None) -> str:
         """``GET /marketplace/application/payment_link`` → ``data.url``."""
-        params: dict[str, Any] = {"salon_id": salon_id, "application_id": self.application_id}
+        params: JSON = {"salon_id": salon_id, "application_id": self.application_id}
         if discount is not None:
             params["discount"] = discount
         envelope = await self._call("payment_link", "GET", "marketplace/application/payment_link", params=params)
@@ -417,10 +419,10 @@ class YClientsClient:
         method: str,
         path: str,
         *,
-        json_body: Mapping[str, Any] | None = None,
-        params: Mapping[str, Any] | None = None,
+        json_body: JSON | None = None,
+        params: JSON | None = None,
         redirect_is_success: bool = False,
-    ) -> dict[str, Any]:
+    ) -> JSON:
         """Send one request and return the JSON envelope of a successful answer, or raise."""
         await self.throttle.acquire()
         started = trio.current_time()
@@ -436,7 +438,7 @@ class YClientsClient:
 
     def _judge(
         self, endpoint: str, response: httpx.Response, started: float, *, redirect_is_success: bool
-    ) -> dict[str, Any]:
+    ) -> JSON:
         status = response.status_code
         label = str(status)
         body = _json_object(response)

@@ -8,8 +8,9 @@ or any header.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, final
+from typing import final
+
+from actor_admin.json_types import JSON
 
 
 class YClientsError(Exception):
@@ -56,7 +57,7 @@ class FinalError(YClientsError):
         message: str,
         *,
         status: int | None = None,
-        errors: Mapping[str, Any] | None = None,
+        errors: JSON | None = None,
     ) -> None:
         super().__init__(endpoint, message, status=status)
-        self.errors: Mapping[str, Any] = dict(errors or {})
+        self.errors: JSON = dict(errors or {})

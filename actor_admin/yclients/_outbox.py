@@ -32,15 +32,16 @@ import random as _random
 from collections import Counter
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Final, Protocol, final
 
 import attrs
 import trio
 
 from actor_admin.backoff import Backoff
+from actor_admin.json_types import JSON
 from actor_admin.logs import for_salon
 from actor_admin.session import INACTIVE_STATES
-from actor_admin.store import ACTIVATION
+from actor_admin.store import ACTIVATION, Company, IntegrationStatus, OutboxItem
 
 from ._activation import ActivationRequest
 from ._errors import FinalError, RetryableError
@@ -64,6 +65,43 @@ COMPANY_GONE: Final = "company_gone"
 # Retries of a failed call: 1 s doubling to 60 s, ±20 %, so many activations failing together
 # (a YClients outage) do not all come back in the same instant.
 DEFAULT_BACKOFF: Final = Backoff()
+
+
+class OutboxRows(Protocol):
+    """The ``outbox`` table as the worker drives it (docs/architecture.md#activation-outbox)."""
+
+    async def fail_overdue(self, *, error: str) -> list[OutboxItem]: ...
+
+    async def claim_due(self, limit: int, *, lease_s: float) -> list[OutboxItem]: ...
+
+    async def mark_delivered(self, item_id: int, *, integration_status: IntegrationStatus | None) -> bool: ...
+
+    async def mark_retry(self, item_id: int, *, delay_s: float, error: str) -> bool: ...
+
+    async def mark_failed(
+        self, item_id: int, error: str, *, integration_status: IntegrationStatus | None
+    ) -> bool: ...
+
+
+class OutboxCompanies(Protocol):
+    async def get(self, salon_id: int) -> Company | None: ...
+
+
+class OutboxEvents(Protocol):
+    async def append(self, salon_id: int, type: str, data: JSON | None = None) -> object: ...
+
+
+class OutboxStore(Protocol):
+    """What the outbox worker needs of the store: the rows, the company each is for, the audit trail."""
+
+    @property
+    def outbox(self) -> OutboxRows: ...
+
+    @property
+    def companies(self) -> OutboxCompanies: ...
+
+    @property
+    def events(self) -> OutboxEvents: ...
 
 
 @final
@@ -94,7 +132,7 @@ class OutboxWorker:
     """Delivers due outbox rows; run exactly one per node with :meth:`run`.
 
     Args:
-        store: the :class:`~actor_admin.store.Store`.
+        store: the :class:`~actor_admin.store.Store` (what the worker uses of it: :class:`OutboxStore`).
         client: the shared :class:`~actor_admin.yclients.YClientsClient` (it throttles to 5 rps).
         settings: the node's settings (the node id for log lines; the application id rows must name).
         poll_interval_s: how often to look for due rows when idle.
@@ -108,7 +146,7 @@ class OutboxWorker:
 
     def __init__(
         self,
-        store: Any,
+        store: OutboxStore,
         client: YClientsClient,
         settings: Settings | None = None,
         *,
@@ -195,7 +233,7 @@ class OutboxWorker:
 
     # -- one row ---------------------------------------------------------------------------------
 
-    async def _deliver(self, item: Any) -> None:
+    async def _deliver(self, item: OutboxItem) -> None:
         salon_id = int(item.salon_id)
         for_salon(salon_id)  # this task delivers one salon's row: httpx's lines name the salon too
         if item.kind != ACTIVATION:
@@ -257,7 +295,7 @@ class OutboxWorker:
                 {"outbox_id": item.id, "attempts": item.attempts, "already_installed": result.already_installed},
             )
 
-    async def _retry(self, item: Any, error: str, *, retry_after: float | None) -> None:
+    async def _retry(self, item: OutboxItem, error: str, *, retry_after: float | None) -> None:
         # ``attempts`` counts this row's calls so far, the failed one included (claiming counts it).
         delay = self.backoff.delay(max(0, int(item.attempts) - 1), self._random.random())
         if retry_after is not None:
@@ -274,13 +312,21 @@ class OutboxWorker:
             )
 
     async def _fail(
-        self, item: Any, reason: str, detail: str, *, status: str | None, http_status: int | None = None
+        self,
+        item: OutboxItem,
+        reason: str,
+        detail: str,
+        *,
+        status: IntegrationStatus | None,
+        http_status: int | None = None,
     ) -> None:
         error = f"{reason}: {detail}"
         if await self.store.outbox.mark_failed(item.id, error, integration_status=status):
             await self._report_failure(item, reason, detail, http_status=http_status)
 
-    async def _report_failure(self, item: Any, reason: str, detail: str, *, http_status: int | None = None) -> None:
+    async def _report_failure(
+        self, item: OutboxItem, reason: str, detail: str, *, http_status: int | None = None
+    ) -> None:
         self._failed[reason] += 1
         salon_id = int(item.salon_id)
         log.warning(
@@ -291,12 +337,12 @@ class OutboxWorker:
             item.attempts,
             extra={"salon_id": salon_id},
         )
-        data: dict[str, Any] = {"outbox_id": item.id, "reason": reason, "detail": detail, "attempts": item.attempts}
+        data: JSON = {"outbox_id": item.id, "reason": reason, "detail": detail, "attempts": item.attempts}
         if http_status is not None:
             data["status"] = http_status
         await self._event(salon_id, "activation_failed", data)
 
-    async def _event(self, salon_id: int, type_: str, data: Mapping[str, Any]) -> None:
+    async def _event(self, salon_id: int, type_: str, data: JSON) -> None:
         # The event is the audit trail, not the state: the outbox row is already final, so a
         # failure here is logged and not retried.
         try:
@@ -309,7 +355,7 @@ class OutboxWorker:
 
 
 async def run_outbox_worker(
-    store: Any,
+    store: OutboxStore,
     client: YClientsClient,
     settings: Settings | None = None,
     *,

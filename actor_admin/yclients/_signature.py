@@ -22,8 +22,9 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
-from typing import Any, Literal, final
+from typing import Literal, final
+
+from actor_admin.json_types import JSON
 
 SignatureFailure = Literal[
     "no_partner_token",
@@ -79,7 +80,7 @@ def _digest(payload: bytes, partner_token: str) -> str:
     return hmac.new(partner_token.encode("utf-8"), payload, hashlib.sha256).hexdigest()
 
 
-def verify_user_data(b64_text: str, sign_hex: str, partner_token: str) -> dict[str, Any]:
+def verify_user_data(b64_text: str, sign_hex: str, partner_token: str) -> JSON:
     """Return the ``user_data`` object if ``sign_hex`` is its HMAC-SHA256 under ``partner_token``.
 
     The signature is checked (constant time) before the JSON is parsed, so nothing from an unsigned
@@ -122,7 +123,7 @@ def sign_user_data(
     return encoded, _digest(payload_bytes, partner_token)
 
 
-def user_id_from(user_data: Mapping[str, Any]) -> int | None:
+def user_id_from(user_data: JSON) -> int | None:
     """The YClients user id in a verified ``user_data``: the docs say ``user_id``, real payloads ``id``."""
     for key in ("user_id", "id"):
         value = user_data.get(key)

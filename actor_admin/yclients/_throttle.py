@@ -8,7 +8,7 @@ errors. :class:`Throttle` is the small interface the client needs; :class:`Token
 
 from __future__ import annotations
 
-from typing import Any, Protocol, final, runtime_checkable
+from typing import Protocol, final, runtime_checkable
 
 import attrs
 import trio
@@ -105,8 +105,20 @@ class NoThrottle:
         await trio.lowlevel.checkpoint()
 
 
+class _Verdict(Protocol):
+    """A shared limiter's answer (:class:`actor_admin.cluster.Decision`): go now, or wait this long."""
+
+    @property
+    def allowed(self) -> bool: ...
+
+    @property
+    def retry_after(self) -> float: ...
+
+
 class _Limiter(Protocol):
-    async def hit(self, key: str, limit: int, window_s: float) -> Any: ...
+    """What the throttle needs of the cluster's :class:`~actor_admin.cluster.RateLimiter`."""
+
+    async def hit(self, key: str, limit: int, window_s: float) -> _Verdict: ...
 
 
 @final

@@ -4,15 +4,19 @@ Why not PostgreSQL here: under ``MockClock(autojump_threshold=0)`` virtual time 
 every task waits, including while a query is on the wire, which would fire the driver's own
 timeouts. The actor against the real store, on real time, is exercised through a whole node by
 tests/api/ (e.g. test_activation_e2e.py).
-Its behaviour mirrors actor_admin.store's contract (atomic inbound insert, activation once).
+Its behaviour mirrors actor_admin.store's contract (atomic inbound insert, activation once), and
+mypy checks it against the ports the actor declares (``make lint`` includes this file): the
+``_checked_*`` lines at the end fail type checking the day it drifts from them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import attrs
 
+from actor_admin.actors import ActivationPayload, InboundSink, SessionStore
+from actor_admin.json_types import JSON
 from actor_admin.session import phone_from_jid
 from actor_admin.store import Fenced
 
@@ -35,8 +39,8 @@ class _Companies:
         return self.rows[salon_id]
 
     async def record_connection(
-        self, salon_id: int, phone: str, *, activation_payload: Any = None, fence: int = 0
-    ) -> Any:
+        self, salon_id: int, phone: str, *, activation_payload: ActivationPayload | None = None, fence: int = 0
+    ) -> MemoryCompany:
         self.root.check_fence(salon_id, fence)
         row = self.rows.setdefault(salon_id, MemoryCompany(salon_id))
         row.whatsapp_connected = True
@@ -46,7 +50,7 @@ class _Companies:
             self.root.outbox.append(dict(activation_payload("k" * 64)))
         return row
 
-    async def mark_disconnected(self, salon_id: int, *, fence: int = 0) -> Any:
+    async def mark_disconnected(self, salon_id: int, *, fence: int = 0) -> MemoryCompany | None:
         self.root.check_fence(salon_id, fence)
         row = self.rows.get(salon_id)
         if row is not None:
@@ -75,9 +79,9 @@ class _Credentials:
 class _Events:
     def __init__(self, root: MemoryStore) -> None:
         self.root = root
-        self.rows: list[tuple[int, str, dict[str, Any]]] = []
+        self.rows: list[tuple[int, str, JSON]] = []
 
-    async def append(self, salon_id: int, type: str, data: dict[str, Any] | None = None, *, fence: int = 0) -> int:
+    async def append(self, salon_id: int, type: str, data: JSON | None = None, *, fence: int = 0) -> int:
         self.root.check_fence(salon_id, fence)
         self.rows.append((salon_id, type, dict(data or {})))
         return len(self.rows)
@@ -94,7 +98,7 @@ class _Messages:
         self.outcomes: dict[tuple[int, str], tuple[str | None, str | None]] = {}
 
     async def insert_inbound(
-        self, salon_id: int, wa_id: str, peer: str, text: str, at: Any = None, *, fence: int = 0
+        self, salon_id: int, wa_id: str, peer: str, text: str, at: object = None, *, fence: int = 0
     ) -> bool:
         self.root.check_fence(salon_id, fence)
         if (salon_id, wa_id) in self.inbound:
@@ -102,7 +106,7 @@ class _Messages:
         self.inbound[(salon_id, wa_id)] = (peer, text)
         return True
 
-    async def mark_published(self, salon_id: int, wa_ids: list[str], *, fence: int = 0) -> int:
+    async def mark_published(self, salon_id: int, wa_ids: Sequence[str], *, fence: int = 0) -> int:
         self.root.check_fence(salon_id, fence)
         self.published += [(salon_id, w) for w in wa_ids]
         return len(wa_ids)
@@ -117,7 +121,7 @@ class _Messages:
 
 class MemoryStore:
     def __init__(self) -> None:
-        self.outbox: list[dict[str, Any]] = []
+        self.outbox: list[JSON] = []
         self.companies = _Companies(self)
         self.credentials = _Credentials(self)
         self.events = _Events(self)
@@ -135,8 +139,12 @@ class MemoryStore:
 
 class MemoryInbound:
     def __init__(self) -> None:
-        self.entries: list[tuple[int, dict[str, Any]]] = []
+        self.entries: list[tuple[int, dict[str, str]]] = []
 
-    async def publish_inbound(self, salon_id: int, fields: dict[str, Any]) -> str:
+    async def publish_inbound(self, salon_id: int, fields: Mapping[str, str]) -> str:
         self.entries.append((salon_id, dict(fields)))
         return f"{len(self.entries)}-0"
+
+
+_checked_store: SessionStore = MemoryStore()
+_checked_inbound: InboundSink = MemoryInbound()

@@ -7,7 +7,7 @@ network drop healed by the session's own back-off — as it does in multi-node d
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import trio
 
@@ -34,7 +34,7 @@ class RecordingInbound(MemoryInbound):
         super().__init__()
         self._changed = trio.Event()
 
-    async def publish_inbound(self, salon_id: int, fields: dict[str, Any]) -> str:
+    async def publish_inbound(self, salon_id: int, fields: Mapping[str, str]) -> str:
         entry_id = await super().publish_inbound(salon_id, fields)
         self._changed.set()
         self._changed = trio.Event()

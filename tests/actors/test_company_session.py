@@ -16,6 +16,7 @@ from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.runtime import open_supervisor
 from actor_admin.session import Accepted, Logout, RequestQr, Send, SessionPolicy, Start, Status
 from actor_admin.session._policy import jitter_fraction
+from actor_admin.whatsapp import LinkSpec
 
 from .memory_store import MemoryInbound, MemoryStore
 
@@ -150,13 +151,17 @@ async def test_a_rogue_second_connection_gets_one_retry_then_no_fight(
     credentials = await harness.store.credentials.load(106)
     async with trio.open_nursery() as nursery:
         # The rogue (another process holding the same device) connects: WhatsApp kicks us (440).
-        await SimulatorTransport(harness.core).open(nursery, 106, credentials, lambda event: None)
+        await SimulatorTransport(harness.core).open(
+            nursery, LinkSpec(salon_id=106, credentials=credentials, deliver=lambda event: None)
+        )
         await harness.wait_state(106, "conflict")
         # We own the salon (ownership re-checked), so we retry exactly once, kicking the rogue...
         await harness.wait_state(106, "connected")
         assert harness.core.stats()["replaced_total"] == 2
         # ...and when the rogue comes back, we stay stopped: no 440 ping-pong.
-        await SimulatorTransport(harness.core).open(nursery, 106, credentials, lambda event: None)
+        await SimulatorTransport(harness.core).open(
+            nursery, LinkSpec(salon_id=106, credentials=credentials, deliver=lambda event: None)
+        )
         await harness.wait_state(106, "conflict")
         await trio.sleep(3600)
         assert harness.core.stats()["replaced_total"] == 3

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from actor_admin.actors import OWNER_UNREACHABLE, Router, SessionUnavailable
-from actor_admin.actors._company import GetSnapshot
+from actor_admin.actors._company import GetSnapshot, Snapshot
 from actor_admin.cluster import NodeRpc, RedisClient, open_node_rpc
 from actor_admin.runtime import ActorContext, Request, open_supervisor
 from actor_admin.session import Accepted, Freeze, RequestQr, Uninstall
@@ -42,7 +42,7 @@ def fake_actor(name: str, received: list[tuple[int, Any]]) -> Callable[[int], An
                 if isinstance(message, Request) and salon_id != SILENT_SALON:
                     received.append((salon_id, message.body))
                     if isinstance(message.body, GetSnapshot):
-                        message.reply([{"type": "state", "state": "connected", "phone": name}])
+                        message.reply(Snapshot([{"type": "state", "state": "connected", "phone": name}]))
                     else:
                         message.reply(Accepted("connected"))
 

@@ -12,8 +12,11 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
+from actor_admin.cluster import OWNERSHIP_CHANGE_CAUSES, OwnershipChanges
+from actor_admin.store import Claim, Member
 from actor_admin.yclients import YClientsError
 from tests._pg import _admin as admin_sql
+from tests.store._ownership_helpers import add_companies, sql
 
 from .conftest import TestNode
 from .test_webhook import connect
@@ -44,7 +47,7 @@ async def test_metrics_is_prometheus_text_with_the_documented_families(node: Tes
         "actor_admin_websockets_open",
         "actor_admin_outbox_pending",
         "actor_admin_outbox_oldest_pending_seconds",
-        "actor_admin_lease_changes_total",
+        "actor_admin_ownership_changes_total",
         "actor_admin_bus_published_total",
         "actor_admin_process_resident_memory_bytes",
         "actor_admin_qr_latency_seconds_bucket",
@@ -171,3 +174,51 @@ async def postgres_refusing(admin_dsn: str, dsn: str) -> AsyncIterator[None]:
         yield
     finally:
         await trio.to_thread.run_sync(admin_sql, admin_dsn, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+async def test_ownership_changes_are_exported_for_every_cause_from_zero(node: TestNode) -> None:
+    samples = await scrape(node)
+    for cause in OWNERSHIP_CHANGE_CAUSES:
+        assert samples[("actor_admin_ownership_changes_total", (("cause", cause),))] == 0.0
+    assert set(OWNERSHIP_CHANGE_CAUSES) == {"claimed", "handed_over", "taken_after_expiry", "fenced"}
+
+
+async def test_ownership_changes_counted_by_the_keeper_show_in_the_next_scrape(node: TestNode) -> None:
+    changes = node.services.ownership_changes
+    changes.count("claimed", 3)
+    changes.count("taken_after_expiry")
+    changes.count("fenced")
+    samples = await scrape(node)
+    assert samples[("actor_admin_ownership_changes_total", (("cause", "claimed"),))] == 3.0
+    assert samples[("actor_admin_ownership_changes_total", (("cause", "taken_after_expiry"),))] == 1.0
+    assert samples[("actor_admin_ownership_changes_total", (("cause", "fenced"),))] == 1.0
+    assert samples[("actor_admin_ownership_changes_total", (("cause", "handed_over"),))] == 0.0
+
+
+def test_ownership_changes_refuse_an_unknown_cause_or_a_negative_count() -> None:
+    changes = OwnershipChanges()
+    with pytest.raises(ValueError):
+        changes.count("acquired")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        changes.count("claimed", -1)
+    assert changes.statistics() == dict.fromkeys(OWNERSHIP_CHANGE_CAUSES, 0)
+
+
+async def test_silent_nodes_and_salons_without_a_live_owner_are_gauged_from_postgresql(
+    node: TestNode, pg_dsn: str
+) -> None:
+    samples = await scrape(node)
+    assert samples[("actor_admin_cluster_nodes_silent", ())] == 0.0
+    assert samples[("actor_admin_cluster_salons_without_owner", ())] == 0.0
+    ownership = node.services.store.ownership
+    dead = Member("node-dead", "id", "1.0")
+    await add_companies(pg_dsn, [991, 992])
+    await sql(pg_dsn, "INSERT INTO whatsapp_credentials (salon_id, blob, key_id) VALUES (991, '\\x00', 'k')")
+    await ownership.join(dead)
+    await ownership.join(Member("node-live", "il", "1.0"))
+    assert await ownership.claim(dead, [Claim(991), Claim(992)])  # 992 has no credentials: need not run
+    await sql(pg_dsn, "UPDATE cluster_nodes SET heartbeat_at = now() - interval '1 minute' WHERE node_id = 'node-dead'")
+    await sql(pg_dsn, "UPDATE salon_owners SET changed_at = now() - interval '1 minute'")
+    samples = await scrape(node)
+    assert samples[("actor_admin_cluster_nodes_silent", ())] == 1.0
+    assert samples[("actor_admin_cluster_salons_without_owner", ())] == 1.0

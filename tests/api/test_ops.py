@@ -13,6 +13,7 @@ import trio
 
 from actor_admin.api import Services, create_app
 from actor_admin.cluster import RedisClient
+from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.node import Parts, open_services
 from actor_admin.runtime import open_supervisor
 from actor_admin.store import Keyring, Store, load_migrations
@@ -26,7 +27,8 @@ STATUS_KEYS = {"node", "version", "uptime_s", "mode", "dependencies", "actors", 
 @asynccontextmanager
 async def app_client(store: Any, redis: Any) -> AsyncIterator[tuple[Any, Services]]:
     """An app wired like a node's, driven through Quart's test client (no socket needed)."""
-    async with open_services(node_settings(8000), Parts(store=store, redis=redis)) as services:
+    parts = Parts(store=store, transport=SimulatorTransport(SimulatorCore()), redis=redis)
+    async with open_services(node_settings(8000), parts) as services:
         yield create_app(services).test_client(), services
 
 

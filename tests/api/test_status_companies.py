@@ -1,5 +1,6 @@
 """The supervisor's JSON behind the /status page: salons one page at a time, filtered by state or problem,
-and a salon's history from the event log, newest first (docs/contract.md)."""
+and a salon's history from the event log, newest first (docs/http-api.md#status-companies,
+docs/http-api.md#status-history)."""
 
 from __future__ import annotations
 

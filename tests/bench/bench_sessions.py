@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+import attrs
 import trio
 import trio.testing
 
@@ -48,8 +49,7 @@ from actor_admin.cluster import LocalBus
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.runtime import open_supervisor
 from actor_admin.session import CredsUpdated, Disconnected, MessageReceived, QrIssued, RequestQr, TransportEvent
-from actor_admin.whatsapp import Link, Transport
-from actor_admin.whatsapp._transport import Deliver
+from actor_admin.whatsapp import Link, LinkSpec, Transport
 from tests.actors.memory_store import MemoryStore
 
 IDLE_SIZES = (1_000, 10_000)
@@ -180,15 +180,16 @@ class _TimingTransport:
         self.inner = inner
         self.issued_at: dict[str, float] = {}
 
-    async def open(self, nursery: trio.Nursery, salon_id: int, credentials: bytes | None, deliver: Deliver) -> Link:
+    async def open(self, nursery: trio.Nursery, spec: LinkSpec) -> Link:
         issued_at = self.issued_at
+        deliver = spec.deliver
 
         def timed(event: TransportEvent) -> None:
             if isinstance(event, QrIssued):
                 issued_at[event.code] = trio.current_time()
             deliver(event)
 
-        return await self.inner.open(nursery, salon_id, credentials, timed)
+        return await self.inner.open(nursery, attrs.evolve(spec, deliver=timed))
 
 
 async def _qr_probe(count: int, with_svg: bool) -> None:

@@ -36,7 +36,7 @@ from actor_admin.session import (
     QrIssued,
     TransportEvent,
 )
-from actor_admin.whatsapp import Link, TransportError
+from actor_admin.whatsapp import Link, LinkSpec, TransportError
 
 PHONE = "79001234567"
 PEER = "79007654321"
@@ -78,7 +78,9 @@ async def open_link(
     core: SimulatorCore, nursery: trio.Nursery, credentials: bytes | None = None, salon_id: int = SALON
 ) -> tuple[Link, Recorder]:
     recorder = Recorder()
-    link = await SimulatorTransport(core).open(nursery, salon_id, credentials, recorder)
+    link = await SimulatorTransport(core).open(
+        nursery, LinkSpec(salon_id=salon_id, credentials=credentials, deliver=recorder)
+    )
     return link, recorder
 
 
@@ -359,7 +361,7 @@ async def test_cancelling_the_links_nursery_drops_the_connection(
     core: SimulatorCore, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with trio.open_nursery() as own:
-        await SimulatorTransport(core).open(own, SALON, None, Recorder())
+        await SimulatorTransport(core).open(own, LinkSpec(salon_id=SALON, deliver=Recorder()))
         assert core.stats()["live_sessions"] == 1
         own.cancel_scope.cancel()
     assert core.stats()["live_sessions"] == 0

@@ -28,7 +28,7 @@ from actor_admin.session import (
     QrIssued,
     TransportEvent,
 )
-from actor_admin.whatsapp import Link, NetworkSimulatorTransport, TransportError, link_url
+from actor_admin.whatsapp import Link, LinkSpec, NetworkSimulatorTransport, TransportError, link_url
 
 PHONE = "79001234567"
 PEER = "79007654321"
@@ -69,7 +69,9 @@ class Simulator:
 
     async def open(self, credentials: bytes | None = None, **options: float) -> tuple[Link, Recorder]:
         recorder = Recorder()
-        link = await self.transport(**options).open(self.nursery, SALON, credentials, recorder)
+        link = await self.transport(**options).open(
+            self.nursery, LinkSpec(salon_id=SALON, credentials=credentials, deliver=recorder)
+        )
         return link, recorder
 
     async def connected(self) -> tuple[Link, Recorder]:
@@ -183,7 +185,7 @@ async def test_server_going_away_is_a_network_error() -> None:
                 await serve_simulator("127.0.0.1", 0, task_status=task_status)
 
         binds = await outer.start(run_server)
-        await NetworkSimulatorTransport(binds[0]).open(outer, SALON, None, recorder)
+        await NetworkSimulatorTransport(binds[0]).open(outer, LinkSpec(salon_id=SALON, deliver=recorder))
         await recorder.next_of(QrIssued)
         server.cancel()
         assert (await recorder.next_of(Disconnected)).reason == NETWORK_ERROR  # type: ignore[union-attr]
@@ -196,7 +198,9 @@ async def test_refused_connection_is_a_network_error() -> None:
         port = probe.getsockname()[1]  # closed again at once: nothing listens there
     recorder = Recorder()
     async with trio.open_nursery() as nursery:
-        link = await NetworkSimulatorTransport(f"http://127.0.0.1:{port}").open(nursery, SALON, None, recorder)
+        link = await NetworkSimulatorTransport(f"http://127.0.0.1:{port}").open(
+            nursery, LinkSpec(salon_id=SALON, credentials=None, deliver=recorder)
+        )
         assert [type(e) for e in recorder.events] == [Disconnected]
         assert recorder.events[0].reason == NETWORK_ERROR  # type: ignore[union-attr]
         with pytest.raises(TransportError):

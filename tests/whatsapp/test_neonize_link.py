@@ -33,7 +33,7 @@ from actor_admin.session import (
 )
 from actor_admin.whatsapp._neonize import ClientHandlers, ClientSpec, NeonizeLink, NeonizeTransport
 from actor_admin.whatsapp._neonize_store import restore_store, snapshot_store
-from actor_admin.whatsapp._transport import TransportError
+from actor_admin.whatsapp._transport import LinkSpec, TransportError
 
 ev = pytest.importorskip("neonize.events", reason="neonize (the optional 'whatsapp' extra) is not installed")
 pb = pytest.importorskip("neonize.proto.Neonize_pb2")
@@ -108,7 +108,9 @@ class Harness:
         return [item for item in self.log if not isinstance(item, (str, tuple))]  # type: ignore[misc]
 
     async def open(self, credentials: bytes | None = None) -> tuple[NeonizeLink, FakeClient]:
-        link = await self.transport.open(self.nursery, 42, credentials, self.deliver)
+        link = await self.transport.open(
+            self.nursery, LinkSpec(salon_id=42, credentials=credentials, deliver=self.deliver)
+        )
         client = self.clients[-1]
         await trio.to_thread.run_sync(client.started.wait, WAIT_S)
         return link, client
@@ -183,7 +185,7 @@ async def test_the_runner_ending_after_a_reported_end_adds_nothing(tmp_path: Pat
     log: list[object] = []
     transport = NeonizeTransport(tmp_path, client_factory=lambda spec: FakeClient(spec, log))
     async with trio.open_nursery() as nursery:  # exits once the link's tasks are all done
-        link = await transport.open(nursery, 7, None, log.append)
+        link = await transport.open(nursery, LinkSpec(salon_id=7, credentials=None, deliver=log.append))
         await fire(link.on_event, ev.DisconnectedEv(status=True))
     # The stop let run() return; the runner's own end-of-connection report must be swallowed.
     assert [e for e in log if isinstance(e, Disconnected)] == [Disconnected(NETWORK_ERROR, "connection lost")]
@@ -265,7 +267,9 @@ async def test_a_logged_out_device_is_not_snapshotted(harness: Harness) -> None:
 
 
 async def test_unusable_credentials_end_the_link_as_logged_out(harness: Harness) -> None:
-    link = await harness.transport.open(harness.nursery, 42, b'{"device": "simulator"}', harness.deliver)
+    link = await harness.transport.open(
+        harness.nursery, LinkSpec(salon_id=42, credentials=b'{"device": "simulator"}', deliver=harness.deliver)
+    )
     await harness.wait_for(lambda d: len(d) == 1)
     assert harness.delivered[0].reason == LOGGED_OUT  # type: ignore[union-attr]
     assert harness.clients == []
@@ -321,7 +325,7 @@ async def test_cancelling_the_links_nursery_stops_the_client(tmp_path: Path) -> 
 
     transport = NeonizeTransport(tmp_path, client_factory=factory)
     async with trio.open_nursery() as nursery:
-        await transport.open(nursery, 7, None, log.append)
+        await transport.open(nursery, LinkSpec(salon_id=7, credentials=None, deliver=log.append))
         await trio.to_thread.run_sync(clients[0].started.wait, WAIT_S)
         nursery.cancel_scope.cancel()
     # An actor that dies must not leave a live connection behind to fight its successor (440).
@@ -351,7 +355,7 @@ async def test_a_changed_store_is_persisted_periodically_while_connected(tmp_pat
 
     transport = NeonizeTransport(tmp_path, snapshot_interval_s=0.01, client_factory=factory)
     async with trio.open_nursery() as nursery:
-        link = await transport.open(nursery, 7, None, deliver)
+        link = await transport.open(nursery, LinkSpec(salon_id=7, credentials=None, deliver=deliver))
         await trio.to_thread.run_sync(clients[0].started.wait, WAIT_S)
         await fire(link.on_event, ev.ConnectedEv(status=True))
         await fire(clients[0].write_device, OWN_JID)
@@ -369,7 +373,7 @@ def test_a_callback_after_the_trio_run_ended_is_dropped(tmp_path: Path, caplog: 
     async def main() -> None:
         transport = NeonizeTransport(tmp_path, client_factory=lambda spec: FakeClient(spec, log))
         async with trio.open_nursery() as nursery:
-            links.append(await transport.open(nursery, 7, None, log.append))
+            links.append(await transport.open(nursery, LinkSpec(salon_id=7, credentials=None, deliver=log.append)))
             nursery.cancel_scope.cancel()
 
     trio.run(main)

@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from actor_admin.session import NETWORK_ERROR, Disconnected, TransportEvent
+from actor_admin.whatsapp import LinkSpec
 from actor_admin.whatsapp._neonize import NeonizeTransport, neonize_available
 
 pytestmark = pytest.mark.skipif(
@@ -39,7 +40,7 @@ async def test_a_real_client_reports_an_unreachable_whatsapp_as_a_network_error(
     transport = NeonizeTransport(tmp_path, proxy=f"socks5://127.0.0.1:{closed_local_port()}")
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            link = await transport.open(nursery, 1, None, deliver)
+            link = await transport.open(nursery, LinkSpec(salon_id=1, credentials=None, deliver=deliver))
             await ended.wait()
             await link.aclose()
     assert [type(e) for e in events] == [Disconnected]

@@ -19,7 +19,7 @@ from actor_admin.session import (
     MessageReceived,
     TransportEvent,
 )
-from actor_admin.whatsapp import Deliver, Link, TransportError
+from actor_admin.whatsapp import Deliver, Link, LinkSpec, TransportError
 
 from ._core import ServerConnection, SimulatorCore
 
@@ -31,17 +31,11 @@ class SimulatorTransport:
     def __init__(self, core: SimulatorCore) -> None:
         self.core = core
 
-    async def open(
-        self,
-        nursery: trio.Nursery,
-        salon_id: int,
-        credentials: bytes | None,
-        deliver: Deliver,
-    ) -> Link:
+    async def open(self, nursery: trio.Nursery, spec: LinkSpec) -> Link:
         """Connect now; the connection's timers run in ``nursery`` (its cancellation drops the link)."""
         await trio.lowlevel.checkpoint()
-        link = _InProcessLink(deliver)
-        link.connection = self.core.accept(salon_id, credentials, link)
+        link = _InProcessLink(spec.deliver)
+        link.connection = self.core.accept(spec.salon_id, spec.credentials, link)
         nursery.start_soon(link.connection.serve)
         return link
 

@@ -8,8 +8,9 @@ the phones), so it works the same mounted under ``/_dev/whatsapp/`` in ``actor-a
 
 from __future__ import annotations
 
-import json
-from typing import Any, Final, final
+from collections.abc import Awaitable, Callable
+from types import EllipsisType
+from typing import Final, TypeVar, final
 
 import hypercorn.config
 import hypercorn.trio
@@ -17,7 +18,10 @@ import trio
 from quart import Blueprint, Response, jsonify, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
+from wsproto.frame_protocol import CloseReason
 
+from actor_admin.http_json import ApiError, error_response, fail, http_error_response, json_object
+from actor_admin.json_types import JSON
 from actor_admin.session import NETWORK_ERROR, Disconnected, MessageReceived, TransportEvent
 from actor_admin.whatsapp import TransportError
 from actor_admin.whatsapp.simulator_protocol import (
@@ -37,59 +41,34 @@ from ._core import (
     checked_phone,
 )
 
+T = TypeVar("T")
+
 MAX_BODY_BYTES: Final = 64 * 1024
 HELLO_TIMEOUT_S: Final = 10.0
 # Frames waiting for a slow client; past this the simulator cuts the connection, as a server would.
 OUTGOING_BUFFER: Final = 1024
-CLOSE_NORMAL: Final = 1000
-CLOSE_POLICY: Final = 1008
-CLOSE_DROPPED: Final = 1011
+# A connection the simulator drops (a cut network, a client too slow to read) ends as a server error would.
+CLOSE_DROPPED: Final = CloseReason.INTERNAL_ERROR
 
 
-@final
-class _ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def _error(status: int, code: str, message: str) -> tuple[Response, int]:
-    return jsonify({"error": {"code": code, "message": message}}), status
-
-
-def _http_error(exc: HTTPException) -> tuple[Response, int]:
-    status = exc.code or 500
-    code = (exc.name or "error").lower().replace(" ", "_").replace("-", "_")
-    return _error(status, code, exc.description or exc.name or "error")
-
-
-async def _body() -> dict[str, Any]:
-    data = await request.get_data(cache=False)
+async def _body() -> JSON:
+    data = await request.get_data(cache=True, as_text=False, parse_form_data=False)
     if len(data) > MAX_BODY_BYTES:
-        raise _ApiError(413, "payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-    if not data.strip():
-        return {}
-    try:
-        body = json.loads(data)
-    except ValueError:
-        raise _ApiError(400, "malformed_json", "the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _ApiError(422, "invalid_body", "the request body must be a JSON object")
-    return body
+        fail(413, "payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+    return await json_object(empty_is_object=True)
 
 
-def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, default: Any = ...) -> Any:
+def _field(
+    body: JSON, name: str, kind: type[T] | tuple[type[T], ...], *, default: T | EllipsisType = ...
+) -> T:
+    """``body[name]`` if it is a ``kind`` (a bool is not a number here), else 422; ``default`` when absent."""
     if name not in body:
-        if default is not ...:
+        if not isinstance(default, EllipsisType):
             return default
-        raise _ApiError(422, f"missing_{name}", f"{name!r} is required")
-    value = body[name]
-    if isinstance(value, bool) and kind is not bool:
-        raise _ApiError(422, f"invalid_{name}", f"{name!r} has the wrong type")
-    if not isinstance(value, kind):
-        raise _ApiError(422, f"invalid_{name}", f"{name!r} has the wrong type")
+        fail(422, f"missing_{name}", f"{name!r} is required")
+    value: object = body[name]
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        fail(422, f"invalid_{name}", f"{name!r} has the wrong type")
     return value
 
 
@@ -97,21 +76,21 @@ def simulator_blueprint(core: SimulatorCore) -> Blueprint:
     """The control API and the ``/link`` websocket endpoint over ``core``, mountable anywhere."""
     bp = Blueprint("whatsapp_simulator", __name__)
 
-    @bp.errorhandler(_ApiError)
-    async def api_error(exc: _ApiError) -> tuple[Response, int]:
-        return _error(exc.status, exc.code, exc.message)
+    @bp.errorhandler(ApiError)
+    async def api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message)
 
     @bp.errorhandler(SimulatorLookupError)
-    async def lookup_error(exc: SimulatorLookupError) -> tuple[Response, int]:
-        return _error(404, exc.code, exc.message)
+    async def lookup_error(exc: SimulatorLookupError) -> Response:
+        return error_response(404, exc.code, exc.message)
 
     @bp.errorhandler(SimulatorInputError)
-    async def input_error(exc: SimulatorInputError) -> tuple[Response, int]:
-        return _error(422, exc.code, exc.message)
+    async def input_error(exc: SimulatorInputError) -> Response:
+        return error_response(422, exc.code, exc.message)
 
     @bp.errorhandler(HTTPException)
-    async def http_error(exc: HTTPException) -> tuple[Response, int]:
-        return _http_error(exc)
+    async def http_error(exc: HTTPException) -> Response:
+        return http_error_response(exc)
 
     @bp.get("/")
     async def index() -> Response:
@@ -216,13 +195,13 @@ def simulator_app(core: SimulatorCore | None = None) -> QuartTrio:
     app.register_blueprint(simulator_blueprint(core if core is not None else SimulatorCore()))
 
     @app.errorhandler(HTTPException)
-    async def http_error(exc: HTTPException) -> tuple[Response, int]:
-        return _http_error(exc)
+    async def http_error(exc: HTTPException) -> Response:
+        return http_error_response(exc)
 
     @app.errorhandler(Exception)
-    async def unexpected(exc: Exception) -> tuple[Response, int]:
+    async def unexpected(exc: Exception) -> Response:
         # A bug, not a bad request: still answer JSON so tools never parse an HTML traceback.
-        return _error(500, "internal_error", "the simulator failed; see its log")
+        return error_response(500, "internal_error", "the simulator failed; see its log")
 
     return app
 
@@ -232,7 +211,7 @@ async def serve_simulator(
     port: int = 9000,
     core: SimulatorCore | None = None,
     *,
-    shutdown_trigger: Any = None,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the standalone simulator on ``host:port`` until cancelled (or ``shutdown_trigger`` returns).
@@ -268,7 +247,7 @@ class _WebSocketSink:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
-    def send(self, frame: dict[str, Any]) -> None:
+    def send(self, frame: JSON) -> None:
         self.push(dump(frame))
 
     def event(self, event: TransportEvent) -> None:
@@ -283,16 +262,16 @@ class _WebSocketSink:
 
     def ended(self, event: Disconnected | None) -> None:
         if event is None:
-            self.push(CLOSE_NORMAL)
+            self.push(CloseReason.NORMAL_CLOSURE)
         elif event.reason == NETWORK_ERROR:
             self.push(CLOSE_DROPPED)  # a cut network says nothing: no disconnected frame
         else:
             self.send(event_frame(event, trio.current_time()))
-            self.push(CLOSE_NORMAL)
+            self.push(CloseReason.NORMAL_CLOSURE)
 
 
 async def _write(outgoing: trio.MemoryReceiveChannel[str | int], done: trio.CancelScope) -> None:
-    code = CLOSE_DROPPED  # the channel closed under us: the buffer overflowed
+    code: int = CLOSE_DROPPED  # the channel closed under us: the buffer overflowed
     async for item in outgoing:
         if isinstance(item, int):
             code = item
@@ -308,7 +287,7 @@ async def _serve_link(core: SimulatorCore) -> None:
     with trio.move_on_after(HELLO_TIMEOUT_S):
         raw = await websocket.receive()
     if raw is None:
-        await websocket.close(CLOSE_POLICY, "no hello")
+        await websocket.close(CloseReason.POLICY_VIOLATION, "no hello")
         return
     try:
         hello = parse_frame(raw)
@@ -320,12 +299,12 @@ async def _serve_link(core: SimulatorCore) -> None:
         credentials = decode_credentials(hello.get("credentials"))
     except FrameError as exc:
         await websocket.send(dump({"type": "error", "code": "bad_hello", "message": str(exc)}))
-        await websocket.close(CLOSE_POLICY)
+        await websocket.close(CloseReason.POLICY_VIOLATION)
         return
     if hello.get("intent") == "logout":
         done = credentials is not None and core.logout_credentials(credentials)
         await websocket.send(dump({"type": "logged_out", "unlinked": done}))
-        await websocket.close(CLOSE_NORMAL)
+        await websocket.close(CloseReason.NORMAL_CLOSURE)
         return
     send, receive = trio.open_memory_channel[str | int](OUTGOING_BUFFER)
     sink = _WebSocketSink(send)

@@ -26,6 +26,7 @@ import attrs
 import httpx
 import trio
 
+from actor_admin.json_types import JSON
 from actor_admin.yclients import ALREADY_INSTALLED_MESSAGE, PAYMENT_TIME_FORMAT, sign_user_data
 
 JSON_TYPE: Final = "application/json; charset=utf-8"
@@ -82,7 +83,7 @@ class Fault:
             return False
         return fnmatch.fnmatchcase(path, self.path)
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JSON:
         return attrs.asdict(self)
 
 
@@ -99,7 +100,7 @@ class FakeSalon:
     installed_at: float
     short_names: list[str] = attrs.field(factory=list)
     discount: float = 0.0
-    logs: list[dict[str, Any]] = attrs.field(factory=list)
+    logs: list[JSON] = attrs.field(factory=list)
 
 
 @final
@@ -114,7 +115,7 @@ class FakePayment:
     period_to: str
     refunded: bool = False
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JSON:
         return {
             "id": self.payment_id,
             "salon_id": self.salon_id,
@@ -130,16 +131,16 @@ class FakePayment:
 # -- envelopes and validation --------------------------------------------------------------------------
 
 
-def dump_json(value: Any) -> bytes:
+def dump_json(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _ok(data: Any = None, *, status: int = 200, meta: Any = None) -> FakeAnswer:
+def _ok(data: object = None, *, status: int = 200, meta: object = None) -> FakeAnswer:
     return FakeAnswer(status, dump_json({"success": True, "data": data, "meta": [] if meta is None else meta}))
 
 
 def _fail(status: int, message: str, errors: Mapping[str, list[str]] | None = None) -> FakeAnswer:
-    meta: dict[str, Any] = {"message": message}
+    meta: JSON = {"message": message}
     if errors:
         meta["errors"] = dict(errors)
     return FakeAnswer(status, dump_json({"success": False, "data": None, "meta": meta}))
@@ -149,11 +150,11 @@ def _invalid(errors: Mapping[str, list[str]]) -> FakeAnswer:
     return _fail(422, "Переданы некорректные данные", errors)
 
 
-def is_int(value: Any) -> TypeGuard[int]:
+def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value: Any) -> TypeGuard[int | float]:
+def is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -161,7 +162,7 @@ def is_number(value: Any) -> TypeGuard[int | float]:
 class _Checker:
     """Collects Laravel-style per-field errors, as YClients' 422 ``meta.errors`` carries them."""
 
-    body: Mapping[str, Any]
+    body: JSON
     errors: dict[str, list[str]] = attrs.field(factory=dict)
 
     def _add(self, field: str, message: str) -> None:
@@ -251,7 +252,7 @@ class _Checker:
 
 def _query_checker(query: Mapping[str, Sequence[str]], fields: Sequence[str]) -> _Checker:
     """A checker over query-string values, with integer-looking ones turned into numbers."""
-    body: dict[str, Any] = {}
+    body: JSON = {}
     for field in fields:
         values = query.get(field)
         if not values:
@@ -270,7 +271,17 @@ def _query_checker(query: Mapping[str, Sequence[str]], fields: Sequence[str]) ->
 # -- the fake ------------------------------------------------------------------------------------------
 
 
-Handler = Callable[["FakeYClients", Mapping[str, str], Mapping[str, Sequence[str]], Any], FakeAnswer]
+@final
+@attrs.frozen
+class _Call:
+    """One API request as a route handler sees it."""
+
+    params: Mapping[str, str]  # the path's {placeholders}
+    query: Mapping[str, Sequence[str]]
+    body: JSON  # {} for a route that takes no body
+
+
+Handler = Callable[["FakeYClients", _Call], FakeAnswer]
 
 
 @attrs.define
@@ -309,7 +320,7 @@ class FakeYClients:
         self.application_id = application_id
         self.our_public_url = our_public_url.rstrip("/")
         self.clock = clock
-        self.calls: list[dict[str, Any]] = []
+        self.calls: list[JSON] = []
         self.faults: list[Fault] = []
         self.salons: dict[int, FakeSalon] = {}
         self.payments: dict[int, FakePayment] = {}
@@ -412,7 +423,7 @@ class FakeYClients:
         partner_token: str | None = None,
         application_id: int | None = None,
         timeout_s: float = 15.0,
-    ) -> tuple[int, Any]:
+    ) -> tuple[int, object]:
         """POST a lifecycle webhook to our ``/webhook/yclients`` as YClients does; return our answer.
 
         ``uninstall`` and ``freeze`` also change the fake's own record of the salon first, as they
@@ -437,12 +448,12 @@ class FakeYClients:
         async with httpx.AsyncClient(timeout=timeout_s) as http:
             response = await http.post(f"{self.our_public_url}/webhook/yclients", json=body)
         try:
-            answer: Any = response.json()
+            answer: object = response.json()
         except ValueError:
             answer = response.text
         return response.status_code, answer
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> JSON:
         """Installed salons and payments, for tests and the dev landing page."""
         return {
             "application_id": self.application_id,
@@ -464,7 +475,7 @@ class FakeYClients:
 
     # -- the API ---------------------------------------------------------------------------------------
 
-    def _log(self, message: str) -> dict[str, Any]:
+    def _log(self, message: str) -> JSON:
         return {"at": self.clock(), "message": message}
 
     def _authorised(self, authorization: str | None) -> bool:
@@ -496,14 +507,14 @@ class FakeYClients:
         """Answer one API request (``path`` relative to the API root) and record it in :attr:`calls`."""
         method = method.upper()
         path = "/" + path.lstrip("/")
-        parsed: Any = None
+        parsed: object = None
         malformed = False
         if body.strip():
             try:
                 parsed = json.loads(body)
             except (ValueError, UnicodeDecodeError):
                 malformed = True
-        record: dict[str, Any] = {
+        record: JSON = {
             "method": method,
             "path": path,
             "query": {k: list(v) for k, v in query.items()},
@@ -540,7 +551,7 @@ class FakeYClients:
         path: str,
         query: Mapping[str, Sequence[str]],
         authorization: str | None,
-        parsed: Any,
+        parsed: object,
         malformed: bool,
     ) -> FakeAnswer:
         if not self._authorised(authorization):
@@ -553,20 +564,30 @@ class FakeYClients:
             if route.method != method:
                 allowed.append(route.method)
                 continue
+            params = match.groupdict()
+            if "application_id" in params and int(params["application_id"]) != self.application_id:
+                return _fail(404, "Приложение не найдено")
+            body: JSON = {}
             if route.takes_body:
                 if malformed:
                     return _fail(400, "Некорректный JSON в теле запроса")
                 if not isinstance(parsed, dict):
                     return _fail(422, "Тело запроса должно быть JSON-объектом")
-            return route.handler(self, match.groupdict(), query, parsed)
+                body = parsed
+            return route.handler(self, _Call(params, query, body))
         if allowed:
             return _fail(405, f"Метод {method} не поддерживается, используйте {', '.join(allowed)}")
         return _fail(404, "Ресурс не найден")
 
-    def _install(self, body: Mapping[str, Any], *, status: int) -> FakeAnswer:
+    def _salon_body(self, body: JSON) -> tuple[_Checker, int | None]:
+        """A checker over a body naming one salon of this application, and that salon's id."""
         check = _Checker(body)
         salon_id = check.integer("salon_id")
         check.application_id(self.application_id)
+        return check, salon_id
+
+    def _install(self, body: JSON, *, status: int) -> FakeAnswer:
+        check, salon_id = self._salon_body(body)
         api_key = check.string("api_key", required=False)
         webhook_urls = check.strings("webhook_urls", required=False)
         channels = check.strings("channels", required=False)
@@ -596,22 +617,20 @@ _NOT_INSTALLED: Final = "Приложение не подключено в эт�
 
 
 @_route("POST", "/marketplace/partner/callback", takes_body=True)
-def _activate(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any) -> FakeAnswer:
-    return fake._install(body, status=201)
+def _activate(fake: FakeYClients, call: _Call) -> FakeAnswer:
+    return fake._install(call.body, status=201)
 
 
 @_route("POST", "/marketplace/partner/callback/redirect", takes_body=True)
-def _activate_redirect(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any) -> FakeAnswer:
-    answer = fake._install(body, status=200)
+def _activate_redirect(fake: FakeYClients, call: _Call) -> FakeAnswer:
+    answer = fake._install(call.body, status=200)
     # The newer spec's answer to this endpoint is a bare {"success": true}.
     return FakeAnswer(200, dump_json({"success": True})) if answer.status == 200 else answer
 
 
 @_route("POST", "/marketplace/partner/payment", takes_body=True)
-def _payment(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any) -> FakeAnswer:
-    check = _Checker(body)
-    salon_id = check.integer("salon_id")
-    check.application_id(fake.application_id)
+def _payment(fake: FakeYClients, call: _Call) -> FakeAnswer:
+    check, salon_id = fake._salon_body(call.body)
     payment_sum = check.number("payment_sum")
     currency = check.string("currency_iso")
     if currency is not None and not re.fullmatch("[A-Z]{3}", currency):
@@ -645,8 +664,8 @@ def _payment(fake: FakeYClients, params: Mapping[str, str], query: Any, body: An
 
 
 @_route("POST", "/marketplace/partner/payment/refund/{payment_id}")
-def _refund(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any) -> FakeAnswer:
-    payment = fake.payments.get(int(params["payment_id"]))
+def _refund(fake: FakeYClients, call: _Call) -> FakeAnswer:
+    payment = fake.payments.get(int(call.params["payment_id"]))
     if payment is None:
         return _fail(404, "Платёж не найден")
     if payment.refunded:
@@ -656,10 +675,8 @@ def _refund(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any
 
 
 @_route("POST", "/marketplace/partner/short_names", takes_body=True)
-def _short_names(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any) -> FakeAnswer:
-    check = _Checker(body)
-    salon_id = check.integer("salon_id")
-    check.application_id(fake.application_id)
+def _short_names(fake: FakeYClients, call: _Call) -> FakeAnswer:
+    check, salon_id = fake._salon_body(call.body)
     names = check.strings("short_names", non_empty=True)
     if check.errors or salon_id is None or names is None:
         return _invalid(check.errors)
@@ -671,10 +688,8 @@ def _short_names(fake: FakeYClients, params: Mapping[str, str], query: Any, body
 
 
 @_route("GET", "/marketplace/salon/{salon_id}/application/{application_id}")
-def _status(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any) -> FakeAnswer:
-    if int(params["application_id"]) != fake.application_id:
-        return _fail(404, "Приложение не найдено")
-    salon = fake.salons.get(int(params["salon_id"]))
+def _status(fake: FakeYClients, call: _Call) -> FakeAnswer:
+    salon = fake.salons.get(int(call.params["salon_id"]))
     if salon is None:
         return _fail(404, _NOT_INSTALLED)
     payments = [p.as_json() for p in fake.payments.values() if p.salon_id == salon.salon_id]
@@ -690,10 +705,8 @@ def _status(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any
 
 
 @_route("GET", "/marketplace/application/{application_id}/salons")
-def _salons(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any) -> FakeAnswer:
-    if int(params["application_id"]) != fake.application_id:
-        return _fail(404, "Приложение не найдено")
-    check = _query_checker(query, ("page", "count"))
+def _salons(fake: FakeYClients, call: _Call) -> FakeAnswer:
+    check = _query_checker(call.query, ("page", "count"))
     page = check.integer("page", required=False) or 1
     count = check.integer("count", required=False) or 100
     if count > 1000:
@@ -710,17 +723,15 @@ def _salons(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any
 
 
 @_route("POST", "/marketplace/salon/{salon_id}/application/{application_id}/uninstall")
-def _uninstall(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any) -> FakeAnswer:
-    if int(params["application_id"]) != fake.application_id:
-        return _fail(404, "Приложение не найдено")
-    if fake.salons.pop(int(params["salon_id"]), None) is None:
+def _uninstall(fake: FakeYClients, call: _Call) -> FakeAnswer:
+    if fake.salons.pop(int(call.params["salon_id"]), None) is None:
         return _fail(404, _NOT_INSTALLED)
     return _ok(None)
 
 
 @_route("GET", "/marketplace/application/payment_link")
-def _payment_link(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any) -> FakeAnswer:
-    check = _query_checker(query, ("salon_id", "application_id", "discount"))
+def _payment_link(fake: FakeYClients, call: _Call) -> FakeAnswer:
+    check = _query_checker(call.query, ("salon_id", "application_id", "discount"))
     salon_id = check.integer("salon_id")
     check.application_id(fake.application_id)
     discount = check.number("discount", required=False, high=100.0)
@@ -733,15 +744,13 @@ def _payment_link(fake: FakeYClients, params: Mapping[str, str], query: Any, bod
 
 
 @_route("GET", "/marketplace/application/{application_id}/tariffs")
-def _tariffs(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any) -> FakeAnswer:
-    if int(params["application_id"]) != fake.application_id:
-        return _fail(404, "Приложение не найдено")
+def _tariffs(fake: FakeYClients, call: _Call) -> FakeAnswer:
     return _ok([dict(t) for t in TARIFFS])
 
 
 @_route("POST", "/marketplace/application/add_discount", takes_body=True)
-def _add_discount(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any) -> FakeAnswer:
-    check = _Checker(body)
+def _add_discount(fake: FakeYClients, call: _Call) -> FakeAnswer:
+    check = _Checker(call.body)
     salon_ids = check.integers("salon_ids")
     check.application_id(fake.application_id)
     discount = check.number("discount", high=100.0)
@@ -755,10 +764,8 @@ def _add_discount(fake: FakeYClients, params: Mapping[str, str], query: Any, bod
 
 
 @_route("POST", "/marketplace/application/update_channel", takes_body=True)
-def _update_channel(fake: FakeYClients, params: Mapping[str, str], query: Any, body: Any) -> FakeAnswer:
-    check = _Checker(body)
-    salon_id = check.integer("salon_id")
-    check.application_id(fake.application_id)
+def _update_channel(fake: FakeYClients, call: _Call) -> FakeAnswer:
+    check, salon_id = fake._salon_body(call.body)
     slug = check.string("channel_slug")
     if slug is not None and slug not in CHANNEL_SLUGS:
         check.errors.setdefault("channel_slug", []).append("Поле channel_slug должно быть whatsapp или sms.")
@@ -787,7 +794,7 @@ def create_fake_yclients(
     )
 
 
-def fault_from_json(body: Mapping[str, Any]) -> Fault | str:
+def fault_from_json(body: JSON) -> Fault | str:
     """A :class:`Fault` from a ``POST faults`` body, or the reason it is not one."""
     path = body.get("path")
     if not isinstance(path, str) or not path:

@@ -13,10 +13,9 @@ Two route groups (docs/doubles.md#fake-yclients):
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 import httpx
 import trio
@@ -24,36 +23,22 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from quart import Blueprint, Response, redirect, request
 from quart_trio import QuartTrio
+from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from actor_admin.config import Settings
+from actor_admin.http_json import ApiError, error_response, json_object
 
 from ._core import JSON_TYPE, FakeYClients, create_fake_yclients, dump_json, fault_from_json, is_int
 
 API_METHODS: Final = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-def _control_error(status: int, code: str, message: str) -> Response:
-    body = dump_json({"error": {"code": code, "message": message}})
-    return Response(body, status=status, content_type=JSON_TYPE)
-
-
-def _json_response(value: Any, status: int = 200) -> Response:
+def _json_response(value: object, status: int = 200) -> Response:
     return Response(dump_json(value), status=status, content_type=JSON_TYPE)
 
 
-async def _control_body() -> dict[str, Any] | Response:
-    """The control request's JSON object, or the error response to send instead."""
-    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-    try:
-        parsed = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
-        return _control_error(400, "malformed_json", "the body is not valid JSON")
-    if not isinstance(parsed, dict):
-        return _control_error(422, "not_an_object", "the body must be a JSON object")
-    return parsed
-
-
-def _salon_ids_from(args: Any) -> list[int] | None:
+def _salon_ids_from(args: MultiDict[str, str]) -> list[int] | None:
     """``salon_id`` (repeatable), ``salon_ids``, ``salon_ids[]`` or ``salon_ids[N]`` → ids, or None if bad."""
     raw: list[str] = []
     for key in args:
@@ -95,23 +80,27 @@ def make_blueprints(
             answer.body, status=answer.status, content_type=answer.content_type, headers=dict(answer.headers)
         )
 
+    @control.errorhandler(ApiError)
+    async def control_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message)
+
     api.add_url_rule("/", "root", api_view, methods=API_METHODS)
     api.add_url_rule("/<path:rest>", "any", api_view, methods=API_METHODS)
 
     @control.get("/install")
-    async def install() -> Any:
+    async def install() -> Response | WerkzeugResponse:
         salon_ids = _salon_ids_from(request.args)
         if not salon_ids:
-            return _control_error(400, "no_salon_id", "give salon_id=N (repeat it for several salons)")
+            return error_response(400, "no_salon_id", "give salon_id=N (repeat it for several salons)")
         encoding = request.args.get("encoding", "urlsafe")
         if encoding not in ("urlsafe", "standard", "unpadded", "standard_raw"):
-            return _control_error(422, "bad_encoding", "encoding: urlsafe, standard, unpadded or standard_raw")
+            return error_response(422, "bad_encoding", "encoding: urlsafe, standard, unpadded or standard_raw")
         multi = request.args.get("multi", "brackets")
         if multi not in ("brackets", "indexed"):
-            return _control_error(422, "bad_multi", "multi: brackets or indexed")
+            return error_response(422, "bad_multi", "multi: brackets or indexed")
         user_id_raw = request.args.get("user_id")
         if user_id_raw is not None and not (user_id_raw.isascii() and user_id_raw.isdigit()):
-            return _control_error(422, "bad_user_id", "user_id must be a whole number")
+            return error_response(422, "bad_user_id", "user_id must be a whole number")
         salon_name = request.args.get("salon_name")
         if salon_name:
             fake.salon_names[salon_ids[0]] = salon_name
@@ -136,12 +125,10 @@ def make_blueprints(
 
     @control.post("/faults")
     async def add_fault() -> Response:
-        body = await _control_body()
-        if isinstance(body, Response):
-            return body
+        body = await json_object(empty_is_object=True)
         fault = fault_from_json(body)
         if isinstance(fault, str):
-            return _control_error(422, "bad_fault", fault)
+            return error_response(422, "bad_fault", fault)
         return _json_response(fake.add_fault(fault).as_json(), 201)
 
     @control.delete("/faults")
@@ -160,22 +147,20 @@ def make_blueprints(
 
     @control.post("/webhook")
     async def webhook() -> Response:
-        body = await _control_body()
-        if isinstance(body, Response):
-            return body
+        body = await json_object(empty_is_object=True)
         salon_id, event = body.get("salon_id"), body.get("event")
         if not is_int(salon_id) or salon_id <= 0:
-            return _control_error(422, "bad_salon_id", "salon_id must be a positive whole number")
+            return error_response(422, "bad_salon_id", "salon_id must be a positive whole number")
         if not isinstance(event, str) or not event:
-            return _control_error(422, "bad_event", "event must be a non-empty string")
+            return error_response(422, "bad_event", "event must be a non-empty string")
         token = body.get("partner_token")
         app_id = body.get("application_id")
         if (token is not None and not isinstance(token, str)) or (app_id is not None and not is_int(app_id)):
-            return _control_error(422, "bad_override", "partner_token: string, application_id: number")
+            return error_response(422, "bad_override", "partner_token: string, application_id: number")
         try:
             status, answer = await fake.send_webhook(salon_id, event, partner_token=token, application_id=app_id)
         except httpx.HTTPError as exc:
-            return _control_error(502, "webhook_failed", f"could not reach {fake.our_public_url}: {type(exc).__name__}")
+            return error_response(502, "webhook_failed", f"could not reach {fake.our_public_url}: {type(exc).__name__}")
         return _json_response({"status": status, "body": answer})
 
     return api, control

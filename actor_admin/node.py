@@ -30,9 +30,11 @@ from actor_admin.cluster import (
     InboundStream,
     Keeper,
     LocalBus,
+    Locator,
     NodeRegistry,
     RateLimiter,
     RedisClient,
+    open_node_rpc,
     open_redis_bus,
 )
 from actor_admin.config import Settings
@@ -75,8 +77,12 @@ class Parts:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Services]:
-    """Build the bus, limiter, YClients client and the company supervisor around ``parts``.
+async def open_services(settings: Settings, parts: Parts, *, locator: Locator | None = None) -> AsyncIterator[Services]:
+    """Build the bus, limiter, YClients client, the company supervisor and the router around ``parts``.
+
+    ``locator`` says where each salon's actor lives: by default the ownership keeper when
+    ``parts.member`` is given, else every salon here; tests pass their own. With Redis the node also
+    listens for calls other nodes route to it (docs/cluster.md#routing).
 
     Used by the real node and by the integration tests, so both run the same wiring.
     """
@@ -115,9 +121,11 @@ async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Servi
         supervisor = await stack.enter_async_context(
             open_supervisor(company_actor_factory(deps), policy=settings.supervision, log_key="salon_id")
         )
-        router = Router(supervisor)
+        router = Router(supervisor, locator=locator if locator is not None else keeper)
         if keeper is not None:
             keeper.actors = router
+        if parts.redis is not None:
+            router.remote = await stack.enter_async_context(open_node_rpc(parts.redis, settings.node_id, router.serve))
         yield Services(
             settings=settings,
             store=parts.store,

@@ -27,6 +27,7 @@ from ._membership import Membership, NodeLease, Observer, OwnershipTimings
 from ._nodes import NodeRegistry
 from ._placement import Placement, place, placement_weight
 from ._planner import ClusterView, HandOver, Plan, Release, Start, Stop, placement_for, plan
+from ._rpc import NodeRpc, OwnerUnreachable, RpcStatistics, open_node_rpc
 
 __all__ = [
     "DEFAULT_INBOUND_MAXLEN",
@@ -52,7 +53,9 @@ __all__ = [
     "Membership",
     "NodeLease",
     "NodeRegistry",
+    "NodeRpc",
     "Observer",
+    "OwnerUnreachable",
     "OwnershipChangeCause",
     "OwnershipChanges",
     "OwnershipStore",
@@ -64,6 +67,7 @@ __all__ = [
     "RedisClient",
     "RedisUnavailable",
     "Release",
+    "RpcStatistics",
     "SoleNode",
     "Start",
     "Stop",
@@ -71,6 +75,7 @@ __all__ = [
     "Subscription",
     "There",
     "Unavailable",
+    "open_node_rpc",
     "open_redis_bus",
     "place",
     "placement_for",

@@ -31,7 +31,6 @@ from actor_admin.cluster import (
     Keeper,
     LocalBus,
     Locator,
-    NodeRegistry,
     RateLimiter,
     RedisClient,
     open_node_rpc,
@@ -91,9 +90,8 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
             bus: Bus = await stack.enter_async_context(open_redis_bus(parts.redis))
             limiter = RateLimiter(parts.redis)
             inbound = InboundStream(parts.redis)
-            nodes = NodeRegistry(parts.redis)
         else:
-            bus, limiter, inbound, nodes = LocalBus(), None, None, None
+            bus, limiter, inbound = LocalBus(), None, None
         throttle = SharedThrottle(limiter) if limiter is not None else None  # None: the client's own bucket
         yclients = await stack.enter_async_context(YClientsClient.from_settings(settings, throttle=throttle))
         registry = Registry()
@@ -134,7 +132,6 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
             bus=bus,
             redis=parts.redis,
             limiter=limiter,
-            nodes=nodes,
             yclients=yclients,
             simulator=parts.simulator,
             fake_yclients=parts.fake_yclients,
@@ -254,8 +251,6 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
         async with trio.open_nursery() as nursery:
             if keeper is not None:
                 nursery.start_soon(keeper.run)
-            if services.nodes is not None:
-                nursery.start_soon(_keep_registered, services.nodes, settings.node_id)
             _start_workers(nursery, services)
             binds = await nursery.start(
                 lambda task_status: serve(
@@ -282,13 +277,6 @@ def _landing_url(settings: Settings, binds: list[str]) -> str:
     if settings.port != 0:
         return settings.public_url + "/"
     return (binds[0] if binds else settings.public_url) + "/"
-
-
-async def _keep_registered(nodes: NodeRegistry, node_id: str) -> None:
-    try:
-        await nodes.keep_registered(node_id)
-    except Exception as exc:
-        log.warning("node registry stopped: %s", exc)
 
 
 def _start_workers(nursery: trio.Nursery, services: Services) -> None:

@@ -34,7 +34,7 @@ import trio
 from actor_admin._devenv import ensure_dev_secrets
 from actor_admin.session import CredsUpdated, QrIssued, TransportEvent
 from actor_admin.store import Keyring, Store
-from actor_admin.whatsapp import NetworkSimulatorTransport
+from actor_admin.whatsapp import LinkSpec, NetworkSimulatorTransport
 from tests.ops._serve import poll_until, wait_http
 
 NODES = 3
@@ -173,7 +173,7 @@ async def _link(sim: httpx.AsyncClient, transport: NetworkSimulatorTransport, sa
         return found[0]
 
     async with trio.open_nursery() as nursery:
-        await transport.open(nursery, salon_id, None, deliver)
+        await transport.open(nursery, LinkSpec(salon_id=salon_id, credentials=None, deliver=deliver))
         qr = await first(QrIssued)
         answer = await sim.post("/scan", json={"qr": qr.code, "phone": f"7900100{salon_id:04d}"})
         assert answer.status_code == 200, answer.text

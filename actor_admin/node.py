@@ -30,9 +30,10 @@ from actor_admin.cluster import (
     InboundStream,
     Keeper,
     LocalBus,
-    NodeRegistry,
+    Locator,
     RateLimiter,
     RedisClient,
+    open_node_rpc,
     open_redis_bus,
 )
 from actor_admin.config import Settings
@@ -75,8 +76,12 @@ class Parts:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Services]:
-    """Build the bus, limiter, YClients client and the company supervisor around ``parts``.
+async def open_services(settings: Settings, parts: Parts, *, locator: Locator | None = None) -> AsyncIterator[Services]:
+    """Build the bus, limiter, YClients client, the company supervisor and the router around ``parts``.
+
+    ``locator`` says where each salon's actor lives: by default the ownership keeper when
+    ``parts.member`` is given, else every salon here; tests pass their own. With Redis the node also
+    listens for calls other nodes route to it (docs/cluster.md#routing).
 
     Used by the real node and by the integration tests, so both run the same wiring.
     """
@@ -85,9 +90,8 @@ async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Servi
             bus: Bus = await stack.enter_async_context(open_redis_bus(parts.redis))
             limiter = RateLimiter(parts.redis)
             inbound = InboundStream(parts.redis)
-            nodes = NodeRegistry(parts.redis)
         else:
-            bus, limiter, inbound, nodes = LocalBus(), None, None, None
+            bus, limiter, inbound = LocalBus(), None, None
         throttle = SharedThrottle(limiter) if limiter is not None else None  # None: the client's own bucket
         yclients = await stack.enter_async_context(YClientsClient.from_settings(settings, throttle=throttle))
         registry = Registry()
@@ -115,9 +119,11 @@ async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Servi
         supervisor = await stack.enter_async_context(
             open_supervisor(company_actor_factory(deps), policy=settings.supervision, log_key="salon_id")
         )
-        router = Router(supervisor)
+        router = Router(supervisor, locator=locator if locator is not None else keeper)
         if keeper is not None:
             keeper.actors = router
+        if parts.redis is not None:
+            router.remote = await stack.enter_async_context(open_node_rpc(parts.redis, settings.node_id, router.serve))
         yield Services(
             settings=settings,
             store=parts.store,
@@ -126,7 +132,6 @@ async def open_services(settings: Settings, parts: Parts) -> AsyncIterator[Servi
             bus=bus,
             redis=parts.redis,
             limiter=limiter,
-            nodes=nodes,
             yclients=yclients,
             simulator=parts.simulator,
             fake_yclients=parts.fake_yclients,
@@ -246,8 +251,6 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
         async with trio.open_nursery() as nursery:
             if keeper is not None:
                 nursery.start_soon(keeper.run)
-            if services.nodes is not None:
-                nursery.start_soon(_keep_registered, services.nodes, settings.node_id)
             _start_workers(nursery, services)
             binds = await nursery.start(
                 lambda task_status: serve(
@@ -274,13 +277,6 @@ def _landing_url(settings: Settings, binds: list[str]) -> str:
     if settings.port != 0:
         return settings.public_url + "/"
     return (binds[0] if binds else settings.public_url) + "/"
-
-
-async def _keep_registered(nodes: NodeRegistry, node_id: str) -> None:
-    try:
-        await nodes.keep_registered(node_id)
-    except Exception as exc:
-        log.warning("node registry stopped: %s", exc)
 
 
 def _start_workers(nursery: trio.Nursery, services: Services) -> None:

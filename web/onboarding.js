@@ -239,6 +239,7 @@
     unavailable: "err.unavailable",
     service_unavailable: "err.unavailable",
     session_unavailable: "err.unavailable",
+    owner_unreachable: "err.unavailable",
     wrong_salon: "err.wrong_salon",
     bad_request: "err.bad_request",
     malformed_frame: "err.bad_request",

@@ -15,9 +15,18 @@ from ._ports import (
 )
 from ._qr import render_qr_svg
 from ._registry import MessageCounts, Registry, SessionView
-from ._router import Router, SessionUnavailable
+from ._router import (
+    OWNER_UNREACHABLE,
+    ROUTED_LATENCY_BUCKETS,
+    RemoteNodes,
+    Router,
+    RoutingStatistics,
+    SessionUnavailable,
+)
 
 __all__ = [
+    "OWNER_UNREACHABLE",
+    "ROUTED_LATENCY_BUCKETS",
     "ActivationPayload",
     "CompanyMessage",
     "CompanySession",
@@ -25,7 +34,9 @@ __all__ = [
     "InboundSink",
     "MessageCounts",
     "Registry",
+    "RemoteNodes",
     "Router",
+    "RoutingStatistics",
     "SessionCompanies",
     "SessionCredentials",
     "SessionDeps",

@@ -47,7 +47,7 @@ from typing import Final, cast
 
 from quart import Blueprint, Response, request
 
-from actor_admin.actors import SessionUnavailable
+from actor_admin.actors import OWNER_UNREACHABLE, SessionUnavailable
 from actor_admin.json_types import JSON
 from actor_admin.session import INACTIVE_STATES, STATES, Accepted, Logout, Refused, Send, Start, normalise_phone
 from actor_admin.store import INTEGRATION_STATUSES, Company, Direction
@@ -174,6 +174,8 @@ def blueprint(services: Services) -> Blueprint:
         try:
             await router.ask(salon_id, Start())  # reconnect at once when credentials are stored
         except SessionUnavailable as exc:
+            if exc.code == OWNER_UNREACHABLE:
+                raise  # 503 owner_unreachable
             fail(503, "session_unavailable", f"restarted, but the session did not start: {exc}")
         log.info("salon %s restarted by an operator", salon_id, extra={"salon_id": salon_id})
         return await one(salon_id)
@@ -184,10 +186,13 @@ def blueprint(services: Services) -> Blueprint:
         view = registry.get(salon_id)
         linked_live = view is not None and view.state == "connected"
         note = None
-        if router.running(salon_id):
+        # On whichever node owns the salon; an unreachable owner is 503 before anything is deleted.
+        if await router.is_running(salon_id):
             try:
                 outcome = await router.ask(salon_id, Logout())
             except SessionUnavailable as exc:
+                if exc.code == OWNER_UNREACHABLE:
+                    raise
                 linked_live, note = False, f"the session could not be reached ({exc.code})"
             else:
                 if isinstance(outcome, Refused):
@@ -260,7 +265,9 @@ def blueprint(services: Services) -> Blueprint:
         if digits is None:
             fail(422, "invalid_phone", "to must be a phone number with 10 to 15 digits")
         view = registry.get(salon_id)
-        if view is None or view.state != "connected":
+        owned_here = router.locator.owner_here(salon_id) is not None
+        if owned_here and (view is None or view.state != "connected"):
+            # Another node's session is not seen here: its own answer below says "not_connected".
             state = "not running here" if view is None else view.state
             fail(409, "not_connected", f"salon {salon_id} has no live WhatsApp connection ({state})")
         message_id, created = await store.messages.insert_outbound(salon_id, key, digits, text)
@@ -270,7 +277,7 @@ def blueprint(services: Services) -> Blueprint:
             outcome = await router.ask(salon_id, Send(digits, text, key))
         except SessionUnavailable as exc:
             await store.messages.record_send_outcome(salon_id, key, wa_id=None, error=exc.code)
-            fail(503, "session_unavailable", str(exc))
+            fail(503, OWNER_UNREACHABLE if exc.code == OWNER_UNREACHABLE else "session_unavailable", str(exc))
         if isinstance(outcome, Accepted):
             return {"id": message_id, "status": "queued"}, 202
         code = outcome.code if isinstance(outcome, Refused) else "refused"

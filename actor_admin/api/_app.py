@@ -9,6 +9,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actor_admin._resources import web_dir
+from actor_admin.actors import OWNER_UNREACHABLE, SessionUnavailable
 
 from . import _admin, _dev, _marketplace, _ops, _pages, _webhook, _ws
 from ._http import ApiError, BodyLimit, content_security_policy, error_response, http_error_response
@@ -32,6 +33,13 @@ def create_app(services: Services) -> QuartTrio:
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:
         return error_response(error.status, error.code, error.message)
+
+    @app.errorhandler(SessionUnavailable)
+    async def session_unavailable(error: SessionUnavailable) -> Response:
+        # A routed call that found no reachable owner (or a session that could not answer) and
+        # that the route did not answer more precisely: 503, never a 500 (docs/http-api.md).
+        code = OWNER_UNREACHABLE if error.code == OWNER_UNREACHABLE else "session_unavailable"
+        return error_response(503, code, str(error))
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:

@@ -57,6 +57,7 @@ REFUSAL_STATUS: Final[Mapping[str, int]] = {
     "stopped": 503,
     "busy": 503,
     "unavailable": 503,
+    "owner_unreachable": 503,
 }
 
 
@@ -151,7 +152,19 @@ async def _wait_past_starting(services: Services, salon_id: int) -> None:
     """Wait (at most ``QR_WAIT_S``) until a just-started session shows a QR — or anything else
     than ``starting``, e.g. ``connecting`` with stored credentials, which shows no QR at all."""
     with trio.move_on_after(QR_WAIT_S):
-        await services.registry.wait_until(salon_id, lambda view: view.state != "starting")
+        if services.router.locator.owner_here(salon_id) is not None:
+            await services.registry.wait_until(salon_id, lambda view: view.state != "starting")
+            return
+        # The session runs on another node: its frames come over the bus. Subscribed before the
+        # snapshot is taken, so a change in between is not missed.
+        async with services.bus.subscribe(salon_id) as frames:
+            if any(
+                frame != {"type": "state", "state": "starting"} for frame in await services.router.snapshot(salon_id)
+            ):
+                return
+            async for frame in frames:
+                if frame != {"type": "state", "state": "starting"}:
+                    return
 
 
 # -- the blueprint -----------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from actor_admin import __version__
+from actor_admin.actors import ROUTED_LATENCY_BUCKETS
 from actor_admin.cluster import OwnershipTimings
 from actor_admin.runtime import ActorState
 from actor_admin.session import STATES
@@ -183,6 +184,7 @@ class _StatsCollector(Collector):
             value=trio.current_time() - s.started_at,
         )
         yield from self._sessions()
+        yield from self._routed_calls()
         yield from self._messages()
         yield from self._actors()
         yield from self._websockets()
@@ -231,6 +233,26 @@ class _StatsCollector(Collector):
         for (state, reason), count in sorted(reasons.items()):
             stuck.add_metric([state, reason], float(count))
         yield stuck
+
+    def _routed_calls(self) -> Iterator[Metric]:
+        """Calls this node delivered to salons' owners on other nodes (docs/cluster.md#routing)."""
+        stats = self._services.router.statistics()
+        calls = CounterMetricFamily(
+            "actor_admin_routed_calls",
+            "Router calls delivered to the salon's owner on another node, by outcome: ok, moved "
+            "(answered after locating the salon again), session_unavailable, owner_unreachable.",
+            labels=["outcome"],
+        )
+        for outcome, count in stats.calls.items():
+            calls.add_metric([outcome], float(count))
+        yield calls
+        latency = HistogramMetricFamily(
+            "actor_admin_routed_call_seconds", "Latency of router calls delivered to another node."
+        )
+        buckets = [(_le(b), float(c)) for b, c in zip(ROUTED_LATENCY_BUCKETS, stats.latency_buckets, strict=True)]
+        buckets.append(("+Inf", float(stats.latency_count)))
+        latency.add_metric([], buckets, sum_value=stats.latency_sum_s)
+        yield latency
 
     def _actors(self) -> Iterator[Metric]:
         supervisor = self._services.router.supervisor

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from actor_admin.actors import SessionUnavailable
+from actor_admin.actors import OWNER_UNREACHABLE, SessionUnavailable
 from actor_admin.session import (
     INACTIVE_REFUSALS,
     INACTIVE_STATES,
@@ -48,6 +48,10 @@ def unavailable(exc: SessionUnavailable) -> Refused:
     """What a viewer is told when the salon's session could not answer."""
     if exc.code == "timeout":
         return Refused("busy", "the WhatsApp session is busy; try again in a moment")
+    if exc.code == OWNER_UNREACHABLE:
+        return Refused(
+            OWNER_UNREACHABLE, "the server that runs this WhatsApp session is not reachable; try again shortly"
+        )
     return Refused("unavailable", f"the WhatsApp session is unavailable ({exc.code}); try again shortly")
 
 

@@ -15,7 +15,7 @@ import attrs
 import trio
 
 from actor_admin.actors import Registry, Router
-from actor_admin.cluster import Bus, NodeRegistry, OwnershipChanges, RateLimiter, RedisClient
+from actor_admin.cluster import Bus, OwnershipChanges, RateLimiter, RedisClient
 from actor_admin.config import Settings
 from actor_admin.doubles.whatsapp import SimulatorCore
 from actor_admin.doubles.yclients import FakeYClients
@@ -50,7 +50,6 @@ class Services:
     #: Redis and what lives in it; None without Redis (one process, a ``LocalBus``).
     redis: RedisClient | None = None
     limiter: RateLimiter | None = None
-    nodes: NodeRegistry | None = None
     #: The in-process WhatsApp simulator and the fake marketplace (dev only).
     simulator: SimulatorCore | None = None
     fake_yclients: FakeYClients | None = None

@@ -32,10 +32,10 @@ is stopped (awaited), then the status is written *again*. The second write is wh
 race-free: until the actor has stopped it may still save credentials it just received (a
 ``CredsUpdated`` in its mailbox), and only a delete after it is gone is final.
 
-Multi-node note: ``services.router.stop`` stops the actor if it runs on *this* node. With several
-nodes the owner may be another one; it must be told too (through the cluster's lease/ownership
-channel, once the router routes across nodes). Until then the status written here stops the other
-node's session at its next start, and the credentials are deleted for it.
+Several nodes: the actor is withdrawn through the router (``Router.withdraw``), which reaches the
+salon's owner on whichever node it runs, and the answer is sent only once it has stopped there. An
+owner that cannot be reached is 503 ``owner_unreachable`` (docs/http-api.md#webhook): the status
+written first already keeps the salon from being restored or activated, and a retry finishes the job.
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ import trio
 from quart import Blueprint, request
 
 from actor_admin.json_types import JSON
-from actor_admin.runtime import ActorFailed, AskTimeout, MailboxClosed
 from actor_admin.session import Freeze, Uninstall
 from actor_admin.yclients import WEBHOOK_PATH
 
@@ -103,7 +102,7 @@ class _Lifecycle:
     async def nothing_left(self, salon_id: int, status: str) -> bool:
         """True when a delivery would change nothing: the duplicate case."""
         company = await self.store.companies.get(salon_id)
-        if company is None or company.integration_status != status or self.services.router.running(salon_id):
+        if company is None or company.integration_status != status or await self.services.router.is_running(salon_id):
             return False
         if status != "uninstalled":
             return True
@@ -123,17 +122,10 @@ class _Lifecycle:
         return known
 
     async def _stop_actor(self, salon_id: int, event: str) -> None:
-        router = self.services.router
-        ref = router.supervisor.get(salon_id)  # never start an actor just to stop it
-        if ref is None:
-            return
+        """Tell the session (it closes the link, open connect pages see the new state), then stop it,
+        on whichever node runs it; never starts one."""
         command = Uninstall() if event == "uninstall" else Freeze()
-        try:
-            # Tell the session first: it closes the link and shows open connect pages the new state.
-            await ref.ask(command, ACTOR_GRACE_S)
-        except (ActorFailed, AskTimeout, MailboxClosed):
-            pass  # stopping below is what counts
-        await router.stop(salon_id, grace=ACTOR_GRACE_S)
+        await self.services.router.withdraw(salon_id, command, grace=ACTOR_GRACE_S)
 
 
 def blueprint(services: Services) -> Blueprint:

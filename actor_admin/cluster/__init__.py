@@ -20,13 +20,12 @@ from ._embedded import EmbeddedRedis, EmbeddedRedisError
 from ._errors import RedisUnavailable
 from ._inbound import DEFAULT_INBOUND_MAXLEN, InboundStream
 from ._keeper import Actors, Keeper, OwnershipStore
-from ._lease import Lease, LeaseHolder, LeaseLostReason, LeaseManager
 from ._limiter import Decision, RateLimiter
 from ._location import Here, Location, Locator, SoleNode, There, Unavailable
 from ._membership import Membership, NodeLease, Observer, OwnershipTimings
-from ._nodes import NodeRegistry
 from ._placement import Placement, place, placement_weight
 from ._planner import ClusterView, HandOver, Plan, Release, Start, Stop, placement_for, plan
+from ._rpc import NodeRpc, OwnerUnreachable, RpcStatistics, open_node_rpc
 
 __all__ = [
     "DEFAULT_INBOUND_MAXLEN",
@@ -42,17 +41,14 @@ __all__ = [
     "Here",
     "InboundStream",
     "Keeper",
-    "Lease",
-    "LeaseHolder",
-    "LeaseLostReason",
-    "LeaseManager",
     "LocalBus",
     "Location",
     "Locator",
     "Membership",
     "NodeLease",
-    "NodeRegistry",
+    "NodeRpc",
     "Observer",
+    "OwnerUnreachable",
     "OwnershipChangeCause",
     "OwnershipChanges",
     "OwnershipStore",
@@ -64,6 +60,7 @@ __all__ = [
     "RedisClient",
     "RedisUnavailable",
     "Release",
+    "RpcStatistics",
     "SoleNode",
     "Start",
     "Stop",
@@ -71,6 +68,7 @@ __all__ = [
     "Subscription",
     "There",
     "Unavailable",
+    "open_node_rpc",
     "open_redis_bus",
     "place",
     "placement_for",

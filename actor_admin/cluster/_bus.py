@@ -327,7 +327,7 @@ class RedisBus:
             while len(batch) < _PUBLISH_BATCH:
                 try:
                     batch.append(self._outbox_receive.receive_nowait())
-                except trio.WouldBlock:
+                except (trio.WouldBlock, trio.EndOfChannel):  # EndOfChannel: closing; send what we have
                     break
             try:
                 await self._client.execute_many([("PUBLISH", channel, payload) for channel, payload in batch])

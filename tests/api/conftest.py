@@ -22,6 +22,7 @@ from hypercorn.trio import serve
 
 from actor_admin.api import Services, create_app
 from actor_admin.api._tokens import mint_onboarding_token
+from actor_admin.cluster import Locator
 from actor_admin.config import Settings, load_settings
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.doubles.yclients import create_fake_yclients
@@ -83,14 +84,16 @@ class TestNode:
 
 
 @asynccontextmanager
-async def serve_node(settings: Settings, parts: Parts, *, workers: bool = True) -> AsyncIterator[Services]:
+async def serve_node(
+    settings: Settings, parts: Parts, *, workers: bool = True, locator: Locator | None = None
+) -> AsyncIterator[Services]:
     """Wire ``parts`` as production does and serve the app on ``settings.port`` until the block ends
-    (with the node's background workers unless ``workers=False``)."""
+    (with the node's background workers unless ``workers=False``; ``locator`` as the node's)."""
     config = Config()
     config.bind = [f"127.0.0.1:{settings.port}"]
     config.accesslog = None
     config.graceful_timeout = 1.0
-    async with open_services(settings, parts) as services, trio.open_nursery() as nursery:
+    async with open_services(settings, parts, locator=locator) as services, trio.open_nursery() as nursery:
         stop = trio.Event()
         app = create_app(services)
         await nursery.start(lambda task_status: serve(app, config, shutdown_trigger=stop.wait, task_status=task_status))

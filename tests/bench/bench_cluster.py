@@ -12,19 +12,18 @@ Uses ``REDIS_URL`` when set, else an embedded server in a temporary directory.
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import trio
 import trio_asyncio
 
-from actor_admin.cluster import EmbeddedRedis, RedisClient
+from actor_admin.cluster import RedisClient
+
+from ._redis import bench_redis_url
 
 CALLS = 2000
 WARMUP = 100
@@ -91,12 +90,8 @@ def _measure(url: str, results: dict[str, float]) -> None:
 
 
 def run(results: dict[str, float]) -> None:
-    url = os.environ.get("REDIS_URL")
-    if url:
+    with bench_redis_url() as url:
         _measure(url, results)
-        return
-    with tempfile.TemporaryDirectory() as data_dir, EmbeddedRedis(Path(data_dir)) as server:
-        _measure(server.url, results)
 
 
 if __name__ == "__main__":

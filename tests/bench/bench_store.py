@@ -58,8 +58,13 @@ async def _bridged(dsn: str) -> float:
 
 
 def _native(dsn: str) -> float:
-    out = subprocess.run([sys.executable, "-c", _NATIVE, dsn, str(CALLS), str(WARMUP)],
-                         check=True, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", _NATIVE, dsn, str(CALLS), str(WARMUP)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return float(out.stdout.strip())
 
 

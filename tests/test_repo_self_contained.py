@@ -158,7 +158,7 @@ def test_outside_citations_are_recognised() -> None:
         ]
     )
     assert [number for number, _, _ in outside_citations(cited)] == list(range(1, 11))
-    clean = "SPEC_STATES = ()\ndereference/x\ndocs/http-api.md#webhook\nQR issue → viewer latency\ncolor: #000"
+    clean = "DOCUMENTED_STATES = ()\ndereference/x\ndocs/http-api.md#webhook\nQR issue → viewer latency\ncolor: #000"
     assert outside_citations(clean) == []
 
 

@@ -25,7 +25,7 @@ from actor_admin.runtime import (
 from tests.runtime._probe import Probe
 
 # Spec numbers: first delay 1 s, doubling, capped at 60 s, ±20 %.
-SPEC_BACKOFF = Backoff(initial_s=1.0, factor=2.0, max_s=60.0, jitter=0.2)
+DOCUMENTED_BACKOFF = Backoff(initial_s=1.0, factor=2.0, max_s=60.0, jitter=0.2)
 NO_JITTER = Backoff(initial_s=1.0, factor=2.0, max_s=60.0, jitter=0.0)
 
 
@@ -82,13 +82,13 @@ async def test_back_off_jitter_stays_within_twenty_percent_and_uses_the_injected
 ) -> None:
     probe = Probe()
     probe.crash_on_start["k"] = 9
-    policy = SupervisorPolicy(backoff=SPEC_BACKOFF, intensity_max_restarts=100)
+    policy = SupervisorPolicy(backoff=DOCUMENTED_BACKOFF, intensity_max_restarts=100)
     async with open_supervisor(probe.factory, policy=policy, random=random.Random(schedule_seed).random) as supervisor:
         await supervisor.ensure("k")
         await trio.sleep(1000)
     observed = _delays(probe.starts["k"])
     replay = random.Random(schedule_seed).random
-    assert observed == pytest.approx([SPEC_BACKOFF.delay(n, replay()) for n in range(9)])
+    assert observed == pytest.approx([DOCUMENTED_BACKOFF.delay(n, replay()) for n in range(9)])
     for n, delay in enumerate(observed):
         base = min(60.0, 2.0**n)
         assert 0.8 * base <= delay <= 1.2 * base

@@ -12,7 +12,7 @@ import attrs
 WEB = Path(__file__).resolve().parents[2] / "web"
 
 # docs/websocket.md#states: the states a `state` frame can carry.
-SPEC_STATES = (
+DOCUMENTED_STATES = (
     "idle starting qr pairing_code connecting connected reconnecting logged_out conflict failed frozen uninstalled"
 ).split()
 

@@ -10,8 +10,8 @@ import re
 import pytest
 
 from tests.web._web_assets import (
+    DOCUMENTED_STATES,
     PLACEHOLDER,
-    SPEC_STATES,
     WEB,
     contrast,
     css_rule,
@@ -100,7 +100,7 @@ def test_dictionary_placeholders_match_between_languages() -> None:
         assert set(re.findall(r"\{(\w+)\}", ru)) == set(re.findall(r"\{(\w+)\}", words["en"][key])), key
 
 
-@pytest.mark.parametrize("state", SPEC_STATES)
+@pytest.mark.parametrize("state", DOCUMENTED_STATES)
 def test_every_spec_state_has_title_and_detail_in_both_languages(state) -> None:
     words = i18n()
     for lang in ("ru", "en"):
@@ -112,7 +112,7 @@ def test_page_knows_exactly_the_spec_states() -> None:
     source = onboarding_js_outside_dictionary()
     match = re.search(r"var STATES = \[(.*?)\];", source, re.S)
     assert match
-    assert re.findall(r'"(\w+)"', match.group(1)) == SPEC_STATES
+    assert re.findall(r'"(\w+)"', match.group(1)) == DOCUMENTED_STATES
 
 
 def test_every_key_the_page_uses_is_in_the_dictionary() -> None:

@@ -138,4 +138,6 @@ async def test_a_machine_clock_off_from_postgresql_fails_clock(
     )
     assert code == 1
     assert checks["clock"].startswith("✗") and "ahead of PostgreSQL's" in checks["clock"]
-    assert "12" in checks["clock"].split("s ahead")[0]
+    # About 120 s: the doctor's own round trip to PostgreSQL shifts it by a little under load.
+    skew = float(checks["clock"].split("clock is ")[1].split(" s ahead")[0])
+    assert 115.0 < skew < 125.0

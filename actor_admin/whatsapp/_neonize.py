@@ -55,6 +55,8 @@ from actor_admin.whatsapp._neonize_map import (
     is_terminal,
     map_event,
     map_login_status,
+    needs_lid_lookup,
+    phone_of,
     qr_issued,
     type_name,
 )
@@ -143,6 +145,9 @@ class NeonizeClient(Protocol):
     def pair_phone(self, phone: str) -> str: ...
 
     def send_text(self, to: str, text: str) -> str: ...
+
+    def phone_for_lid(self, lid: str) -> str | None:
+        """The phone number whatsmeow's LID map holds for ``lid`` (``"<digits>@lid"``), if any."""
 
     def logout(self) -> None: ...
 
@@ -257,6 +262,12 @@ class _RealClient:
 
     def send_text(self, to: str, text: str) -> str:
         return self._locked(lambda: str(self._client.send_message(to, text).ID))
+
+    def phone_for_lid(self, lid: str) -> str | None:
+        from neonize.utils.jid import build_jid
+
+        user, _, server = lid.partition("@")
+        return self._locked(lambda: phone_of(self._client.get_pn_from_lid(build_jid(user, server))))
 
     def logout(self) -> None:
         self._locked(self._client.logout)
@@ -536,6 +547,7 @@ class NeonizeLink:
             self._stop_client_quietly()
             return
         own_jid = ""
+        lid_phone: str | None = None
         creds: bytes | None = None
         name = type_name(event)
         if name == "neonize.PairStatus" and getattr(event, "Status", 0) == _PAIR_SUCCESS:
@@ -562,9 +574,13 @@ class NeonizeLink:
             # runner returns once stopped; ``_ending`` tells it that the real reason is on its way.
             self._ending.set()
             self._stop_client_quietly()
+        elif (lid := needs_lid_lookup(event)) is not None:
+            # The message names its sender only by LID: whatsmeow's LID map may know the number
+            # (it learns pairs from other messages, history sync and contact queries).
+            lid_phone = self._quietly(functools.partial(self._client.phone_for_lid, lid), None)
         if creds is not None:
             self._to_trio(self._accept, CredsUpdated(credentials=creds))
-        self._to_trio(self._accept_raw, event, own_jid)
+        self._to_trio(self._accept_raw, event, own_jid, lid_phone)
 
     # ---- the trio side ---------------------------------------------------------------
 
@@ -578,8 +594,8 @@ class NeonizeLink:
             self._done.set()
         self._deliver(event)
 
-    def _accept_raw(self, event: object, own_jid: str) -> None:
-        mapped = map_event(event, trio.current_time(), own_jid=own_jid)
+    def _accept_raw(self, event: object, own_jid: str, lid_phone: str | None = None) -> None:
+        mapped = map_event(event, trio.current_time(), own_jid=own_jid, lid_phone=lid_phone)
         if mapped is not None:
             self._accept(mapped)
 
@@ -750,6 +766,9 @@ class _NoClient:
 
     def send_text(self, to: str, text: str) -> str:
         raise TransportError("not connected")
+
+    def phone_for_lid(self, lid: str) -> str | None:
+        return None
 
     def logout(self) -> None:
         raise TransportError("not connected")

@@ -109,6 +109,9 @@ class Settings:
     cluster: ClusterSettings = attrs.field(factory=ClusterSettings)
     #: systemd's ``$JOURNAL_STREAM`` (not a setting to make: it says whether stderr is the journal).
     journal_stream: str | None = None
+    #: A RAM-backed directory for what must never reach a disk (the WhatsApp client's working
+    #: stores): systemd's ``$RUNTIME_DIRECTORY``, else ``$XDG_RUNTIME_DIR/actor-admin``; None: neither.
+    runtime_dir: Path | None = None
 
     def redacted(self) -> dict[str, object]:
         """A view safe for logs and /status: secrets replaced by a marker."""
@@ -125,6 +128,15 @@ class Settings:
             else:
                 out[field.name] = value
         return out
+
+
+def _runtime_dir(environ: Mapping[str, str]) -> Path | None:
+    """systemd's ``$RUNTIME_DIRECTORY`` (its first entry), else ``$XDG_RUNTIME_DIR/actor-admin``."""
+    runtime = (environ.get("RUNTIME_DIRECTORY") or "").split(":")[0]
+    if runtime:
+        return Path(runtime)
+    xdg = environ.get("XDG_RUNTIME_DIR")
+    return Path(xdg) / "actor-admin" if xdg else None
 
 
 def redact_url(url: str) -> str:
@@ -286,6 +298,7 @@ def load_settings(
         trusted_proxies=proxies,
         pg_pool_size=integer("PG_POOL_SIZE", 10),
         journal_stream=environ.get("JOURNAL_STREAM") or None,
+        runtime_dir=_runtime_dir(environ),
         cluster=cluster,
     )
     if problems:

@@ -45,7 +45,13 @@ from actor_admin.session import SessionPolicy
 from actor_admin.store import EmbeddedPostgres, Keyring, Member, MigrationError, Store, StoreError
 from actor_admin.store import migrate as run_migrations
 from actor_admin.store import pending as pending_migrations
-from actor_admin.whatsapp import NeonizeTransport, NetworkSimulatorTransport, Transport, require_neonize
+from actor_admin.whatsapp import (
+    NeonizeTransport,
+    NetworkSimulatorTransport,
+    Transport,
+    ram_store_root,
+    require_neonize,
+)
 from actor_admin.yclients import (
     OutboxWorker,
     SharedThrottle,
@@ -234,6 +240,8 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
         stack.push_async_callback(redis.aclose)
 
         transport, simulator = _transport(settings)
+        if isinstance(transport, NeonizeTransport):
+            stack.callback(transport.close)
         parts = Parts(
             store=store,
             transport=transport,
@@ -322,7 +330,15 @@ def _transport(settings: Settings) -> tuple[Transport, SimulatorCore | None]:
     """The WhatsApp transport this node uses, and the in-process simulator when it is one."""
     if settings.whatsapp_transport == "neonize":
         require_neonize()
-        return NeonizeTransport(store_dir=settings.data_dir / "neonize"), None
+        # Working stores hold keys unencrypted: RAM only, never DATA_DIR
+        # (docs/neonize-transport.md#where-the-working-stores-live).
+        return (
+            NeonizeTransport(
+                store_dir=ram_store_root(settings.runtime_dir),
+                legacy_store_dirs=[settings.data_dir / "neonize"],
+            ),
+            None,
+        )
     if settings.whatsapp_simulator_url:
         return NetworkSimulatorTransport(settings.whatsapp_simulator_url), None
     core = SimulatorCore()

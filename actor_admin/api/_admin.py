@@ -303,6 +303,7 @@ def blueprint(services: Services) -> Blueprint:
                     "text": m.text,
                     "at": _iso(m.at),
                     "status": m.status,
+                    **({"peer_lid": m.peer_lid} if m.peer_lid else {}),
                 }
                 for m in messages
             ]

@@ -209,6 +209,11 @@ class _StatsCollector(Collector):
         family.add_metric(["out", "sent"], float(counts.outbound_sent))
         family.add_metric(["out", "failed"], float(counts.outbound_failed))
         yield family
+        yield CounterMetricFamily(
+            "actor_admin_inbound_unresolved_lid",
+            "Inbound messages stored with the sender's LID only: WhatsApp gave no phone number to reply to.",
+            value=float(counts.inbound_unresolved_lid),
+        )
 
     def _sessions(self) -> Iterator[Metric]:
         registry = self._services.registry

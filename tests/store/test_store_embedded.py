@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import pwd
 import shutil
 import signal
 import stat
@@ -19,7 +21,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from actor_admin.store import EmbeddedPostgres, EmbeddedServerError, postgres_bin_dir
+from actor_admin.store import EmbeddedPostgres, EmbeddedServerError, _embedded, postgres_bin_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -221,3 +223,25 @@ def _stop_leftover_in(data_dir: Path) -> None:
     if (data_dir / "postmaster.pid").exists():
         with contextlib.suppress(OSError, ValueError):
             os.kill(_postmaster_pid(data_dir), signal.SIGQUIT)
+
+
+def test_root_without_user_namespaces_falls_back_to_the_system_user_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_embedded, "_is_root", lambda: True)
+    monkeypatch.setattr(_embedded, "_namespace_works", lambda bin_dir, inner_id: False)
+    _embedded._run_as.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger=_embedded.__name__):
+            run_as = _embedded._run_as(postgres_bin_dir())
+    finally:
+        _embedded._run_as.cache_clear()
+    assert run_as.os_user == _embedded.EMBEDDED_OS_USER and run_as.preexec() is None
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert _embedded.EMBEDDED_OS_USER in line and "o+x" in line
+
+
+def test_inside_the_namespace_root_is_a_named_user_neither_root_nor_the_overflow_uid() -> None:
+    inner = _embedded._namespace_id()
+    assert inner is not None and inner not in {0, 65534}
+    pwd.getpwuid(inner)  # initdb looks its name up

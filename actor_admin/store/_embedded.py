@@ -271,9 +271,9 @@ class EmbeddedPostgres:
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb()
             self._remove_stale_locks()
+            self._write_owner()  # before the server exists: nobody may take it for a dead starter's
             info = self._start_server()
             self._owned = True
-            self._write_owner()
         self._dsn = _dsn(info.socket_dir, info.port, "postgres")
         return self._dsn
 

@@ -38,6 +38,7 @@ from actor_admin.actors import ROUTED_LATENCY_BUCKETS
 from actor_admin.cluster import OwnershipTimings
 from actor_admin.runtime import ActorState
 from actor_admin.session import STATES
+from actor_admin.store import PRUNED_TABLES
 
 if TYPE_CHECKING:
     from ._services import Services
@@ -191,6 +192,7 @@ class _StatsCollector(Collector):
         yield from self._ownership()
         yield from self._cluster()
         yield from self._outbox()
+        yield from self._retention()
         yield from self._dependencies()
         yield from self._yclients()
         yield from self._bus()
@@ -352,6 +354,26 @@ class _StatsCollector(Collector):
             "YClients calls given up on (activation_failed salons).",
             value=float(p.outbox_failed or 0),
         )
+
+    def _retention(self) -> Iterator[Metric]:
+        """What this node's retention job deleted (docs/data.md#retention); every table from 0."""
+        pruner = self._services.pruner
+        pruned = CounterMetricFamily(
+            "actor_admin_retention_pruned_rows",
+            "Rows deleted by this node's retention job, by table (messages, company_events, outbox).",
+            labels=["table"],
+        )
+        for table in PRUNED_TABLES:
+            pruned.add_metric([table], float(pruner.pruned_total[table] if pruner is not None else 0))
+        yield pruned
+        runs = CounterMetricFamily(
+            "actor_admin_retention_runs",
+            "Retention runs of this node by outcome: done, yielded (another node was pruning), failed.",
+            labels=["outcome"],
+        )
+        for outcome in ("done", "yielded", "failed"):
+            runs.add_metric([outcome], float(pruner.runs_total[outcome] if pruner is not None else 0))
+        yield runs
 
     def _dependencies(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(

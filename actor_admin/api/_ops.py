@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 import trio
@@ -28,6 +28,7 @@ from actor_admin.store import (
     MigrationError,
     NodeRecord,
     StoredSalon,
+    TableSize,
     load_migrations,
 )
 
@@ -35,6 +36,8 @@ from . import _pages
 from ._http import error_response, fail
 from ._metrics import CONTENT_TYPE, Metrics, refresh_probes, session_counts
 from ._services import Services
+
+T = TypeVar("T")
 
 #: The bound on each dependency check of ``/readyz`` and ``/status``.
 CHECK_TIMEOUT_S = 2.0
@@ -117,6 +120,16 @@ def schema_problem(postgres: JSON, expected: Expected) -> str | None:
         return f"the database is at {version}, newer than this code knows — upgrade actor-admin"
     if pending:
         return "pending migrations: " + ", ".join(pending) + " — run `actor-admin migrate`"
+    return None
+
+
+async def _answer_or_none(query: Callable[[], Awaitable[T]], timeout_s: float = CHECK_TIMEOUT_S) -> T | None:
+    """``query()``'s answer, or None when it fails or takes longer than ``timeout_s``."""
+    with trio.move_on_after(timeout_s):
+        try:
+            return await query()
+        except Exception:
+            return None
     return None
 
 
@@ -303,6 +316,32 @@ def cluster_records(services: Services, stored: list[StoredSalon] | None) -> lis
     return records
 
 
+def storage_view(services: Services, sizes: list[TableSize] | None) -> JSON:
+    """``storage`` of the detailed ``/status``: table sizes (None: PostgreSQL did not answer), the
+    retention in force and what its last run on this node did (docs/data.md#retention)."""
+    policy = services.settings.retention
+    retention: JSON = {
+        "messages_days": policy.messages_days,
+        "events_days": policy.events_days,
+        "outbox_days": policy.outbox_days,
+        "last_run": None,
+    }
+    run = services.pruner.last_run if services.pruner is not None else None
+    if run is not None:
+        wall = services.wall_clock() - (trio.current_time() - run.started_at)
+        retention["last_run"] = {
+            "at": _iso(wall),
+            "outcome": run.outcome,
+            "pruned": dict(run.pruned),
+            "batches": run.batches,
+            "duration_s": round(run.duration_s, 3),
+        }
+    tables = None if sizes is None else {
+        size.table: {"rows_estimate": size.rows_estimate, "bytes": size.bytes} for size in sizes
+    }
+    return {"tables": tables, "retention": retention}
+
+
 # -- the blueprint -----------------------------------------------------------------------------
 
 
@@ -417,18 +456,13 @@ def blueprint(services: Services) -> Blueprint:
             return None
 
         async def stored_salons() -> list[StoredSalon] | None:
-            if not authorized:
-                return None
-            with trio.move_on_after(CHECK_TIMEOUT_S):
-                try:
-                    salons: list[StoredSalon] = await services.store.ownership.salons()
-                    return salons
-                except Exception:
-                    return None
-            return None
+            return await _answer_or_none(services.store.ownership.salons) if authorized else None
 
-        (postgres, redis, _, _), outbox_stats, cluster_rows, stored = await _gather(
-            readiness, outbox, cluster, stored_salons
+        async def table_sizes() -> list[TableSize] | None:
+            return await _answer_or_none(services.store.retention.table_sizes) if authorized else None
+
+        (postgres, redis, _, _), outbox_stats, cluster_rows, stored, sizes = await _gather(
+            readiness, outbox, cluster, stored_salons, table_sizes
         )
         supervisor_stats = services.router.supervisor.statistics()
         body: JSON = {
@@ -452,6 +486,7 @@ def blueprint(services: Services) -> Blueprint:
         }
         if authorized:
             body["companies"] = cluster_records(services, stored)
+            body["storage"] = storage_view(services, sizes)
         response = jsonify(body)
         response.headers["Vary"] = "Accept, Authorization"
         response.headers["Cache-Control"] = "no-store"

@@ -19,7 +19,7 @@ from actor_admin.cluster import Bus, OwnershipChanges, RateLimiter, RedisClient
 from actor_admin.config import Settings
 from actor_admin.doubles.whatsapp import SimulatorCore
 from actor_admin.doubles.yclients import FakeYClients
-from actor_admin.store import Store
+from actor_admin.store import Pruner, Store
 from actor_admin.yclients import OutboxWorker, YClientsClient
 
 
@@ -57,6 +57,8 @@ class Services:
     metrics: QrLatency | None = None
     #: Set by ``node._start_workers``.
     outbox_worker: OutboxWorker | None = None
+    #: The retention job (docs/data.md#retention); set by ``node._start_workers``.
+    pruner: Pruner | None = None
     counters: Counters = attrs.field(factory=Counters)
     #: Ownership changes by cause: the ownership keeper counts, /metrics exports.
     ownership_changes: OwnershipChanges = attrs.field(factory=OwnershipChanges)

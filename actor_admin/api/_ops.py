@@ -316,6 +316,21 @@ def cluster_records(services: Services, stored: list[StoredSalon] | None) -> lis
     return records
 
 
+def rate_limiting_view(services: Services, redis_ok: bool) -> JSON:
+    """``rate_limiting`` of ``/status``: ``ok``; ``degraded`` while the limiter lets every hit through
+    because Redis does not answer (it has failed open since ``since``, or Redis failed this status
+    check, so the next hit would); ``off`` without Redis (one process, no shared limits)."""
+    limiter = services.limiter
+    if limiter is None:
+        return {"state": "off", "since": None, "failed_open_total": 0}
+    degraded_since = limiter.degraded_since
+    since = None
+    if degraded_since is not None:
+        since = _iso(services.wall_clock() - (trio.current_time() - degraded_since))
+    state = "degraded" if degraded_since is not None or not redis_ok else "ok"
+    return {"state": state, "since": since, "failed_open_total": limiter.failed_open_total}
+
+
 def storage_view(services: Services, sizes: list[TableSize] | None) -> JSON:
     """``storage`` of the detailed ``/status``: table sizes (None: PostgreSQL did not answer), the
     retention in force and what its last run on this node did (docs/data.md#retention)."""
@@ -354,6 +369,18 @@ def admin_token_given(services: Services) -> bool | None:
     if scheme.lower() != "bearer" or not token.strip():
         return False
     return hmac.compare_digest(token.strip().encode(), services.settings.admin_token.encode())
+
+
+def admin_refusal(services: Services) -> Response | None:
+    """None for the right admin token; else the 401 that refuses the request, counted and logged."""
+    given = admin_token_given(services)
+    if given is True:
+        return None
+    which = "a wrong" if given is False else "no"
+    services.refusals.refused("bad_admin_token", f"{which} admin token for {request.path} from {request.remote_addr}")
+    response = error_response(401, "unauthorized", "give Authorization: Bearer <ADMIN_TOKEN>")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="admin"'
+    return response
 
 
 def _scrub(services: Services, value: Any) -> Any:
@@ -432,6 +459,7 @@ def blueprint(services: Services) -> Blueprint:
             return response
         authorized = admin_token_given(services)
         if authorized is False:
+            services.refusals.refused("bad_admin_token", f"a wrong admin token for /status from {request.remote_addr}")
             return error_response(
                 401, "unauthorized", "the admin token is wrong; send Authorization: Bearer <ADMIN_TOKEN>"
             )
@@ -483,6 +511,7 @@ def blueprint(services: Services) -> Blueprint:
             "cluster": cluster_view(services, cluster_rows, supervisor_stats.actors),
             "outbox": outbox_stats,
             "websockets": {"open": services.counters.websockets_open},
+            "rate_limiting": rate_limiting_view(services, bool(redis["ok"])),
         }
         if authorized:
             body["companies"] = cluster_records(services, stored)
@@ -490,13 +519,6 @@ def blueprint(services: Services) -> Blueprint:
         response = jsonify(body)
         response.headers["Vary"] = "Accept, Authorization"
         response.headers["Cache-Control"] = "no-store"
-        return response
-
-    def refused() -> Response | None:
-        if admin_token_given(services) is True:
-            return None
-        response = error_response(401, "unauthorized", "give Authorization: Bearer <ADMIN_TOKEN>")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="admin"'
         return response
 
     def no_store(body: JSON) -> Response:
@@ -507,7 +529,7 @@ def blueprint(services: Services) -> Blueprint:
     @bp.get("/status/companies")
     async def status_companies() -> Response:
         """One page of salons, optionally of one state or problem (docs/http-api.md#status-companies)."""
-        if (answer := refused()) is not None:
+        if (answer := admin_refusal(services)) is not None:
             return answer
         session_state, integration_status = _listing_filter()
         page = _whole_arg("page", default=1, high=10**6)
@@ -539,7 +561,7 @@ def blueprint(services: Services) -> Blueprint:
     @bp.get("/status/companies/<int:salon_id>/history")
     async def status_history(salon_id: int) -> Response:
         """A salon's company record and its latest events, newest first, each with its age."""
-        if (answer := refused()) is not None:
+        if (answer := admin_refusal(services)) is not None:
             return answer
         if not 0 < salon_id < 2**63:
             fail(404, "unknown_salon", "no such salon")

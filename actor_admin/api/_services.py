@@ -22,6 +22,8 @@ from actor_admin.doubles.yclients import FakeYClients
 from actor_admin.store import Pruner, Store
 from actor_admin.yclients import OutboxWorker, YClientsClient
 
+from ._refusals import Refusals
+
 
 class QrLatency(Protocol):
     """What the websocket reports to ``/metrics``: how long a viewer waited for its QR, and refusals."""
@@ -60,6 +62,8 @@ class Services:
     #: The retention job (docs/data.md#retention); set by ``node._start_workers``.
     pruner: Pruner | None = None
     counters: Counters = attrs.field(factory=Counters)
+    #: Requests turned away by cause (bad tokens, origins, rate limits): counted and logged, rate-limited.
+    refusals: Refusals = attrs.field(factory=Refusals)
     #: Ownership changes by cause: the ownership keeper counts, /metrics exports.
     ownership_changes: OwnershipChanges = attrs.field(factory=OwnershipChanges)
     #: Wall-clock seconds, for JWT times and anything shown as a date; injectable in tests.

@@ -53,6 +53,7 @@ from ._repos import ACTIVATION_WINDOW_S, Companies, Credentials, Events, Message
 from ._retention import (
     PRUNED_TABLES,
     RETENTION_LOCK_KEY,
+    RUN_OUTCOMES,
     Pruner,
     PruneRun,
     Retention,
@@ -70,6 +71,7 @@ __all__ = [
     "MIGRATION_LOCK_KEY",
     "PRUNED_TABLES",
     "RETENTION_LOCK_KEY",
+    "RUN_OUTCOMES",
     "Claim",
     "ClusterHealth",
     "Companies",

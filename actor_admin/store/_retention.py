@@ -31,6 +31,8 @@ RETENTION_LOCK_KEY: Final = 0x61_6170_7275_6E65
 Table = Literal["messages", "company_events", "outbox"]
 #: The tables retention prunes, in the order a run visits them.
 PRUNED_TABLES: Final[tuple[Table, ...]] = ("messages", "company_events", "outbox")
+#: How a run can end: ``done``; ``yielded`` (another node was pruning); ``failed`` (PostgreSQL failed).
+RUN_OUTCOMES: Final = ("done", "yielded", "failed")
 #: The tables whose size ``/status`` shows.
 SIZED_TABLES: Final = ("companies", "whatsapp_credentials", "company_events", "outbox", "messages")
 
@@ -183,7 +185,7 @@ class Pruner:
         #: Rows deleted by this node since it started, per table (for ``/metrics``).
         self.pruned_total: dict[str, int] = dict.fromkeys(PRUNED_TABLES, 0)
         #: Runs by outcome since start.
-        self.runs_total: dict[str, int] = {"done": 0, "yielded": 0, "failed": 0}
+        self.runs_total: dict[str, int] = dict.fromkeys(RUN_OUTCOMES, 0)
         self.last_run: PruneRun | None = None
 
     async def run(self) -> None:

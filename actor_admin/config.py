@@ -19,6 +19,7 @@ import attrs
 
 from actor_admin.cluster import OwnershipTimings
 from actor_admin.runtime import SupervisorPolicy
+from actor_admin.store import RetentionPolicy
 
 Mode = Literal["dev", "serve"]
 T = TypeVar("T")
@@ -49,6 +50,9 @@ class SettingsError(Exception):
 
 
 _TIMINGS = OwnershipTimings()
+_RETENTION = RetentionPolicy()
+#: A century: anything longer is a typo (0 keeps rows forever).
+MAX_RETENTION_DAYS = 36500
 
 
 @attrs.frozen
@@ -107,6 +111,8 @@ class Settings:
     supervision: SupervisorPolicy = attrs.field(factory=SupervisorPolicy)
     #: The ownership protocol's numbers, shared by every node of a cluster.
     cluster: ClusterSettings = attrs.field(factory=ClusterSettings)
+    #: How long messages, events and finished outbox rows are kept (docs/data.md#retention).
+    retention: RetentionPolicy = attrs.field(factory=RetentionPolicy)
     #: systemd's ``$JOURNAL_STREAM`` (not a setting to make: it says whether stderr is the journal).
     journal_stream: str | None = None
     #: A RAM-backed directory for what must never reach a disk (the WhatsApp client's working
@@ -274,6 +280,19 @@ def load_settings(
         problems.append(f"CLUSTER_TTL / CLUSTER_HEARTBEAT_INTERVAL: {exc}")
         cluster = ClusterSettings()
 
+    def retention_days(name: str, default: int) -> int:
+        days = integer(name, default)
+        if not 0 <= days <= MAX_RETENTION_DAYS:
+            problems.append(f"{name} must be days from 1 to {MAX_RETENTION_DAYS}, or 0 to keep rows forever")
+            return default
+        return days
+
+    retention = RetentionPolicy(
+        messages_days=retention_days("MESSAGES_RETENTION_DAYS", _RETENTION.messages_days),
+        events_days=retention_days("EVENTS_RETENTION_DAYS", _RETENTION.events_days),
+        outbox_days=retention_days("OUTBOX_RETENTION_DAYS", _RETENTION.outbox_days),
+    )
+
     settings = Settings(
         mode=mode,
         database_url=database_url or None,
@@ -300,6 +319,7 @@ def load_settings(
         journal_stream=environ.get("JOURNAL_STREAM") or None,
         runtime_dir=_runtime_dir(environ),
         cluster=cluster,
+        retention=retention,
     )
     if problems:
         raise SettingsError(problems)

@@ -42,7 +42,7 @@ from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.doubles.yclients import FakeYClients, create_fake_yclients
 from actor_admin.runtime import open_supervisor, sole_exception
 from actor_admin.session import SessionPolicy
-from actor_admin.store import EmbeddedPostgres, Keyring, Member, MigrationError, Store, StoreError
+from actor_admin.store import EmbeddedPostgres, Keyring, Member, MigrationError, Pruner, Store, StoreError
 from actor_admin.store import migrate as run_migrations
 from actor_admin.store import pending as pending_migrations
 from actor_admin.whatsapp import (
@@ -288,12 +288,15 @@ def _landing_url(settings: Settings, binds: list[str]) -> str:
 
 
 def _start_workers(nursery: trio.Nursery, services: Services) -> None:
-    """Background workers: the YClients outbox (activation calls, retried within their window)."""
+    """Background workers: the YClients outbox (activation calls, retried within their window) and
+    retention (old rows pruned in small batches, docs/data.md#retention)."""
     worker = OutboxWorker(services.store, services.yclients, services.settings)
     services.outbox_worker = worker
     nursery.start_soon(
         functools.partial(run_outbox_worker, services.store, services.yclients, services.settings, worker=worker)
     )
+    services.pruner = Pruner(services.store.retention, services.settings.retention)
+    nursery.start_soon(services.pruner.run)
 
 
 async def _wanted(store: Store) -> set[int]:

@@ -17,18 +17,18 @@ even when it is killed outright; SIGINT/SIGTERM here stops every node within the
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 
 import attrs
 import trio
 import trio_asyncio
 
+from actor_admin._children import die_with_parent
 from actor_admin.config import Settings
 from actor_admin.console import CommandError, say
 from actor_admin.doubles.whatsapp import serve_simulator
@@ -37,7 +37,6 @@ from actor_admin.node import migrate_now, open_databases, until_signal
 from actor_admin.store import MigrationError, StoreError
 
 MAX_NODES = 20
-_PR_SET_PDEATHSIG = 1
 #: What the parent gives a node beyond its own shutdown deadline before SIGKILL.
 KILL_GRACE_S = 3.0
 
@@ -111,30 +110,14 @@ def node_environment(
     return env
 
 
-def _die_with_parent() -> Callable[[], None]:
-    """A ``preexec_fn``: the child gets SIGTERM when this process dies, however it dies.
-
-    Linux sends it when the *thread* that forked exits, so nodes are forked from trio's own thread
-    (which lives as long as the process), never from a worker thread.
-    """
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before the signal was armed
-            os._exit(1)
-
-    return arm
-
-
 class _NodeProcess:
     """A running node: its process, and an event set once it has exited and been reaped."""
 
     def __init__(self, node: DevNode, env: dict[str, str]) -> None:
         self.node = node
+        # Forked from trio's own thread, which lives as long as this process (the signal's condition).
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "actor_admin", "dev"], env=env, preexec_fn=_die_with_parent()
+            [sys.executable, "-m", "actor_admin", "dev"], env=env, preexec_fn=die_with_parent(signal.SIGTERM)
         )
         self.exited = trio.Event()
 

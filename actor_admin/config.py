@@ -19,6 +19,7 @@ import attrs
 
 from actor_admin.cluster import OwnershipTimings
 from actor_admin.runtime import SupervisorPolicy
+from actor_admin.store import RetentionPolicy
 
 Mode = Literal["dev", "serve"]
 T = TypeVar("T")
@@ -49,6 +50,9 @@ class SettingsError(Exception):
 
 
 _TIMINGS = OwnershipTimings()
+_RETENTION = RetentionPolicy()
+#: A century: anything longer is a typo (0 keeps rows forever).
+MAX_RETENTION_DAYS = 36500
 
 
 @attrs.frozen
@@ -107,8 +111,13 @@ class Settings:
     supervision: SupervisorPolicy = attrs.field(factory=SupervisorPolicy)
     #: The ownership protocol's numbers, shared by every node of a cluster.
     cluster: ClusterSettings = attrs.field(factory=ClusterSettings)
+    #: How long messages, events and finished outbox rows are kept (docs/data.md#retention).
+    retention: RetentionPolicy = attrs.field(factory=RetentionPolicy)
     #: systemd's ``$JOURNAL_STREAM`` (not a setting to make: it says whether stderr is the journal).
     journal_stream: str | None = None
+    #: A RAM-backed directory for what must never reach a disk (the WhatsApp client's working
+    #: stores): systemd's ``$RUNTIME_DIRECTORY``, else ``$XDG_RUNTIME_DIR/actor-admin``; None: neither.
+    runtime_dir: Path | None = None
 
     def redacted(self) -> dict[str, object]:
         """A view safe for logs and /status: secrets replaced by a marker."""
@@ -125,6 +134,15 @@ class Settings:
             else:
                 out[field.name] = value
         return out
+
+
+def _runtime_dir(environ: Mapping[str, str]) -> Path | None:
+    """systemd's ``$RUNTIME_DIRECTORY`` (its first entry), else ``$XDG_RUNTIME_DIR/actor-admin``."""
+    runtime = (environ.get("RUNTIME_DIRECTORY") or "").split(":")[0]
+    if runtime:
+        return Path(runtime)
+    xdg = environ.get("XDG_RUNTIME_DIR")
+    return Path(xdg) / "actor-admin" if xdg else None
 
 
 def redact_url(url: str) -> str:
@@ -262,6 +280,19 @@ def load_settings(
         problems.append(f"CLUSTER_TTL / CLUSTER_HEARTBEAT_INTERVAL: {exc}")
         cluster = ClusterSettings()
 
+    def retention_days(name: str, default: int) -> int:
+        days = integer(name, default)
+        if not 0 <= days <= MAX_RETENTION_DAYS:
+            problems.append(f"{name} must be days from 1 to {MAX_RETENTION_DAYS}, or 0 to keep rows forever")
+            return default
+        return days
+
+    retention = RetentionPolicy(
+        messages_days=retention_days("MESSAGES_RETENTION_DAYS", _RETENTION.messages_days),
+        events_days=retention_days("EVENTS_RETENTION_DAYS", _RETENTION.events_days),
+        outbox_days=retention_days("OUTBOX_RETENTION_DAYS", _RETENTION.outbox_days),
+    )
+
     settings = Settings(
         mode=mode,
         database_url=database_url or None,
@@ -286,7 +317,9 @@ def load_settings(
         trusted_proxies=proxies,
         pg_pool_size=integer("PG_POOL_SIZE", 10),
         journal_stream=environ.get("JOURNAL_STREAM") or None,
+        runtime_dir=_runtime_dir(environ),
         cluster=cluster,
+        retention=retention,
     )
     if problems:
         raise SettingsError(problems)

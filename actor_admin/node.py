@@ -42,10 +42,16 @@ from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.doubles.yclients import FakeYClients, create_fake_yclients
 from actor_admin.runtime import open_supervisor, sole_exception
 from actor_admin.session import SessionPolicy
-from actor_admin.store import EmbeddedPostgres, Keyring, Member, MigrationError, Store, StoreError
+from actor_admin.store import EmbeddedPostgres, Keyring, Member, MigrationError, Pruner, Store, StoreError
 from actor_admin.store import migrate as run_migrations
 from actor_admin.store import pending as pending_migrations
-from actor_admin.whatsapp import NeonizeTransport, NetworkSimulatorTransport, Transport, require_neonize
+from actor_admin.whatsapp import (
+    NeonizeTransport,
+    NetworkSimulatorTransport,
+    Transport,
+    ram_store_root,
+    require_neonize,
+)
 from actor_admin.yclients import (
     OutboxWorker,
     SharedThrottle,
@@ -234,6 +240,8 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
         stack.push_async_callback(redis.aclose)
 
         transport, simulator = _transport(settings)
+        if isinstance(transport, NeonizeTransport):
+            stack.callback(transport.close)
         parts = Parts(
             store=store,
             transport=transport,
@@ -280,12 +288,15 @@ def _landing_url(settings: Settings, binds: list[str]) -> str:
 
 
 def _start_workers(nursery: trio.Nursery, services: Services) -> None:
-    """Background workers: the YClients outbox (activation calls, retried within their window)."""
+    """Background workers: the YClients outbox (activation calls, retried within their window) and
+    retention (old rows pruned in small batches, docs/data.md#retention)."""
     worker = OutboxWorker(services.store, services.yclients, services.settings)
     services.outbox_worker = worker
     nursery.start_soon(
         functools.partial(run_outbox_worker, services.store, services.yclients, services.settings, worker=worker)
     )
+    services.pruner = Pruner(services.store.retention, services.settings.retention)
+    nursery.start_soon(services.pruner.run)
 
 
 async def _wanted(store: Store) -> set[int]:
@@ -322,7 +333,15 @@ def _transport(settings: Settings) -> tuple[Transport, SimulatorCore | None]:
     """The WhatsApp transport this node uses, and the in-process simulator when it is one."""
     if settings.whatsapp_transport == "neonize":
         require_neonize()
-        return NeonizeTransport(store_dir=settings.data_dir / "neonize"), None
+        # Working stores hold keys unencrypted: RAM only, never DATA_DIR
+        # (docs/neonize-transport.md#where-the-working-stores-live).
+        return (
+            NeonizeTransport(
+                store_dir=ram_store_root(settings.runtime_dir),
+                legacy_store_dirs=[settings.data_dir / "neonize"],
+            ),
+            None,
+        )
     if settings.whatsapp_simulator_url:
         return NetworkSimulatorTransport(settings.whatsapp_simulator_url), None
     core = SimulatorCore()

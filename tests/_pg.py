@@ -69,9 +69,7 @@ def pg_admin_dsn() -> Iterator[str]:
     if url:
         yield url
         return
-    # Not pytest's tmp_path: that is mode 0700, and under root the server runs as another user.
-    root = Path(tempfile.mkdtemp(prefix="aa-test-pg-"))
-    root.chmod(0o755)
+    root = Path(tempfile.mkdtemp(prefix="aa-test-pg-"))  # 0700, as a private clone would be
     server = EmbeddedPostgres(root / "pg", fast_unsafe=True)
     try:
         yield server.start()

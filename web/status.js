@@ -149,7 +149,12 @@
     });
 
     var outbox = st.outbox || {}, cluster = st.cluster || {}, wss = st.websockets || {};
+    var limits = st.rate_limiting || {};
+    var limitsLine = limits.state === "degraded"
+      ? "degraded: Redis does not answer, limits are not enforced" + (limits.since ? " since " + limits.since : "")
+      : (limits.state || "—");
     kv($("misc"), [
+      ["rate limiting", limitsLine, limits.state === "degraded" ? "bad" : (limits.state === "ok" ? "ok" : "")],
       ["outbox pending", outbox.pending, outbox.pending ? "" : "ok"],
       ["oldest pending", outbox.oldest_pending_s === null || outbox.oldest_pending_s === undefined ? "—"
         : Number(outbox.oldest_pending_s).toFixed(1) + " s"],

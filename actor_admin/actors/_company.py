@@ -286,11 +286,19 @@ class CompanySession:
                 await store.credentials.save(salon_id, credentials, fence=fence)
             case DeleteCredentials():
                 await store.credentials.delete(salon_id, fence=fence)
-            case StoreMessage(message=MessageReceived(wa_id=wa_id, peer=peer, text=text)):
+            case StoreMessage(message=MessageReceived(wa_id=wa_id, peer=peer, text=text, peer_lid=peer_lid)):
                 counts = self.deps.registry.messages
-                if await store.messages.insert_inbound(salon_id, wa_id, peer, text, fence=fence):
+                if await store.messages.insert_inbound(salon_id, wa_id, peer, text, fence=fence, peer_lid=peer_lid):
                     counts.inbound_stored += 1
-                    await self._pass_on_inbound(wa_id, peer, text)
+                    if not peer:
+                        counts.inbound_unresolved_lid += 1
+                        log.warning(
+                            "inbound message %s stored with the sender's LID only (%s): no phone number to reply to",
+                            wa_id,
+                            peer_lid,
+                            extra={"salon_id": salon_id},
+                        )
+                    await self._pass_on_inbound(wa_id, peer, text, peer_lid)
                 else:
                     counts.inbound_duplicates += 1
                 if self.link is not None:  # stored (now or before): WhatsApp need not deliver it again
@@ -400,11 +408,14 @@ class CompanySession:
             else:
                 self._feed(MessageSent(effect.idempotency_key, wa_id))
 
-    async def _pass_on_inbound(self, wa_id: str, peer: str, text: str) -> None:
+    async def _pass_on_inbound(self, wa_id: str, peer: str, text: str, peer_lid: str | None = None) -> None:
         if self.deps.inbound is None:
             return
+        fields = {"wa_id": wa_id, "peer": peer, "text": text}
+        if peer_lid is not None:
+            fields["peer_lid"] = peer_lid
         try:
-            await self.deps.inbound.publish_inbound(self.salon_id, {"wa_id": wa_id, "peer": peer, "text": text})
+            await self.deps.inbound.publish_inbound(self.salon_id, fields)
         except Exception as exc:
             log.warning("inbound stream unavailable: %s", exc, extra={"salon_id": self.salon_id})
             return

@@ -52,7 +52,9 @@ class SessionEvents(Protocol):
 class SessionMessages(Protocol):
     """Inbound messages (stored once per WhatsApp id) and the outcome of outbound ones."""
 
-    async def insert_inbound(self, salon_id: int, wa_id: str, peer: str, text: str, *, fence: int = 0) -> bool:
+    async def insert_inbound(
+        self, salon_id: int, wa_id: str, peer: str, text: str, *, fence: int = 0, peer_lid: str | None = None
+    ) -> bool:
         """Store an inbound message; True only if it is new."""
         ...
 

@@ -32,6 +32,7 @@ class MessageCounts:
 
     inbound_stored: int = 0
     inbound_duplicates: int = 0  # redeliveries recognised by (salon_id, wa_id) and not passed on again
+    inbound_unresolved_lid: int = 0  # stored with a LID and no phone number (no number to reply to)
     outbound_sent: int = 0
     outbound_failed: int = 0
 

@@ -53,8 +53,8 @@ from actor_admin.session import INACTIVE_STATES, STATES, Accepted, Logout, Refus
 from actor_admin.store import INTEGRATION_STATUSES, Company, Direction
 from actor_admin.yclients import activation_payload
 
-from ._http import error_response, fail, json_object
-from ._ops import admin_token_given, company_records
+from ._http import fail, json_object
+from ._ops import admin_refusal, company_records
 from ._services import Services
 from ._tokens import LIFETIME_S, mint_onboarding_token
 from ._webhook import storable_text
@@ -100,11 +100,7 @@ def blueprint(services: Services) -> Blueprint:
 
     @bp.before_request
     async def require_admin_token() -> Response | None:
-        if admin_token_given(services) is True:
-            return None
-        response = error_response(401, "unauthorized", "give Authorization: Bearer <ADMIN_TOKEN>")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="admin"'
-        return response
+        return admin_refusal(services)
 
     def live_records() -> dict[int, JSON]:
         return {int(r["salon_id"]): r for r in company_records(services)}
@@ -303,6 +299,7 @@ def blueprint(services: Services) -> Blueprint:
                     "text": m.text,
                     "at": _iso(m.at),
                     "status": m.status,
+                    **({"peer_lid": m.peer_lid} if m.peer_lid else {}),
                 }
                 for m in messages
             ]

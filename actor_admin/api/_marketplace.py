@@ -123,7 +123,8 @@ def _claims(services: Services) -> OnboardingClaims:
     """The onboarding claims of this request's ``Authorization: Bearer``; 401 otherwise."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    claims = verify_token(services, token.strip()) if scheme.lower() == "bearer" else None
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    claims = verify_token(services, token, where=f"{request.path} from {request.remote_addr}")
     if claims is None:
         fail(401, "unauthorized", "a valid onboarding token is required (open the app again from YClients)")
     return claims
@@ -189,7 +190,8 @@ def blueprint(services: Services) -> Blueprint:
             )
         except SignatureError as exc:
             # The reason is safe to log (never a secret); the page says only "failed verification".
-            log.warning("registration redirect refused: %s", exc.reason, extra={"salon_id": salon_ids[0]})
+            where = f"registration redirect from {request.remote_addr}"
+            services.refusals.refused("bad_signature", f"{where}: {exc.reason}", salon_id=salon_ids[0])
             return _pages.error_page(settings, 403, _pages.NOT_VERIFIED)
 
         user = _marketplace_user(user_data)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import attrs
 import trio
@@ -38,9 +38,12 @@ from actor_admin.actors import ROUTED_LATENCY_BUCKETS
 from actor_admin.cluster import OwnershipTimings
 from actor_admin.runtime import ActorState
 from actor_admin.session import STATES
+from actor_admin.store import PRUNED_TABLES, RUN_OUTCOMES
 
 if TYPE_CHECKING:
     from ._services import Services
+
+K = TypeVar("K", bound=str)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -191,6 +194,8 @@ class _StatsCollector(Collector):
         yield from self._ownership()
         yield from self._cluster()
         yield from self._outbox()
+        yield from self._retention()
+        yield from self._refusals()
         yield from self._dependencies()
         yield from self._yclients()
         yield from self._bus()
@@ -209,6 +214,11 @@ class _StatsCollector(Collector):
         family.add_metric(["out", "sent"], float(counts.outbound_sent))
         family.add_metric(["out", "failed"], float(counts.outbound_failed))
         yield family
+        yield CounterMetricFamily(
+            "actor_admin_inbound_unresolved_lid",
+            "Inbound messages stored with the sender's LID only: WhatsApp gave no phone number to reply to.",
+            value=float(counts.inbound_unresolved_lid),
+        )
 
     def _sessions(self) -> Iterator[Metric]:
         registry = self._services.registry
@@ -307,16 +317,14 @@ class _StatsCollector(Collector):
         )
 
     def _ownership(self) -> Iterator[Metric]:
-        changes = CounterMetricFamily(
+        yield _counter_by(
             "actor_admin_ownership_changes",
             "Salons whose owner changed on this node's side, by cause: claimed (a released salon), "
             "handed_over (to its new owner), taken_after_expiry (from a dead node), fenced (lost while "
             "running: taken over or replaced).",
-            labels=["cause"],
+            "cause",
+            self._services.ownership_changes.statistics(),
         )
-        for cause, count in self._services.ownership_changes.statistics().items():
-            changes.add_metric([cause], float(count))
-        yield changes
 
     def _cluster(self) -> Iterator[Metric]:
         # Like the outbox gauges: left out of a scrape PostgreSQL did not answer, never repeated.
@@ -351,6 +359,47 @@ class _StatsCollector(Collector):
             "actor_admin_outbox_failed",
             "YClients calls given up on (activation_failed salons).",
             value=float(p.outbox_failed or 0),
+        )
+
+    def _refusals(self) -> Iterator[Metric]:
+        """Requests turned away by cause, and the rate limiter running blind (docs/http-api.md#metrics)."""
+        yield _counter_by(
+            "actor_admin_refusals",
+            "Requests refused, by cause: origin, rate_limit, bad_token (onboarding), bad_admin_token, "
+            "bad_partner_token (webhook), bad_signature (marketplace redirect); every cause from 0.",
+            "cause",
+            self._services.refusals.statistics(),
+        )
+        limiter = self._services.limiter
+        if limiter is None:
+            return
+        degraded = limiter.degraded_since is not None or self._probes.redis_up is False
+        yield GaugeMetricFamily(
+            "actor_admin_rate_limiting_degraded",
+            "1 while the rate limiter lets every hit through because Redis does not answer (fail open).",
+            value=1.0 if degraded else 0.0,
+        )
+        yield CounterMetricFamily(
+            "actor_admin_rate_limiter_failed_open",
+            "Hits the rate limiter let through uncounted because Redis did not answer.",
+            value=float(limiter.failed_open_total),
+        )
+
+    def _retention(self) -> Iterator[Metric]:
+        """What this node's retention job deleted (docs/data.md#retention); every table from 0."""
+        pruner = self._services.pruner
+        nothing: dict[str, int] = dict.fromkeys(PRUNED_TABLES, 0)
+        yield _counter_by(
+            "actor_admin_retention_pruned_rows",
+            "Rows deleted by this node's retention job, by table (messages, company_events, outbox).",
+            "table",
+            pruner.pruned_total if pruner is not None else nothing,
+        )
+        yield _counter_by(
+            "actor_admin_retention_runs",
+            "Retention runs of this node by outcome: done, yielded (another node was pruning), failed.",
+            "outcome",
+            pruner.runs_total if pruner is not None else dict.fromkeys(RUN_OUTCOMES, 0),
         )
 
     def _dependencies(self) -> Iterator[Metric]:
@@ -423,6 +472,14 @@ class _StatsCollector(Collector):
                 f"Dev WhatsApp simulator: {key}.",
                 value=float(stats[key]),
             )
+
+
+def _counter_by(name: str, help_text: str, label: str, counts: Mapping[K, int]) -> CounterMetricFamily:
+    """A counter family with one sample per key of ``counts`` (label ``label``)."""
+    family = CounterMetricFamily(name, help_text, labels=[label])
+    for key, count in counts.items():
+        family.add_metric([key], float(count))
+    return family
 
 
 def _le(bound: float) -> str:

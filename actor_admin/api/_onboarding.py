@@ -36,11 +36,16 @@ NO_STATUS: Final = Refused("unavailable", "the WhatsApp session gave no status; 
 NO_PAIRING_CODE: Final = Refused("unavailable", "the WhatsApp session gave no pairing code; try again")
 
 
-def verify_token(services: Services, token: str) -> OnboardingClaims | None:
-    """The claims of a valid onboarding token, or None (signature, audience, expiry all checked)."""
+def verify_token(services: Services, token: str, *, where: str) -> OnboardingClaims | None:
+    """The claims of a valid onboarding token, or None (signature, audience, expiry all checked).
+
+    A missing ("") or invalid token is a refusal, counted and logged as ``bad_token`` with ``where``
+    (the route and the client's address) and the reason (never the token itself).
+    """
     try:
         return verify_onboarding_token(services.settings.jwt_secret, token, now=services.wall_clock())
-    except TokenError:
+    except TokenError as exc:
+        services.refusals.refused("bad_token", f"onboarding token refused ({exc}) at {where}")
         return None
 
 

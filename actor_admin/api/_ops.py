@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 import trio
@@ -28,6 +28,7 @@ from actor_admin.store import (
     MigrationError,
     NodeRecord,
     StoredSalon,
+    TableSize,
     load_migrations,
 )
 
@@ -35,6 +36,8 @@ from . import _pages
 from ._http import error_response, fail
 from ._metrics import CONTENT_TYPE, Metrics, refresh_probes, session_counts
 from ._services import Services
+
+T = TypeVar("T")
 
 #: The bound on each dependency check of ``/readyz`` and ``/status``.
 CHECK_TIMEOUT_S = 2.0
@@ -117,6 +120,16 @@ def schema_problem(postgres: JSON, expected: Expected) -> str | None:
         return f"the database is at {version}, newer than this code knows — upgrade actor-admin"
     if pending:
         return "pending migrations: " + ", ".join(pending) + " — run `actor-admin migrate`"
+    return None
+
+
+async def _answer_or_none(query: Callable[[], Awaitable[T]], timeout_s: float = CHECK_TIMEOUT_S) -> T | None:
+    """``query()``'s answer, or None when it fails or takes longer than ``timeout_s``."""
+    with trio.move_on_after(timeout_s):
+        try:
+            return await query()
+        except Exception:
+            return None
     return None
 
 
@@ -303,6 +316,47 @@ def cluster_records(services: Services, stored: list[StoredSalon] | None) -> lis
     return records
 
 
+def rate_limiting_view(services: Services, redis_ok: bool) -> JSON:
+    """``rate_limiting`` of ``/status``: ``ok``; ``degraded`` while the limiter lets every hit through
+    because Redis does not answer (it has failed open since ``since``, or Redis failed this status
+    check, so the next hit would); ``off`` without Redis (one process, no shared limits)."""
+    limiter = services.limiter
+    if limiter is None:
+        return {"state": "off", "since": None, "failed_open_total": 0}
+    degraded_since = limiter.degraded_since
+    since = None
+    if degraded_since is not None:
+        since = _iso(services.wall_clock() - (trio.current_time() - degraded_since))
+    state = "degraded" if degraded_since is not None or not redis_ok else "ok"
+    return {"state": state, "since": since, "failed_open_total": limiter.failed_open_total}
+
+
+def storage_view(services: Services, sizes: list[TableSize] | None) -> JSON:
+    """``storage`` of the detailed ``/status``: table sizes (None: PostgreSQL did not answer), the
+    retention in force and what its last run on this node did (docs/data.md#retention)."""
+    policy = services.settings.retention
+    retention: JSON = {
+        "messages_days": policy.messages_days,
+        "events_days": policy.events_days,
+        "outbox_days": policy.outbox_days,
+        "last_run": None,
+    }
+    run = services.pruner.last_run if services.pruner is not None else None
+    if run is not None:
+        wall = services.wall_clock() - (trio.current_time() - run.started_at)
+        retention["last_run"] = {
+            "at": _iso(wall),
+            "outcome": run.outcome,
+            "pruned": dict(run.pruned),
+            "batches": run.batches,
+            "duration_s": round(run.duration_s, 3),
+        }
+    tables = None if sizes is None else {
+        size.table: {"rows_estimate": size.rows_estimate, "bytes": size.bytes} for size in sizes
+    }
+    return {"tables": tables, "retention": retention}
+
+
 # -- the blueprint -----------------------------------------------------------------------------
 
 
@@ -315,6 +369,18 @@ def admin_token_given(services: Services) -> bool | None:
     if scheme.lower() != "bearer" or not token.strip():
         return False
     return hmac.compare_digest(token.strip().encode(), services.settings.admin_token.encode())
+
+
+def admin_refusal(services: Services) -> Response | None:
+    """None for the right admin token; else the 401 that refuses the request, counted and logged."""
+    given = admin_token_given(services)
+    if given is True:
+        return None
+    which = "a wrong" if given is False else "no"
+    services.refusals.refused("bad_admin_token", f"{which} admin token for {request.path} from {request.remote_addr}")
+    response = error_response(401, "unauthorized", "give Authorization: Bearer <ADMIN_TOKEN>")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="admin"'
+    return response
 
 
 def _scrub(services: Services, value: Any) -> Any:
@@ -393,6 +459,7 @@ def blueprint(services: Services) -> Blueprint:
             return response
         authorized = admin_token_given(services)
         if authorized is False:
+            services.refusals.refused("bad_admin_token", f"a wrong admin token for /status from {request.remote_addr}")
             return error_response(
                 401, "unauthorized", "the admin token is wrong; send Authorization: Bearer <ADMIN_TOKEN>"
             )
@@ -417,18 +484,13 @@ def blueprint(services: Services) -> Blueprint:
             return None
 
         async def stored_salons() -> list[StoredSalon] | None:
-            if not authorized:
-                return None
-            with trio.move_on_after(CHECK_TIMEOUT_S):
-                try:
-                    salons: list[StoredSalon] = await services.store.ownership.salons()
-                    return salons
-                except Exception:
-                    return None
-            return None
+            return await _answer_or_none(services.store.ownership.salons) if authorized else None
 
-        (postgres, redis, _, _), outbox_stats, cluster_rows, stored = await _gather(
-            readiness, outbox, cluster, stored_salons
+        async def table_sizes() -> list[TableSize] | None:
+            return await _answer_or_none(services.store.retention.table_sizes) if authorized else None
+
+        (postgres, redis, _, _), outbox_stats, cluster_rows, stored, sizes = await _gather(
+            readiness, outbox, cluster, stored_salons, table_sizes
         )
         supervisor_stats = services.router.supervisor.statistics()
         body: JSON = {
@@ -449,19 +511,14 @@ def blueprint(services: Services) -> Blueprint:
             "cluster": cluster_view(services, cluster_rows, supervisor_stats.actors),
             "outbox": outbox_stats,
             "websockets": {"open": services.counters.websockets_open},
+            "rate_limiting": rate_limiting_view(services, bool(redis["ok"])),
         }
         if authorized:
             body["companies"] = cluster_records(services, stored)
+            body["storage"] = storage_view(services, sizes)
         response = jsonify(body)
         response.headers["Vary"] = "Accept, Authorization"
         response.headers["Cache-Control"] = "no-store"
-        return response
-
-    def refused() -> Response | None:
-        if admin_token_given(services) is True:
-            return None
-        response = error_response(401, "unauthorized", "give Authorization: Bearer <ADMIN_TOKEN>")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="admin"'
         return response
 
     def no_store(body: JSON) -> Response:
@@ -472,7 +529,7 @@ def blueprint(services: Services) -> Blueprint:
     @bp.get("/status/companies")
     async def status_companies() -> Response:
         """One page of salons, optionally of one state or problem (docs/http-api.md#status-companies)."""
-        if (answer := refused()) is not None:
+        if (answer := admin_refusal(services)) is not None:
             return answer
         session_state, integration_status = _listing_filter()
         page = _whole_arg("page", default=1, high=10**6)
@@ -504,7 +561,7 @@ def blueprint(services: Services) -> Blueprint:
     @bp.get("/status/companies/<int:salon_id>/history")
     async def status_history(salon_id: int) -> Response:
         """A salon's company record and its latest events, newest first, each with its age."""
-        if (answer := refused()) is not None:
+        if (answer := admin_refusal(services)) is not None:
             return answer
         if not 0 < salon_id < 2**63:
             fail(404, "unknown_salon", "no such salon")

@@ -19,8 +19,10 @@ from actor_admin.cluster import Bus, OwnershipChanges, RateLimiter, RedisClient
 from actor_admin.config import Settings
 from actor_admin.doubles.whatsapp import SimulatorCore
 from actor_admin.doubles.yclients import FakeYClients
-from actor_admin.store import Store
+from actor_admin.store import Pruner, Store
 from actor_admin.yclients import OutboxWorker, YClientsClient
+
+from ._refusals import Refusals
 
 
 class QrLatency(Protocol):
@@ -57,7 +59,11 @@ class Services:
     metrics: QrLatency | None = None
     #: Set by ``node._start_workers``.
     outbox_worker: OutboxWorker | None = None
+    #: The retention job (docs/data.md#retention); set by ``node._start_workers``.
+    pruner: Pruner | None = None
     counters: Counters = attrs.field(factory=Counters)
+    #: Requests turned away by cause (bad tokens, origins, rate limits): counted and logged, rate-limited.
+    refusals: Refusals = attrs.field(factory=Refusals)
     #: Ownership changes by cause: the ownership keeper counts, /metrics exports.
     ownership_changes: OwnershipChanges = attrs.field(factory=OwnershipChanges)
     #: Wall-clock seconds, for JWT times and anything shown as a date; injectable in tests.

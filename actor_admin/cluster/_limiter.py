@@ -84,6 +84,12 @@ class RateLimiter:
         self._last_warning = float("-inf")
         self.failed_open_total = 0
 
+    @property
+    def degraded_since(self) -> float | None:
+        """Since when (trio's clock) hits fail open because Redis could not be asked; None while the
+        last hit was counted. Only a hit finds out: a limiter nobody uses keeps its last verdict."""
+        return self._failing_since
+
     def key_for(self, key: str) -> str:
         """The Redis key that holds the hits for ``key``."""
         return self._client.key("ratelimit", key)

@@ -111,12 +111,18 @@ class KeepaliveRestored:
 @final
 @attrs.frozen
 class MessageReceived:
-    """An inbound message. ``wa_id`` is WhatsApp's message id: a redelivery repeats it."""
+    """An inbound message. ``wa_id`` is WhatsApp's message id: a redelivery repeats it.
+
+    ``peer`` is the sender's phone number (digits), or ``""`` when WhatsApp named the sender only
+    by a LID (its privacy id) that could not be resolved to a number; ``peer_lid`` is that LID
+    (``"123456789012345@lid"``) whenever the chat was addressed by one, resolved or not.
+    """
 
     wa_id: str
     peer: str
     text: str
     at: float
+    peer_lid: str | None = None
 
 
 @final

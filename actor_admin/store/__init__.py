@@ -50,6 +50,16 @@ from ._ownership import (
     run_fenced,
 )
 from ._repos import ACTIVATION_WINDOW_S, Companies, Credentials, Events, Messages, Outbox
+from ._retention import (
+    PRUNED_TABLES,
+    RETENTION_LOCK_KEY,
+    RUN_OUTCOMES,
+    Pruner,
+    PruneRun,
+    Retention,
+    RetentionPolicy,
+    TableSize,
+)
 from ._store import Store, open_store
 
 __all__ = [
@@ -59,6 +69,9 @@ __all__ = [
     "FENCED_SQLSTATE",
     "INTEGRATION_STATUSES",
     "MIGRATION_LOCK_KEY",
+    "PRUNED_TABLES",
+    "RETENTION_LOCK_KEY",
+    "RUN_OUTCOMES",
     "Claim",
     "ClusterHealth",
     "Companies",
@@ -94,11 +107,16 @@ __all__ = [
     "Owner",
     "Ownership",
     "OwnershipCause",
+    "PruneRun",
+    "Pruner",
+    "Retention",
+    "RetentionPolicy",
     "SchemaTooNew",
     "Store",
     "StoreError",
     "StoreUnavailable",
     "StoredSalon",
+    "TableSize",
     "Takeover",
     "load_migrations",
     "migrate",

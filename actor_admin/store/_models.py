@@ -106,6 +106,8 @@ class Message:
     idempotency_key: str | None
     at: datetime
     published_at: datetime | None
+    #: The sender's LID when WhatsApp addressed the chat by one (``sql/005_message_lid.sql``).
+    peer_lid: str | None = None
 
 
 R = TypeVar("R")

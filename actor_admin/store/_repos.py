@@ -599,22 +599,31 @@ class Messages(_Repository):
     """Inbound and outbound WhatsApp messages."""
 
     async def insert_inbound(
-        self, salon_id: int, wa_id: str, peer: str, text: str, at: datetime | None = None, *, fence: int = 0
+        self,
+        salon_id: int,
+        wa_id: str,
+        peer: str,
+        text: str,
+        at: datetime | None = None,
+        *,
+        fence: int = 0,
+        peer_lid: str | None = None,
     ) -> bool:
         """Store an inbound message; True only if it is new.
 
         Atomic (``ON CONFLICT DO NOTHING`` on ``(salon_id, direction, wa_id)``): of any number of
         concurrent or repeated deliveries of one WhatsApp message id, exactly one gets True.
+        ``peer`` is ``""`` for a sender known only by its LID ``peer_lid`` (docs/data.md#messages).
         """
 
         async def work(conn: Conn) -> bool:
             inserted = await conn.fetchval(
                 """
-                INSERT INTO messages (salon_id, direction, wa_id, peer, text, status, at)
-                VALUES ($1, 'in', $2, $3, $4, 'received', COALESCE($5::timestamptz, now()))
+                INSERT INTO messages (salon_id, direction, wa_id, peer, text, status, at, peer_lid)
+                VALUES ($1, 'in', $2, $3, $4, 'received', COALESCE($5::timestamptz, now()), $6)
                 ON CONFLICT (salon_id, direction, wa_id) DO NOTHING RETURNING id
                 """,
-                salon_id, wa_id, peer, text, at,
+                salon_id, wa_id, peer, text, at, peer_lid,
             )
             return inserted is not None
 

@@ -13,6 +13,7 @@ from ._crypto import Keyring
 from ._db import Conn, Database
 from ._ownership import Ownership
 from ._repos import Companies, Credentials, Events, Messages, Outbox
+from ._retention import Retention
 
 
 @final
@@ -32,6 +33,7 @@ class Store:
         self.outbox = Outbox(db)
         self.messages = Messages(db)
         self.ownership = Ownership(db)
+        self.retention = Retention(db)
 
     @classmethod
     async def open(cls, dsn: str, *, pool_size: int = 10, credentials_keys: Keyring) -> Store:

@@ -9,6 +9,7 @@
 """
 
 from actor_admin.whatsapp._neonize import NeonizeMissing, NeonizeTransport, neonize_available, require_neonize
+from actor_admin.whatsapp._neonize_store import ram_store_root
 from actor_admin.whatsapp._simulator_client import NetworkSimulatorTransport, link_url
 from actor_admin.whatsapp._transport import Deliver, Link, LinkSpec, Transport, TransportError
 
@@ -23,5 +24,6 @@ __all__ = [
     "TransportError",
     "link_url",
     "neonize_available",
+    "ram_store_root",
     "require_neonize",
 ]

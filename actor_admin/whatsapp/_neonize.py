@@ -30,7 +30,7 @@ import math
 import os
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar, final
 
@@ -55,11 +55,15 @@ from actor_admin.whatsapp._neonize_map import (
     is_terminal,
     map_event,
     map_login_status,
+    needs_lid_lookup,
+    phone_of,
     qr_issued,
     type_name,
 )
 from actor_admin.whatsapp._neonize_store import (
     StoreFormatError,
+    WorkingDir,
+    remove_leftovers,
     remove_store,
     restore_store,
     snapshot_store,
@@ -141,6 +145,9 @@ class NeonizeClient(Protocol):
     def pair_phone(self, phone: str) -> str: ...
 
     def send_text(self, to: str, text: str) -> str: ...
+
+    def phone_for_lid(self, lid: str) -> str | None:
+        """The phone number whatsmeow's LID map holds for ``lid`` (``"<digits>@lid"``), if any."""
 
     def logout(self) -> None: ...
 
@@ -256,6 +263,12 @@ class _RealClient:
     def send_text(self, to: str, text: str) -> str:
         return self._locked(lambda: str(self._client.send_message(to, text).ID))
 
+    def phone_for_lid(self, lid: str) -> str | None:
+        from neonize.utils.jid import build_jid
+
+        user, _, server = lid.partition("@")
+        return self._locked(lambda: phone_of(self._client.get_pn_from_lid(build_jid(user, server))))
+
     def logout(self) -> None:
         self._locked(self._client.logout)
 
@@ -265,12 +278,18 @@ class NeonizeTransport:
     """Opens neonize links, one per connection attempt of one company.
 
     Credentials are the company's whatsmeow device store packed as bytes (see
-    ``_neonize_store``): restored into a private SQLite file under ``store_dir`` for the life of a
-    link, snapshotted back into ``CredsUpdated`` events, deleted when the link closes.
+    ``_neonize_store``): restored into a private SQLite file for the life of a link, snapshotted
+    back into ``CredsUpdated`` events, deleted when the link closes.
+
+    Making the transport claims a directory of this process's own under ``store_dir`` and removes
+    the working stores that dead processes left there and in ``legacy_store_dirs`` (one log line
+    names how many): after a crash, the plaintext copies last only until the next start.
 
     Args:
-        store_dir: where links keep their store file while they run (created ``0700``). A tmpfs
-            keeps the unencrypted working copy off disk.
+        store_dir: the RAM-backed root for working stores (``ram_store_root``; created ``0700``).
+            Never a persistent disk: the stores hold the device's keys unencrypted.
+        legacy_store_dirs: where earlier releases kept working stores (``DATA_DIR/neonize``);
+            their leftovers are removed at start.
         proxy: optional ``socks5://`` / ``http://`` proxy for WhatsApp's websocket.
         snapshot_interval_s: how often a connected link checks its store for changes to persist.
         call_timeout_s: bound on send / pairing-code calls.
@@ -286,6 +305,7 @@ class NeonizeTransport:
         self,
         store_dir: Path,
         *,
+        legacy_store_dirs: Sequence[Path] = (),
         proxy: str | None = None,
         snapshot_interval_s: float = 60.0,
         call_timeout_s: float = 30.0,
@@ -296,7 +316,18 @@ class NeonizeTransport:
         if client_factory is None:
             require_neonize()
             client_factory = _RealClient
-        self._store_dir = store_dir
+        self._working = WorkingDir(store_dir)
+        #: The leftover store files removed at start (dead processes' and earlier releases').
+        self.removed_leftovers = [*self._working.removed, *remove_leftovers(legacy_store_dirs)]
+        if self.removed_leftovers:
+            places = sorted({str(p.parent) for p in self.removed_leftovers})
+            log.warning(
+                "removed %d leftover WhatsApp working store file(s) (plaintext keys a crash or an earlier "
+                "release left behind; the encrypted copies in PostgreSQL are intact) from %s",
+                len(self.removed_leftovers),
+                ", ".join(places),
+            )
+        self._store_dir = self._working.path
         self._proxy = proxy
         self._snapshot_interval_s = snapshot_interval_s
         self._call_timeout_s = call_timeout_s
@@ -304,6 +335,15 @@ class NeonizeTransport:
         self._logout_timeout_s = logout_timeout_s
         self._client_factory = client_factory
         self._limiters: tuple[trio.CapacityLimiter, trio.CapacityLimiter] | None = None
+
+    @property
+    def store_dir(self) -> Path:
+        """This process's own directory of working stores."""
+        return self._store_dir
+
+    def close(self) -> None:
+        """Delete this process's working-store directory; call once every link is closed."""
+        self._working.close()
 
     def _thread_limiters(self) -> tuple[trio.CapacityLimiter, trio.CapacityLimiter]:
         # Made inside the trio run (first open). Runner threads live as long as their connection,
@@ -507,6 +547,7 @@ class NeonizeLink:
             self._stop_client_quietly()
             return
         own_jid = ""
+        lid_phone: str | None = None
         creds: bytes | None = None
         name = type_name(event)
         if name == "neonize.PairStatus" and getattr(event, "Status", 0) == _PAIR_SUCCESS:
@@ -533,9 +574,13 @@ class NeonizeLink:
             # runner returns once stopped; ``_ending`` tells it that the real reason is on its way.
             self._ending.set()
             self._stop_client_quietly()
+        elif (lid := needs_lid_lookup(event)) is not None:
+            # The message names its sender only by LID: whatsmeow's LID map may know the number
+            # (it learns pairs from other messages, history sync and contact queries).
+            lid_phone = self._quietly(functools.partial(self._client.phone_for_lid, lid), None)
         if creds is not None:
             self._to_trio(self._accept, CredsUpdated(credentials=creds))
-        self._to_trio(self._accept_raw, event, own_jid)
+        self._to_trio(self._accept_raw, event, own_jid, lid_phone)
 
     # ---- the trio side ---------------------------------------------------------------
 
@@ -549,8 +594,8 @@ class NeonizeLink:
             self._done.set()
         self._deliver(event)
 
-    def _accept_raw(self, event: object, own_jid: str) -> None:
-        mapped = map_event(event, trio.current_time(), own_jid=own_jid)
+    def _accept_raw(self, event: object, own_jid: str, lid_phone: str | None = None) -> None:
+        mapped = map_event(event, trio.current_time(), own_jid=own_jid, lid_phone=lid_phone)
         if mapped is not None:
             self._accept(mapped)
 
@@ -721,6 +766,9 @@ class _NoClient:
 
     def send_text(self, to: str, text: str) -> str:
         raise TransportError("not connected")
+
+    def phone_for_lid(self, lid: str) -> str | None:
+        return None
 
     def logout(self) -> None:
         raise TransportError("not connected")

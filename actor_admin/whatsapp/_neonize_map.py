@@ -14,7 +14,7 @@ optional extra installed, and tests feed it neonize's own protobuf objects built
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import Any, Final, Protocol, cast
 
 from actor_admin.session import (
     BAD_SESSION,
@@ -75,7 +75,34 @@ TERMINAL_EVENTS: Final = frozenset(
 )
 
 _USER_SERVER: Final = "s.whatsapp.net"
+_LID_SERVER: Final = "lid"
 _PHONE_DIGITS: Final = re.compile(r"\d{5,20}")
+
+
+class Jid(Protocol):
+    """The fields of neonize's ``JID`` protobuf we read."""
+
+    User: str
+    Server: str
+    Device: int
+
+
+class MessageSource(Protocol):
+    """The fields of neonize's ``MessageSource`` protobuf we read."""
+
+    Chat: Jid
+    Sender: Jid
+    SenderAlt: Jid
+    IsFromMe: bool
+    IsGroup: bool
+
+
+class _MessageInfo(Protocol):
+    MessageSource: MessageSource
+
+
+class _MessageEvent(Protocol):
+    Info: _MessageInfo
 
 
 def type_name(ev: object) -> str:
@@ -89,7 +116,7 @@ def is_terminal(ev: object) -> bool:
     return type_name(ev) in TERMINAL_EVENTS
 
 
-def format_jid(jid: Any) -> str:
+def format_jid(jid: Jid) -> str:
     """``79001234567:12@s.whatsapp.net`` from a neonize ``JID`` (device part only when non-zero)."""
     if not jid.User and not jid.Server:
         return ""
@@ -144,19 +171,35 @@ def message_text(message: Any) -> str | None:
     return None
 
 
-def message_peer(source: Any) -> str | None:
-    """The phone number (digits) of the other side of a one-to-one chat, if WhatsApp tells it.
-
-    Chats addressed by LID (``…@lid``, WhatsApp's privacy ids) carry the phone number in
-    ``SenderAlt``; when no phone-number JID is present at all there is no number to reply to.
-    """
-    for jid in (source.Chat, source.Sender, source.SenderAlt):
-        if jid.Server == _USER_SERVER and _PHONE_DIGITS.fullmatch(jid.User):
-            return str(jid.User)
+def phone_of(jid: Jid) -> str | None:
+    """The phone number (digits) a phone-number JID (``…@s.whatsapp.net``) names, else None."""
+    if jid.Server == _USER_SERVER and _PHONE_DIGITS.fullmatch(jid.User):
+        return str(jid.User)
     return None
 
 
-def map_event(ev: object, now: float, *, own_jid: str = "") -> TransportEvent | None:
+def message_peer(source: MessageSource) -> str | None:
+    """The phone number (digits) of the other side of a one-to-one chat, if the message tells it.
+
+    Chats addressed by LID (``…@lid``, WhatsApp's privacy ids) carry the phone number in
+    ``SenderAlt`` when the server sends it (whatsmeow: ``sender_pn``); else only the LID is known.
+    """
+    for jid in (source.Chat, source.Sender, source.SenderAlt):
+        phone = phone_of(jid)
+        if phone is not None:
+            return phone
+    return None
+
+
+def message_lid(source: MessageSource) -> str | None:
+    """The LID (``"<digits>@lid"``, no device part) of the other side when the chat is addressed by one."""
+    for jid in (source.Chat, source.Sender):
+        if jid.Server == _LID_SERVER and _PHONE_DIGITS.fullmatch(jid.User):
+            return f"{jid.User}@{_LID_SERVER}"
+    return None
+
+
+def map_event(ev: object, now: float, *, own_jid: str = "", lid_phone: str | None = None) -> TransportEvent | None:
     """Map one neonize event object to a transport event, or ``None`` for ones we do not report.
 
     Args:
@@ -164,6 +207,8 @@ def map_event(ev: object, now: float, *, own_jid: str = "") -> TransportEvent | 
         now: the caller's clock (trio's), used for ``MessageReceived.at`` and ban expiries.
         own_jid: this device's JID; neonize's ``Connected`` event does not carry it, so the link
             reads it from the client (``get_me()``) and passes it in.
+        lid_phone: for a message from a LID-addressed chat without a phone number in it, the
+            number whatsmeow's LID map gives for that LID (the link asks the client), if any.
     """
     name = type_name(ev)
     e: Any = ev
@@ -202,18 +247,40 @@ def map_event(ev: object, now: float, *, own_jid: str = "") -> TransportEvent | 
     if name == "neonize.Disconnected":
         return Disconnected(reason=NETWORK_ERROR, detail="connection lost")
     if name == "neonize.Message":
-        return _map_message(e, now)
+        return _map_message(e, now, lid_phone)
     return None
 
 
-def _map_message(e: Any, now: float) -> MessageReceived | None:
+def is_inbound_chat(source: MessageSource) -> bool:
+    """True for a one-to-one chat a client wrote to us in (not our echo, a group or a broadcast)."""
+    return not (source.IsFromMe or source.IsGroup or source.Chat.Server in ("broadcast", "newsletter"))
+
+
+def needs_lid_lookup(ev: object) -> str | None:
+    """The LID to look up for an inbound message that names its sender only by LID, else None."""
+    if type_name(ev) != "neonize.Message":
+        return None
+    source = cast(_MessageEvent, ev).Info.MessageSource
+    if not is_inbound_chat(source) or message_peer(source) is not None:
+        return None
+    return message_lid(source)
+
+
+def _map_message(e: Any, now: float, lid_phone: str | None) -> MessageReceived | None:
     source = e.Info.MessageSource
     # Our own messages echo back from the phone, groups and status broadcasts are not a salon's
     # one-to-one conversation with a client: none of them is an inbound message for the product.
-    if source.IsFromMe or source.IsGroup or source.Chat.Server == "broadcast":
+    if not is_inbound_chat(source):
         return None
     text = message_text(e.Message)
-    peer = message_peer(source)
-    if text is None or peer is None or not e.Info.ID:
+    if text is None or not e.Info.ID:
         return None
-    return MessageReceived(wa_id=e.Info.ID, peer=peer, text=text, at=now)
+    lid = message_lid(source)
+    peer = message_peer(source)
+    if peer is None and lid_phone is not None and _PHONE_DIGITS.fullmatch(lid_phone):
+        peer = lid_phone
+    if peer is None and lid is None:
+        return None  # neither a phone number nor a LID: nobody to attribute it to
+    # A LID that resolves to no number is still a client's message: it is stored with the LID
+    # (peer "") and counted, never dropped.
+    return MessageReceived(wa_id=e.Info.ID, peer=peer or "", text=text, at=now, peer_lid=lid)

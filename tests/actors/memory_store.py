@@ -94,16 +94,27 @@ class _Messages:
     def __init__(self, root: MemoryStore) -> None:
         self.root = root
         self.inbound: dict[tuple[int, str], tuple[str, str]] = {}
+        self.inbound_lids: dict[tuple[int, str], str] = {}
         self.published: list[tuple[int, str]] = []
         self.outcomes: dict[tuple[int, str], tuple[str | None, str | None]] = {}
 
     async def insert_inbound(
-        self, salon_id: int, wa_id: str, peer: str, text: str, at: object = None, *, fence: int = 0
+        self,
+        salon_id: int,
+        wa_id: str,
+        peer: str,
+        text: str,
+        at: object = None,
+        *,
+        fence: int = 0,
+        peer_lid: str | None = None,
     ) -> bool:
         self.root.check_fence(salon_id, fence)
         if (salon_id, wa_id) in self.inbound:
             return False
         self.inbound[(salon_id, wa_id)] = (peer, text)
+        if peer_lid is not None:
+            self.inbound_lids[(salon_id, wa_id)] = peer_lid
         return True
 
     async def mark_published(self, salon_id: int, wa_ids: Sequence[str], *, fence: int = 0) -> int:

@@ -13,8 +13,9 @@ from trio.testing import MockClock
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
 from actor_admin.cluster import LocalBus
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
+from actor_admin.doubles.whatsapp import _core as simulator_core
 from actor_admin.runtime import open_supervisor
-from actor_admin.session import Accepted, Logout, RequestQr, Send, SessionPolicy, Start, Status
+from actor_admin.session import Accepted, Logout, MessageReceived, RequestQr, Send, SessionPolicy, Start, Status
 from actor_admin.session._policy import jitter_fraction
 from actor_admin.whatsapp import LinkSpec
 
@@ -180,6 +181,25 @@ async def test_inbound_redelivery_is_stored_and_passed_on_once(harness: Harness,
     assert harness.core.stats()["messages_in_total"] == 3
     counts = harness.registry.messages
     assert (counts.inbound_stored, counts.inbound_duplicates) == (2, 1)
+
+
+async def test_a_message_known_only_by_lid_is_stored_once_counted_and_passed_on_with_its_lid(
+    harness: Harness, autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lid_only(wa_id: str, peer: str, text: str, at: float) -> MessageReceived:
+        # What the neonize link delivers for a chat WhatsApp addresses only by LID.
+        return MessageReceived(wa_id, "", text, at, peer_lid="1234567890123@lid")
+
+    monkeypatch.setattr(simulator_core, "MessageReceived", lid_only)
+    await harness.connect(110)
+    harness.core.inbound(PHONE, "79990001122", "Здравствуйте!", "wamid-lid")
+    harness.core.inbound(PHONE, "79990001122", "Здравствуйте!", "wamid-lid")  # a redelivery
+    await trio.testing.wait_all_tasks_blocked()
+    assert harness.store.messages.inbound == {(110, "wamid-lid"): ("", "Здравствуйте!")}
+    assert harness.store.messages.inbound_lids == {(110, "wamid-lid"): "1234567890123@lid"}
+    assert [fields.get("peer_lid") for _, fields in harness.inbound.entries] == ["1234567890123@lid"]
+    counts = harness.registry.messages
+    assert (counts.inbound_stored, counts.inbound_duplicates, counts.inbound_unresolved_lid) == (1, 1, 1)
 
 
 async def test_outbound_sends_are_paced_per_company(harness: Harness, autojump_clock: MockClock) -> None:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -75,29 +76,62 @@ def test_a_second_starter_on_a_dir_in_use_is_refused(tmp_path: Path) -> None:
             EmbeddedRedis(tmp_path).start()
 
 
-def test_recovers_after_the_starter_process_is_killed(tmp_path: Path) -> None:
-    starter = subprocess.Popen(
+def _starter(data_dir: Path, *, tied: bool = True) -> subprocess.Popen[str]:
+    """A process that starts the server from a short-lived thread (as ``dev`` does through trio's worker
+    threads), prints its URL and pid, then waits to be killed. ``tied=False`` starts it as the versions
+    before the parent-death signal did."""
+    untie = "" if tied else "_embedded.die_with_parent = lambda signum: (lambda: None)\n"
+    return subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time\n"
+            "import sys, threading, time\n"
             "from pathlib import Path\n"
-            "from actor_admin.cluster import EmbeddedRedis\n"
+            "from actor_admin.cluster import EmbeddedRedis, _embedded\n"
+            f"{untie}"
             "server = EmbeddedRedis(Path(sys.argv[1]))\n"
-            "print(server.start(), server.pid, flush=True)\n"
+            "starting = threading.Thread(target=server.start)\n"
+            "starting.start()\n"
+            "starting.join()\n"
+            "print(server.url, server.pid, flush=True)\n"
             "time.sleep(600)\n",
-            str(tmp_path),
+            str(data_dir),
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def _gone_within(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_the_server_outlives_the_starting_thread_but_not_a_starter_killed_outright(tmp_path: Path) -> None:
+    starter = _starter(tmp_path)
+    try:
+        assert starter.stdout is not None
+        url, pid = starter.stdout.readline().split()
+        assert ping(url)  # the thread that started it has exited: the server is still there
+    finally:
+        starter.send_signal(signal.SIGKILL)
+        starter.wait()
+    assert _gone_within(int(pid), 5.0), "redis-server outlived its starter's kill -9"
+
+
+def test_recovers_after_the_starter_process_is_killed(tmp_path: Path) -> None:
+    starter = _starter(tmp_path, tied=False)
     try:
         assert starter.stdout is not None
         orphan_url, orphan_pid = starter.stdout.readline().split()
     finally:
         starter.send_signal(signal.SIGKILL)
         starter.wait()
-    assert alive(int(orphan_pid)) and ping(orphan_url)  # the server outlived its starter
+    assert alive(int(orphan_pid)) and ping(orphan_url)  # the untied server outlived its starter
 
     server = EmbeddedRedis(tmp_path)
     try:

@@ -220,7 +220,7 @@ async def test_serve_writes_only_json_lines_with_the_priority_journald_reads(
     crashes = [(p, r) for p, r in lines if r["msg"].startswith("actor crashed")]
     assert crashes and all(p == 3 and r["salon_id"] == CRASHING_SALON for p, r in crashes)
     assert "CredentialsError" in crashes[0][1]["exc"]
-    assert any(p == 4 and r["logger"] == "actor_admin.api.webhook" for p, r in lines)
+    assert any(p == 4 and r["logger"] == "actor_admin.api" and r.get("cause") == "bad_partner_token" for p, r in lines)
 
 
 async def test_a_refused_start_is_one_json_line_at_priority_err(pg_dsn: str, redis_url: str, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """``actor-admin dev`` as a real process: starts from an empty ``DATA_DIR``, stops on SIGTERM within the
 deadline with exit 0 while a viewer watches (close code 1001), keeps the salon's device linked, and on
 the next start reconnects the salon **without a new QR scan** — the "no rescan" promise. A SIGKILL
-leaves the embedded servers behind; the next start must recover them.
+takes the embedded servers with it (parent-death signal), and the next start comes up on the same data.
 
 The WhatsApp simulator runs as its own process (``actor-admin simulator``) so the phone's side
 outlives the node, as the real WhatsApp does. The node uses its embedded PostgreSQL and Redis
@@ -47,9 +47,7 @@ class Proc:
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    # Not tmp_path: that is 0700 and under root the embedded PostgreSQL runs as another user.
-    root = Path(tempfile.mkdtemp(prefix="aa-dev-"))
-    root.chmod(0o755)
+    root = Path(tempfile.mkdtemp(prefix="aa-dev-"))  # 0700: the embedded servers must not need more
     try:
         yield root / "data"
     finally:
@@ -210,11 +208,39 @@ async def test_dev_starts_from_an_empty_data_dir_and_again_on_the_same_one(data_
     assert code == 0, node.output()
 
 
-async def test_after_sigkill_the_next_start_recovers_the_embedded_servers(data_dir: Path, tmp_path: Path) -> None:
+def _alive(pid: int) -> bool:
+    """Running, not merely a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+async def _gone(pid: int) -> None:
+    """Return once ``pid`` has exited (a pidfd turns readable then; the caller bounds the wait)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        await trio.lowlevel.wait_readable(fd)
+    finally:
+        os.close(fd)
+
+
+async def test_after_sigkill_the_embedded_servers_die_too_and_the_next_start_recovers(
+    data_dir: Path, tmp_path: Path
+) -> None:
     node = await start_dev(data_dir, free_port(), None, tmp_path / "dev.log")
+    redis_pid = int((data_dir / "redis" / "redis.pid").read_text())
+    postmaster_pid = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
+    assert _alive(redis_pid) and _alive(postmaster_pid)
     await stop(node, signal.SIGKILL)
-    # The embedded servers run in their own sessions: a SIGKILL of the node leaves them running.
-    assert EmbeddedPostgres(data_dir / "pg").is_running()
+    # Both run in their own sessions (a Ctrl-C is the node's to handle), with the parent-death signal.
+    with trio.fail_after(5):
+        await _gone(redis_pid)
+    with trio.fail_after(15):  # PostgreSQL's fast shutdown, then it exits
+        await _gone(postmaster_pid)
 
     node = await start_dev(data_dir, free_port(), None, tmp_path / "dev.log")
     async with httpx.AsyncClient(timeout=5) as http:
@@ -222,4 +248,4 @@ async def test_after_sigkill_the_next_start_recovers_the_embedded_servers(data_d
     assert ready["ready"] is True
     code, _ = await stop(node)
     assert code == 0, node.output()
-    assert not EmbeddedPostgres(data_dir / "pg").is_running()  # the adopted server was stopped too
+    assert not EmbeddedPostgres(data_dir / "pg").is_running()

@@ -13,17 +13,15 @@ import pytest
 from actor_admin.store import EmbeddedPostgres
 
 
-def _traversable_temp_dir(prefix: str) -> Path:
-    # Not pytest's tmp_path: that is mode 0700, and under root the server runs as another user.
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    root.chmod(0o755)
-    return root
+def _private_temp_dir(prefix: str) -> Path:
+    # Mode 0700, like a clone in a private home: under root too the server must reach it unchanged.
+    return Path(tempfile.mkdtemp(prefix=prefix))
 
 
 @pytest.fixture(scope="session")
 def pristine_pg_cluster() -> Iterator[Path]:
     """A stopped, freshly initialised cluster, made once: copying it is ~10x faster than initdb."""
-    root = _traversable_temp_dir("aa-pristine-")
+    root = _private_temp_dir("aa-pristine-")
     with EmbeddedPostgres(root / "pg", fast_unsafe=True):
         pass
     try:
@@ -34,8 +32,8 @@ def pristine_pg_cluster() -> Iterator[Path]:
 
 @pytest.fixture
 def empty_pg_dir() -> Iterator[Path]:
-    """A not yet existing data directory in a reachable temp folder; any server left on it is stopped."""
-    root = _traversable_temp_dir("aa-embedded-")
+    """A not yet existing data directory in a private temp folder; any server left on it is stopped."""
+    root = _private_temp_dir("aa-embedded-")
     try:
         yield root / "pg"
     finally:

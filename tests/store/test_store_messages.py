@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import trio
 
 from actor_admin.store import Store
@@ -73,3 +74,15 @@ async def test_unpublished_inbound_until_marked_published(store: Store) -> None:
     assert await store.messages.mark_published(7, ["WA1"]) == 0
     assert [m.wa_id for m in await store.messages.unpublished_inbound(salon_id=7)] == ["WA2"]
     assert await store.messages.unpublished_inbound(salon_id=8) == []
+
+
+async def test_an_inbound_message_known_only_by_lid_is_stored_once_with_its_lid(store: Store) -> None:
+    assert await store.messages.insert_inbound(7, "WA-lid", "", "Здравствуйте", peer_lid="1234567890123@lid") is True
+    assert await store.messages.insert_inbound(7, "WA-lid", "", "Здравствуйте", peer_lid="1234567890123@lid") is False
+    [message] = await store.messages.latest(7, "in")
+    assert (message.peer, message.peer_lid, message.text) == ("", "1234567890123@lid", "Здравствуйте")
+
+
+async def test_an_inbound_message_without_phone_number_or_lid_is_refused(store: Store) -> None:
+    with pytest.raises(Exception, match="messages_peer_known"):
+        await store.messages.insert_inbound(7, "WA-nobody", "", "?")

@@ -85,6 +85,10 @@ class FakeClient:
         self.log.append(("send", to, text))
         return "3EB0FFFF"
 
+    def phone_for_lid(self, lid: str) -> str | None:
+        self.log.append(("phone_for_lid", lid))
+        return {"1234567890123@lid": "79005556677"}.get(lid)
+
     def logout(self) -> None:
         self.log.append("logout")
 
@@ -169,6 +173,28 @@ async def test_callbacks_from_foreign_threads_reach_deliver_in_order(harness: Ha
         MessageReceived("A", "79001112233", "first", harness.delivered[3].at),  # type: ignore[union-attr]
         MessageReceived("B", "79001112233", "second", harness.delivered[4].at),  # type: ignore[union-attr]
     ]
+
+
+def lid_message(text: str, msg_id: str, lid: str) -> object:
+    source = pb.MessageSource(Chat=pb.JID(User=lid, Server="lid"), Sender=pb.JID(User=lid, Server="lid", Device=2))
+    return ev.MessageEv(Info=pb.MessageInfo(ID=msg_id, MessageSource=source), Message=e2e.Message(conversation=text))
+
+
+async def test_a_message_known_only_by_lid_is_resolved_through_the_clients_lid_map_or_kept(
+    harness: Harness,
+) -> None:
+    link, _client = await harness.open()
+    await fire(link.on_event, lid_message("known", "A", "1234567890123"))
+    await fire(link.on_event, lid_message("unknown", "B", "9999999999999"))
+    await fire(link.on_event, message("by phone", "C"))
+    received = [e for e in harness.delivered if isinstance(e, MessageReceived)]
+    assert [(m.wa_id, m.peer, m.peer_lid) for m in received] == [
+        ("A", "79005556677", "1234567890123@lid"),
+        ("B", "", "9999999999999@lid"),
+        ("C", "79001112233", None),
+    ]
+    lookups = [item for item in harness.log if isinstance(item, tuple) and item[0] == "phone_for_lid"]
+    assert lookups == [("phone_for_lid", "1234567890123@lid"), ("phone_for_lid", "9999999999999@lid")]
 
 
 async def test_a_connection_ending_event_is_reported_once_after_the_client_is_stopped(harness: Harness) -> None:

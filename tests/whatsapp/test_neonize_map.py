@@ -29,6 +29,7 @@ from actor_admin.whatsapp._neonize_map import (
     is_terminal,
     map_event,
     map_login_status,
+    needs_lid_lookup,
     qr_issued,
 )
 
@@ -158,6 +159,29 @@ def test_an_extended_text_message_gives_its_text() -> None:
 def test_a_lid_addressed_chat_uses_the_phone_number_in_sender_alt() -> None:
     mapped = map_event(inbound(chat=jid("1234567890123", "lid"), sender_alt=jid("79005556677")), NOW)
     assert isinstance(mapped, MessageReceived) and mapped.peer == "79005556677"
+    assert mapped.peer_lid == "1234567890123@lid"
+
+
+def test_a_lid_only_message_is_kept_with_its_lid_and_no_phone_number() -> None:
+    mapped = map_event(inbound("Можно на завтра?", chat=jid("1234567890123", "lid")), NOW)
+    assert mapped == MessageReceived(
+        wa_id="3EB0C0FFEE", peer="", text="Можно на завтра?", at=NOW, peer_lid="1234567890123@lid"
+    )
+
+
+def test_a_lid_only_message_takes_the_phone_number_the_lid_map_gives() -> None:
+    mapped = map_event(inbound(chat=jid("1234567890123", "lid")), NOW, lid_phone="79005556677")
+    assert isinstance(mapped, MessageReceived)
+    assert (mapped.peer, mapped.peer_lid) == ("79005556677", "1234567890123@lid")
+
+
+def test_only_a_lid_only_inbound_message_asks_for_a_lid_lookup() -> None:
+    lid_chat = jid("1234567890123", "lid")
+    assert needs_lid_lookup(inbound(chat=lid_chat)) == "1234567890123@lid"
+    assert needs_lid_lookup(inbound(chat=lid_chat, sender_alt=jid("79005556677"))) is None
+    assert needs_lid_lookup(inbound(chat=lid_chat, from_me=True)) is None
+    assert needs_lid_lookup(inbound()) is None
+    assert needs_lid_lookup(ev.ConnectedEv()) is None
 
 
 @pytest.mark.parametrize(
@@ -166,7 +190,6 @@ def test_a_lid_addressed_chat_uses_the_phone_number_in_sender_alt() -> None:
         pytest.param(lambda: inbound(from_me=True), id="own echo"),
         pytest.param(lambda: inbound(group=True, chat=jid("120363000000", "g.us")), id="group"),
         pytest.param(lambda: inbound(chat=jid("status", "broadcast")), id="status broadcast"),
-        pytest.param(lambda: inbound(chat=jid("1234567890123", "lid")), id="no phone number"),
     ],
 )
 def test_messages_that_are_not_a_clients_one_to_one_text_are_skipped(message: object) -> None:

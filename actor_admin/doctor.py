@@ -445,7 +445,9 @@ def _same_node_id_processes(proc: Path = Path("/proc")) -> dict[str, list[int]] 
 
 
 async def _check_node_id(ctx: Context) -> Result:
-    duplicates = await trio.to_thread.run_sync(_same_node_id_processes)
+    # Reading another process's cmdline waits for that process's memory map lock; a process stuck
+    # holding it must not hang the doctor, so the check's timeout may abandon the thread.
+    duplicates = await trio.to_thread.run_sync(_same_node_id_processes, abandon_on_cancel=True)
     if duplicates is None:
         return Result(True, "not checked: no /proc on this machine")
     if not duplicates:

@@ -217,11 +217,16 @@ async def keeper_cluster(store: Any, redis_client: Any) -> AsyncIterator[tuple[T
         yield nodes[0], nodes[1]
 
 
+def placed_on(node_id: str, candidates: range) -> list[int]:
+    """The salons among ``candidates`` that placement gives ``node_id`` of the keeper cluster's two nodes."""
+    return [s for s in candidates if place(s, ["node-a", "node-b"]) == node_id]
+
+
 async def test_with_the_keeper_a_call_at_one_node_reaches_the_salon_placed_on_the_other(
     keeper_cluster: tuple[TestNode, TestNode],
 ) -> None:
     a, b = keeper_cluster
-    salon = next(s for s in range(9200, 9300) if place(s, ["node-a", "node-b"]) == "node-b")
+    salon = placed_on("node-b", range(9200, 9300))[0]
     await a.register(salon)
     response = await a.http.post("/marketplace/api/qr", headers=a.bearer(salon), json={})
     assert response.status_code == 200, response.text
@@ -235,7 +240,7 @@ async def test_a_draining_node_nudges_the_new_owner_over_redis_and_it_plans_at_o
     keeper_cluster: tuple[TestNode, TestNode],
 ) -> None:
     a, b = keeper_cluster
-    salon = next(s for s in range(9300, 9400) if place(s, ["node-a", "node-b"]) == "node-b")
+    salon = placed_on("node-b", range(9300, 9400))[0]
     await a.register(salon)
     await a.services.router.ask(salon, RequestQr())  # b claims it on demand and runs it
     assert b.services.router.running(salon)

@@ -385,8 +385,11 @@ class Keeper:
         for stop in actions.stops:
             await self._stop(stop.salon_id)
         if actions.handovers:
-            for handover in actions.handovers:
-                await self._stop(handover.salon_id)  # the connection closes before the salon is released
+            # Each connection closes before its salon is released. Stopped together, not one after
+            # the other: a salon's gap runs from its own stop to the release of the whole round.
+            async with trio.open_nursery() as stopping:
+                for handover in actions.handovers:
+                    stopping.start_soon(self._stop, handover.salon_id)
             await self.ownership.release(member, {h.salon_id: h.fence for h in actions.handovers}, cause="handed_over")
             for to in sorted({h.to for h in actions.handovers}):
                 await self._nudge(to)

@@ -125,6 +125,7 @@ class NodeActors:
     node_id: str
     whatsapp: WhatsApp
     running: set[int] = attrs.field(factory=set)
+    stop_s: float = 0.0  # how long closing a connection takes
 
     async def start(self, salon_id: int) -> bool:
         await trio.lowlevel.checkpoint()
@@ -133,7 +134,7 @@ class NodeActors:
         return True
 
     async def stop(self, salon_id: int, *, grace: float | None = None) -> bool:
-        await trio.lowlevel.checkpoint()
+        await trio.sleep(self.stop_s)
         had = salon_id in self.running
         self.running.discard(salon_id)
         self.whatsapp.disconnect(self.node_id, salon_id)
@@ -290,6 +291,20 @@ async def test_a_hand_over_whose_nudges_are_lost_still_completes_at_the_next_rou
         # Without a nudge a later round's salons wait for the receiver's quiet round.
         assert max(cluster.whatsapp.gaps) <= (QUIET_ROUNDS + 1) * TIMINGS.heartbeat_interval_s
         assert sum(n.keeper.nudged_total for n in cluster.nodes.values()) == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_hand_over_rounds_connections_close_together_not_one_after_another(
+    autojump_clock: MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = await _cluster(nursery, "a", "b", "c")
+        leaving = cluster.nodes["b"]
+        assert len(leaving.keeper.local) >= 3
+        leaving.actors.stop_s = 0.3  # a WhatsApp connection takes a while to close
+        await _drain_b(cluster)
+        # Stopped one after another, the first salon of a round of five would wait 4 × 0.3 s more.
+        assert max(cluster.whatsapp.gaps) < 2 * leaving.actors.stop_s + 0.3
         nursery.cancel_scope.cancel()
 
 

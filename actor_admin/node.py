@@ -129,7 +129,14 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
         if keeper is not None:
             keeper.actors = router
         if parts.redis is not None:
-            router.remote = await stack.enter_async_context(open_node_rpc(parts.redis, settings.node_id, router.serve))
+            rpc = await stack.enter_async_context(
+                open_node_rpc(
+                    parts.redis, settings.node_id, router.serve, on_nudge=None if keeper is None else keeper.nudge
+                )
+            )
+            router.remote = rpc
+            if keeper is not None:
+                keeper.nudge_other = rpc.nudge  # a hand-over tells the new owner over Redis to plan now
         yield Services(
             settings=settings,
             store=parts.store,

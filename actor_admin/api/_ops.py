@@ -231,15 +231,25 @@ def _listing_filter() -> tuple[str | None, IntegrationStatus | None]:
     fail(422, "invalid_query", f"state must be one of: {known}")
 
 
+def stored_state(connected: bool) -> str:
+    """The state shown for a salon whose actor runs on another node: its stored connection, which
+    that node's actor keeps current in ``companies`` (docs/http-api.md#status-companies)."""
+    return "connected" if connected else "disconnected"
+
+
 def company_row(company: Any, record: Mapping[str, Any] | None, owner: str | None = None) -> JSON:
     """One salon as the supervisor's list shows it: the stored company, its live session if it runs
-    here, and the node that owns it (``owner``, from ``salon_owners``) wherever it runs."""
+    here (else, owned by another node, its stored connection), and the node that owns it
+    (``owner``, from ``salon_owners``) wherever it runs."""
     live = record or {}
+    state = live.get("state")
+    if record is None and owner is not None:
+        state = stored_state(company.whatsapp_connected)
     return {
         "salon_id": company.salon_id,
         "title": company.title,
         "integration_status": company.integration_status,
-        "state": live.get("state"),
+        "state": state,
         "phone": company.whatsapp_phone or live.get("phone"),
         "node": live.get("node") or owner,
         "restarts": live.get("restarts", 0),
@@ -537,7 +547,11 @@ def blueprint(services: Services) -> Blueprint:
         live = {int(r["salon_id"]): r for r in company_records(services)}
         store = services.store
         if session_state is not None:
-            ids = sorted(salon_id for salon_id, r in live.items() if r["state"] == session_state)
+            matching = {salon_id for salon_id, r in live.items() if r["state"] == session_state}
+            if session_state == "connected":
+                # The whole cluster: salons running elsewhere count as their owners last stored them.
+                matching |= (await store.ownership.connected_salons()).keys() - live.keys()
+            ids = sorted(matching)
             total = len(ids)
             chunk = ids[(page - 1) * per_page : page * per_page]
             companies = [c for c in [await store.companies.get(salon_id) for salon_id in chunk] if c is not None]

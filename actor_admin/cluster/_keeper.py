@@ -44,6 +44,9 @@ log = logging.getLogger("actor_admin.cluster")
 
 #: How many heartbeat intervals may pass without a planning round when nothing changed.
 QUIET_ROUNDS = 5
+#: The shortest time between two rounds, as a share of the heartbeat interval: nudges (which anyone
+#: on Redis can send) make rounds come sooner, never more often than this.
+NUDGE_GAP_SHARE = 0.05
 
 
 class OwnershipStore(Protocol):
@@ -88,8 +91,9 @@ class Keeper:
             because the actors are built with the keeper as their :class:`Locator`, before :meth:`run`.
         wanted: the salons that should run (stored credentials, not frozen or uninstalled).
         restore_per_second: how many actors this node starts a second (restores are paced).
-        nudge: tells another node to plan now (a hint, e.g. a Redis publish); None: it plans at its
-            next heartbeat.
+        nudge: tells another node to plan now (a hint: ``NodeRpc.nudge``, a Redis publish); None: it
+            plans at its next heartbeat or quiet round. May be bound after construction
+            (``keeper.nudge_other``), because the node's RPC listener opens after the keeper.
     """
 
     def __init__(
@@ -101,7 +105,7 @@ class Keeper:
         wanted: Callable[[], Awaitable[Set[int]]],
         *,
         restore_per_second: float = 20.0,
-        nudge: Callable[[str], Awaitable[None]] | None = None,
+        nudge: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
         self.ownership = ownership
         self.member = member
@@ -109,7 +113,7 @@ class Keeper:
         self.actors: Actors | None = actors
         self.wanted = wanted
         self.restore_interval_s = 1.0 / restore_per_second
-        self._nudge_other = nudge
+        self.nudge_other = nudge
         self.observer = Observer(member.node_id, timings)
         self.lease = NodeLease(timings)
         #: salon → fence of every actor this node runs or is about to start.
@@ -119,6 +123,7 @@ class Keeper:
         self.owners: dict[int, Owner] = {}
         self.started_total = 0
         self.fenced_total = 0
+        self.nudged_total = 0  # rounds run early because of a nudge
         self.draining = False
         self.leaving = False
         self.planned = trio.Event()  # the first planning round is done
@@ -213,7 +218,8 @@ class Keeper:
             self._nursery.start_soon(self.actors.stop, salon_id)
 
     def nudge(self) -> None:
-        """Plan now (another node handed a salon to this one)."""
+        """Plan now (another node handed a salon to this one): heartbeat and run a planning round
+        without waiting for the interval — at most one round per ``NUDGE_GAP_SHARE`` of it."""
         self._nudged.set()
 
     # --- running ------------------------------------------------------------------------------
@@ -231,11 +237,17 @@ class Keeper:
             nursery.start_soon(self._starter_loop)
             task_status.started()
             with self._planning:
+                nudged = False
                 while True:
-                    await self._beat_and_plan()
-                    with trio.move_on_after(self.timings.heartbeat_interval_s):
-                        await self._nudged.wait()
+                    # A nudge that arrives during this round is kept for the next one: this round
+                    # may have read the owners before the release it announces.
                     self._nudged = trio.Event()
+                    await self._beat_and_plan(nudged=nudged)
+                    next_beat = trio.current_time() + self.timings.heartbeat_interval_s
+                    await trio.sleep(self.timings.heartbeat_interval_s * NUDGE_GAP_SHARE)
+                    with trio.move_on_at(next_beat):
+                        await self._nudged.wait()
+                    nudged = self._nudged.is_set()
             nursery.cancel_scope.cancel()
 
     async def restore(self) -> int:
@@ -286,6 +298,10 @@ class Keeper:
             else:
                 if released:
                     log.info("left the cluster; released %d salon(s) not handed over", len(released))
+                    # Whoever placement now names claims them at once rather than at its next round.
+                    membership = self.membership
+                    for node_id in sorted(membership.placeable - {self.node_id} if membership else ()):
+                        await self._nudge(node_id)
 
     async def _join(self) -> None:
         """Register; with the ``NODE_ID`` occupied, replace the occupant only once it is seen dead."""
@@ -313,7 +329,7 @@ class Keeper:
                 continue
             replacing = watcher.observe(trio.current_time(), rows).dead.get(self.node_id)
 
-    async def _beat_and_plan(self) -> None:
+    async def _beat_and_plan(self, *, nudged: bool = False) -> None:
         sent = trio.current_time()
         try:
             beat = await self.ownership.heartbeat(self.member, include_owned=not self.lease.valid(sent))
@@ -341,9 +357,11 @@ class Keeper:
             return  # nodes started together see each other before the first claims them all
         live = frozenset(membership.live.items())
         due = received - self._last_plan >= QUIET_ROUNDS * self.timings.heartbeat_interval_s
-        if not (due or live != self._last_live or self._nudged.is_set() or self.draining or membership.dead
+        if not (due or live != self._last_live or nudged or self.draining or membership.dead
                 or not self.planned.is_set()):
             return
+        if nudged:
+            self.nudged_total += 1
         try:
             self.owners = await self.ownership.owners()
             wanted = await self.wanted()
@@ -367,8 +385,11 @@ class Keeper:
         for stop in actions.stops:
             await self._stop(stop.salon_id)
         if actions.handovers:
-            for handover in actions.handovers:
-                await self._stop(handover.salon_id)  # the connection closes before the salon is released
+            # Each connection closes before its salon is released. Stopped together, not one after
+            # the other: a salon's gap runs from its own stop to the release of the whole round.
+            async with trio.open_nursery() as stopping:
+                for handover in actions.handovers:
+                    stopping.start_soon(self._stop, handover.salon_id)
             await self.ownership.release(member, {h.salon_id: h.fence for h in actions.handovers}, cause="handed_over")
             for to in sorted({h.to for h in actions.handovers}):
                 await self._nudge(to)
@@ -386,10 +407,10 @@ class Keeper:
             await self.ownership.forget(dead)
 
     async def _nudge(self, node_id: str) -> None:
-        if self._nudge_other is None:
+        if self.nudge_other is None:
             return
         try:
-            await self._nudge_other(node_id)
+            await self.nudge_other(node_id)
         except Exception as exc:  # a hint only: the next heartbeat finds the salons anyway
             log.info("could not nudge node %s: %s", node_id, exc)
 

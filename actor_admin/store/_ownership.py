@@ -548,6 +548,19 @@ class Ownership:
 
         return await self._db.run(work, retry=True) if ids else {}
 
+    async def connected_salons(self) -> dict[int, str | None]:
+        """``{salon_id: owner node or None}`` of every salon whose stored connection is up
+        (``companies.whatsapp_connected``, which its owner's actor keeps current): one query."""
+
+        async def work(conn: Conn) -> dict[int, str | None]:
+            rows = await conn.fetch(
+                "SELECT c.salon_id, o.node_id FROM companies c LEFT JOIN salon_owners o USING (salon_id) "
+                "WHERE c.whatsapp_connected"
+            )
+            return {r["salon_id"]: r["node_id"] for r in rows}
+
+        return await self._db.run(work, retry=True)
+
     async def owned(self, node_id: str) -> dict[int, int]:
         """``{salon_id: fence}`` of every salon ``node_id`` owns."""
 

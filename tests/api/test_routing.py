@@ -15,9 +15,10 @@ import httpx
 import pytest
 import trio
 
-from actor_admin.cluster import place
+from actor_admin.cluster import Keeper, NodeRpc, place
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.node import Parts
+from actor_admin.session import RequestQr
 from actor_admin.store import Member
 from actor_admin.yclients import WEBHOOK_PATH
 from tests._owners import Owners, TableLocator
@@ -216,11 +217,16 @@ async def keeper_cluster(store: Any, redis_client: Any) -> AsyncIterator[tuple[T
         yield nodes[0], nodes[1]
 
 
+def placed_on(node_id: str, candidates: range) -> list[int]:
+    """The salons among ``candidates`` that placement gives ``node_id`` of the keeper cluster's two nodes."""
+    return [s for s in candidates if place(s, ["node-a", "node-b"]) == node_id]
+
+
 async def test_with_the_keeper_a_call_at_one_node_reaches_the_salon_placed_on_the_other(
     keeper_cluster: tuple[TestNode, TestNode],
 ) -> None:
     a, b = keeper_cluster
-    salon = next(s for s in range(9200, 9300) if place(s, ["node-a", "node-b"]) == "node-b")
+    salon = placed_on("node-b", range(9200, 9300))[0]
     await a.register(salon)
     response = await a.http.post("/marketplace/api/qr", headers=a.bearer(salon), json={})
     assert response.status_code == 200, response.text
@@ -228,3 +234,25 @@ async def test_with_the_keeper_a_call_at_one_node_reaches_the_salon_placed_on_th
     assert b.services.router.running(salon) and not a.services.router.running(salon)
     owner = (await a.services.store.ownership.owners())[salon]
     assert owner.node_id == "node-b"  # claimed on demand by b, the node placement names
+
+
+async def test_a_draining_node_nudges_the_new_owner_over_redis_and_it_plans_at_once(
+    keeper_cluster: tuple[TestNode, TestNode],
+) -> None:
+    a, b = keeper_cluster
+    salon = placed_on("node-b", range(9300, 9400))[0]
+    await a.register(salon)
+    await a.services.router.ask(salon, RequestQr())  # b claims it on demand and runs it
+    assert b.services.router.running(salon)
+    a_keeper, b_keeper = a.services.router.locator, b.services.router.locator
+    assert isinstance(a_keeper, Keeper) and isinstance(b_keeper, Keeper)
+    assert a.services.router.remote is not None
+    rpc = a.services.router.remote
+    assert isinstance(rpc, NodeRpc)
+    before = rpc.statistics().nudges_total
+    with trio.fail_after(10):
+        await b_keeper.drain(deadline_s=8)  # hands the salon over to a: stop, release, nudge
+    assert not b.services.router.running(salon)
+    with trio.fail_after(5):
+        while rpc.statistics().nudges_total == before or a_keeper.nudged_total == 0:  # noqa: ASYNC110 - counters only
+            await trio.sleep(0.02)

@@ -9,10 +9,13 @@ import pytest
 import trio
 
 from actor_admin import __version__
+from actor_admin.session import RequestQr
 from actor_admin.store import Claim, Member
 from tests.store._ownership_helpers import add_companies, sql
 
 from .conftest import TestNode
+from .test_routing import keeper_cluster, placed_on  # noqa: F401 - the two-node fixture
+from .test_webhook import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +130,38 @@ async def test_the_status_page_listing_names_each_salons_owner_wherever_it_runs(
     response = await node.http.get("/status/companies", headers={**node.admin, "Accept": "application/json"})
     assert response.status_code == 200
     rows = {c["salon_id"]: c for c in response.json()["companies"]}
-    assert rows[741]["node"] == "node-b" and rows[741]["state"] is None  # owned elsewhere: no live session here
+    assert rows[741]["node"] == "node-b" and rows[741]["state"] == "disconnected"  # owned elsewhere: as stored
     assert rows[742]["node"] is None  # nobody owns it
     history = await node.http.get("/status/companies/741/history", headers={**node.admin, "Accept": "application/json"})
     assert history.json()["company"]["node"] == "node-b"
+
+
+async def test_the_connected_filter_lists_the_salons_connected_on_every_node_from_either_node(
+    keeper_cluster: tuple[TestNode, TestNode],  # noqa: F811 - the imported fixture
+) -> None:
+    a, b = keeper_cluster
+    on_a = placed_on("node-a", range(9400, 9500))[0]
+    on_b, idle_on_b = placed_on("node-b", range(9400, 9500))[:2]
+    for salon, owner, phone in ((on_a, a, "79001110001"), (on_b, b, "79001110002")):
+        await a.register(salon, title=f"Salon {salon}")
+        await a.services.router.ask(salon, RequestQr())  # on_b: routed to b, which claims it on demand
+        owner.core.scan(await owner.core.wait_qr(salon), phone)
+        with trio.fail_after(5):
+            await owner.services.registry.wait_state(salon, "connected")
+    await a.register(idle_on_b)
+    await a.services.router.ask(idle_on_b, RequestQr())  # runs on b, showing QRs: not connected
+
+    async def stored_connected() -> bool:
+        return {on_a, on_b} <= (await a.services.store.ownership.connected_salons()).keys()
+
+    await eventually(stored_connected)
+    for asked in (a, b):
+        listing = await asked.http.get("/status/companies?state=connected", headers=asked.admin)
+        assert listing.status_code == 200
+        body = listing.json()
+        rows = [(c["salon_id"], c["state"], c["node"], c["phone"]) for c in body["companies"]]
+        expected = [(on_a, "connected", "node-a", "79001110001"), (on_b, "connected", "node-b", "79001110002")]
+        assert rows == sorted(expected)
+        assert body["total"] == 2
+    everything = (await a.http.get("/status/companies", headers=a.admin)).json()["companies"]
+    assert {c["salon_id"]: (c["state"], c["node"]) for c in everything}[idle_on_b] == ("disconnected", "node-b")

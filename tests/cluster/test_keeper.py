@@ -16,6 +16,7 @@ import trio
 from trio.testing import MockClock
 
 from actor_admin.cluster import Keeper, OwnershipTimings, place
+from actor_admin.cluster._keeper import NUDGE_GAP_SHARE, QUIET_ROUNDS
 from actor_admin.store import Claim, Member, NodeRef
 
 from ._ownership_model import OwnershipModel
@@ -32,6 +33,9 @@ class WhatsApp:
     replaced_total: int = 0
     max_live_per_device: int = 0
     changed: trio.Event = attrs.field(factory=trio.Event)  # set and renewed at every connect/disconnect
+    #: salon → when its device lost its last connection; gaps: how long each salon was without one.
+    down_since: dict[int, float] = attrs.field(factory=dict)
+    gaps: list[float] = attrs.field(factory=list)
 
     def _notify(self) -> None:
         self.changed.set()
@@ -40,6 +44,8 @@ class WhatsApp:
     def connect(self, node_id: str, salon_id: int) -> None:
         if salon_id in self.live and self.live[salon_id] != node_id:
             self.replaced_total += 1
+        if salon_id in self.down_since:
+            self.gaps.append(trio.current_time() - self.down_since.pop(salon_id))
         self.live[salon_id] = node_id
         self.max_live_per_device = max(self.max_live_per_device, 1)
         self._notify()
@@ -47,6 +53,7 @@ class WhatsApp:
     def disconnect(self, node_id: str, salon_id: int) -> None:
         if self.live.get(salon_id) == node_id:
             del self.live[salon_id]
+            self.down_since[salon_id] = trio.current_time()
         self._notify()
 
 
@@ -118,6 +125,7 @@ class NodeActors:
     node_id: str
     whatsapp: WhatsApp
     running: set[int] = attrs.field(factory=set)
+    stop_s: float = 0.0  # how long closing a connection takes
 
     async def start(self, salon_id: int) -> bool:
         await trio.lowlevel.checkpoint()
@@ -126,7 +134,7 @@ class NodeActors:
         return True
 
     async def stop(self, salon_id: int, *, grace: float | None = None) -> bool:
-        await trio.lowlevel.checkpoint()
+        await trio.sleep(self.stop_s)
         had = salon_id in self.running
         self.running.discard(salon_id)
         self.whatsapp.disconnect(self.node_id, salon_id)
@@ -147,6 +155,17 @@ class Cluster:
     model: OwnershipModel = attrs.field(factory=OwnershipModel)
     whatsapp: WhatsApp = attrs.field(factory=WhatsApp)
     nodes: dict[str, Node] = attrs.field(factory=dict)
+    #: Whether a keeper's nudge reaches the node it names (False: every nudge is lost, as with Redis down).
+    deliver_nudges: bool = True
+    timings: OwnershipTimings = TIMINGS
+    nudges_sent: int = 0
+
+    async def nudge(self, node_id: str) -> None:
+        """A Redis publish on ``node_id``'s channel, as ``NodeRpc.nudge`` does: one hop, maybe lost."""
+        await trio.sleep(0.001)
+        self.nudges_sent += 1
+        if self.deliver_nudges and node_id in self.nodes:
+            self.nodes[node_id].keeper.nudge()
 
     def start(self, node_id: str) -> Node:
         store = ModelStore(self.model)
@@ -155,7 +174,7 @@ class Cluster:
         async def wanted() -> set[int]:
             return set(SALONS)
 
-        keeper = Keeper(store, Member.new(node_id, "1.0"), TIMINGS, actors, wanted)
+        keeper = Keeper(store, Member.new(node_id, "1.0"), self.timings, actors, wanted, nudge=self.nudge)
         node = self.nodes[node_id] = Node(keeper, store, actors)
 
         async def run() -> None:
@@ -185,8 +204,8 @@ class Cluster:
         return trio.current_time() - started
 
 
-async def _cluster(nursery: trio.Nursery, *names: str) -> Cluster:
-    cluster = Cluster(nursery)
+async def _cluster(nursery: trio.Nursery, *names: str, timings: OwnershipTimings = TIMINGS) -> Cluster:
+    cluster = Cluster(nursery, timings=timings)
     for model_salon in SALONS:
         cluster.model.companies.add(model_salon)
     for name in names:
@@ -223,6 +242,83 @@ async def test_sigterm_hands_every_salon_over_without_a_440_and_leaves(autojump_
         assert cluster.whatsapp.replaced_total == 0
         assert "b" not in {n.node_id for n in cluster.model.nodes_list()}
         assert not leaving.actors.running
+        nursery.cancel_scope.cancel()
+
+
+#: One salon per hand-over round: b's salons go over several rounds, and only the last is followed
+#: by b leaving (a membership change every node plans on anyway).
+ONE_BY_ONE = attrs.evolve(TIMINGS, handovers_per_round=1)
+
+
+async def _drain_b(cluster: Cluster) -> Node:
+    """SIGTERM of b, which hands its salons over in several rounds; the gaps it leaves."""
+    leaving = cluster.nodes["b"]
+    assert len(leaving.keeper.local) >= 3, "too few hand-over rounds to tell anything"
+    cluster.whatsapp.gaps.clear()
+    await leaving.keeper.drain(deadline_s=30)
+    del cluster.nodes["b"]
+    await cluster.wait(cluster.settled, within=30)
+    assert cluster.whatsapp.replaced_total == 0
+    assert not leaving.actors.running
+    return leaving
+
+
+async def test_a_nudged_new_owner_takes_each_handed_over_salon_sooner_than_a_heartbeat(
+    autojump_clock: MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = await _cluster(nursery, "a", "b", "c", timings=ONE_BY_ONE)
+        moved = len(cluster.nodes["b"].keeper.local)
+        await _drain_b(cluster)
+        assert len(cluster.whatsapp.gaps) == moved
+        # Stop → release → nudge → the new owner's round → its paced start: well inside one interval,
+        # for the later hand-over rounds too (their new owners see no membership change to plan on).
+        assert max(cluster.whatsapp.gaps) < TIMINGS.heartbeat_interval_s
+        assert cluster.nudges_sent >= moved
+        assert sum(n.keeper.nudged_total for n in cluster.nodes.values()) >= 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_hand_over_whose_nudges_are_lost_still_completes_at_the_next_rounds(
+    autojump_clock: MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = await _cluster(nursery, "a", "b", "c", timings=ONE_BY_ONE)
+        cluster.deliver_nudges = False
+        moved = len(cluster.nodes["b"].keeper.local)
+        await _drain_b(cluster)
+        assert len(cluster.whatsapp.gaps) == moved
+        # Without a nudge a later round's salons wait for the receiver's quiet round.
+        assert max(cluster.whatsapp.gaps) <= (QUIET_ROUNDS + 1) * TIMINGS.heartbeat_interval_s
+        assert sum(n.keeper.nudged_total for n in cluster.nodes.values()) == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_hand_over_rounds_connections_close_together_not_one_after_another(
+    autojump_clock: MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = await _cluster(nursery, "a", "b", "c")
+        leaving = cluster.nodes["b"]
+        assert len(leaving.keeper.local) >= 3
+        leaving.actors.stop_s = 0.3  # a WhatsApp connection takes a while to close
+        await _drain_b(cluster)
+        # Stopped one after another, the first salon of a round of five would wait 4 × 0.3 s more.
+        assert max(cluster.whatsapp.gaps) < 2 * leaving.actors.stop_s + 0.3
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_flood_of_nudges_runs_rounds_no_closer_than_the_nudge_gap(autojump_clock: MockClock) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = await _cluster(nursery, "a", "b")
+        node = cluster.nodes["a"]
+        beats = cluster.model.nodes["a"].seq
+        started = trio.current_time()
+        while trio.current_time() - started < 1.0:
+            node.keeper.nudge()  # anyone on Redis can publish nudges
+            await trio.sleep(0.001)
+        rounds = cluster.model.nodes["a"].seq - beats
+        assert 2 <= rounds <= 1.0 / (TIMINGS.heartbeat_interval_s * NUDGE_GAP_SHARE) + 1
         nursery.cancel_scope.cancel()
 
 

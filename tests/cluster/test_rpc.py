@@ -147,6 +147,23 @@ async def test_garbled_messages_on_a_nodes_channel_are_ignored(redis_client: Red
         assert b.statistics().garbled_total == 6
 
 
+async def test_a_nudge_reaches_the_named_node_only_and_a_garbled_one_is_ignored(redis_client: RedisClient) -> None:
+    nudged: list[str] = []
+    async with (
+        open_node_rpc(redis_client, "a", echo, on_nudge=lambda: nudged.append("a")) as a,
+        open_node_rpc(redis_client, "b", echo, on_nudge=lambda: nudged.append("b")) as b,
+    ):
+        await a.wait_ready()
+        await b.wait_ready()
+        assert await a.nudge("b") is True
+        assert await a.nudge("nobody-listens") is False
+        await redis_client.execute("PUBLISH", b.channel("b"), '{"v": 1, "k": "nudge", "salons": [1]}')
+        with trio.fail_after(5):  # a call after the nudges: the listener handled them in order
+            assert await a.call("b", "after", timeout_s=5) == {"echo": "after"}
+        assert nudged == ["b"]
+        assert (b.statistics().nudges_total, b.statistics().garbled_total) == (1, 1)
+
+
 async def test_without_redis_a_call_fails_within_its_deadline(aio_loop: object, closed_port_url: str) -> None:
     async with await RedisClient.open(closed_port_url, timeout_s=0.5) as client, open_node_rpc(client, "a", echo) as a:
         with trio.fail_after(3), pytest.raises(OwnerUnreachable, match="not connected to Redis"):

@@ -23,6 +23,7 @@ from ._models import (
     Company,
     CompanyEvent,
     ConnectionRecord,
+    CredentialOrigin,
     Direction,
     IntegrationStatus,
     MarketplaceUser,
@@ -49,7 +50,7 @@ from ._ownership import (
     Takeover,
     run_fenced,
 )
-from ._repos import ACTIVATION_WINDOW_S, Companies, Credentials, Events, Messages, Outbox
+from ._repos import ACTIVATION_WINDOW_S, Companies, Credentials, Events, Messages, Outbox, credentials_by_transport
 from ._store import Store, open_store
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "Company",
     "CompanyEvent",
     "ConnectionRecord",
+    "CredentialOrigin",
     "Credentials",
     "CredentialsError",
     "Database",
@@ -100,6 +102,7 @@ __all__ = [
     "StoreUnavailable",
     "StoredSalon",
     "Takeover",
+    "credentials_by_transport",
     "load_migrations",
     "migrate",
     "open_store",

@@ -178,6 +178,7 @@ class _TimingTransport:
 
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
+        self.kind = inner.kind
         self.issued_at: dict[str, float] = {}
 
     async def open(self, nursery: trio.Nursery, spec: LinkSpec) -> Link:

@@ -112,7 +112,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 def _cmd_simulator(args: argparse.Namespace) -> int:
     from actor_admin import commands
 
-    return commands.run_simulator(args.host, args.port)
+    return commands.run_simulator(args.host, args.port, data_dir=args.data_dir)
 
 
 def _cmd_fake_yclients(args: argparse.Namespace) -> int:
@@ -175,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim = add("simulator", _cmd_simulator, "run a standalone WhatsApp simulator (for multi-node setups and tests)")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9000)
+    sim.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep linked devices in DIR/simulator/devices.json across restarts (default: in memory only)",
+    )
 
     fake = add("fake-yclients", _cmd_fake_yclients, "run a standalone fake YClients marketplace API")
     fake.add_argument("--host", default="127.0.0.1")

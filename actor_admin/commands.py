@@ -21,7 +21,7 @@ from actor_admin._devcluster import run_cluster
 from actor_admin._devenv import ensure_dev_secrets
 from actor_admin.config import Settings, SettingsError, load_settings
 from actor_admin.console import CommandError, say, wait_for_signal
-from actor_admin.doubles.whatsapp import serve_simulator
+from actor_admin.doubles.whatsapp import DevicesFileError, SimulatorCore, serve_simulator, simulator_devices_file
 from actor_admin.doubles.yclients import serve_fake_yclients
 from actor_admin.store import Keyring, MigrationError, Store, StoreError
 from actor_admin.store import migrate as run_migrations
@@ -82,15 +82,26 @@ def run_migrate(database_url: str, *, dry_run: bool) -> int:
     return int(trio.run(main))
 
 
-def run_simulator(host: str, port: int) -> int:
+def run_simulator(host: str, port: int, *, data_dir: Path | None = None) -> int:
+    """``actor-admin simulator``; with ``data_dir`` its linked devices outlive the process."""
+    devices_file = simulator_devices_file(data_dir) if data_dir is not None else None
+    try:
+        core = SimulatorCore(devices_file=devices_file)
+    except DevicesFileError as exc:
+        raise CommandError(f"actor-admin simulator: {exc}") from None
+
     async def main() -> int:
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(wait_for_signal, stop)
             binds = await nursery.start(
-                lambda task_status: serve_simulator(host, port, shutdown_trigger=stop.wait, task_status=task_status)
+                lambda task_status: serve_simulator(
+                    host, port, core, shutdown_trigger=stop.wait, task_status=task_status
+                )
             )
             say(f"WhatsApp simulator listening on {', '.join(map(str, binds))} (control API at /, links at /link)")
+            if devices_file is not None:
+                say(f"linked devices kept in {devices_file}")
             await stop.wait()
             nursery.cancel_scope.cancel()
         return 0

@@ -253,6 +253,15 @@ def load_settings(
     if transport not in {"neonize", "simulator"}:
         problems.append(f"WHATSAPP_TRANSPORT must be 'neonize' or 'simulator', got {transport!r}")
         transport = "simulator"
+    simulator_url = env.get("WHATSAPP_SIMULATOR_URL") or None
+    if serve and transport == "simulator" and simulator_url is None:
+        # An in-process simulator in serve has no control API (nothing could link), and it answers
+        # 401 to every stored real credential: only an explicit standalone simulator is a choice.
+        problems.append(
+            "WHATSAPP_TRANSPORT=simulator needs WHATSAPP_SIMULATOR_URL in serve (the address of a standalone "
+            "`actor-admin simulator`, for test clusters); for real WhatsApp unset WHATSAPP_TRANSPORT or set it "
+            "to neonize"
+        )
     log_format = env.get("LOG_FORMAT", "json" if serve else "console")
     if log_format not in {"json", "console"}:
         problems.append(f"LOG_FORMAT must be 'json' or 'console', got {log_format!r}")
@@ -305,7 +314,7 @@ def load_settings(
         yclients_api_url=env.get("YCLIENTS_API_URL", default_api).rstrip("/"),
         public_url=public_url,
         whatsapp_transport=transport,  # type: ignore[arg-type]
-        whatsapp_simulator_url=(env.get("WHATSAPP_SIMULATOR_URL") or None),
+        whatsapp_simulator_url=simulator_url,
         allowed_origins=origins,
         host=host,
         port=port,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -36,13 +37,22 @@ from actor_admin.cluster import (
     open_node_rpc,
     open_redis_bus,
 )
-from actor_admin.config import Settings
+from actor_admin.config import Settings, redact_url
 from actor_admin.console import CommandError, say, watch_signals
-from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
+from actor_admin.doubles.whatsapp import DevicesFileError, SimulatorCore, SimulatorTransport, simulator_devices_file
 from actor_admin.doubles.yclients import FakeYClients, create_fake_yclients
 from actor_admin.runtime import open_supervisor, sole_exception
 from actor_admin.session import SessionPolicy
-from actor_admin.store import EmbeddedPostgres, Keyring, Member, MigrationError, Pruner, Store, StoreError
+from actor_admin.store import (
+    EmbeddedPostgres,
+    Keyring,
+    Member,
+    MigrationError,
+    Pruner,
+    Store,
+    StoreError,
+    credentials_by_transport,
+)
 from actor_admin.store import migrate as run_migrations
 from actor_admin.store import pending as pending_migrations
 from actor_admin.whatsapp import (
@@ -213,6 +223,24 @@ async def open_databases(settings: Settings, stack: AsyncExitStack) -> tuple[str
     return database_url, redis_url
 
 
+async def refuse_real_credentials(settings: Settings, database_url: str) -> None:
+    """``dev`` with the simulator refuses a database holding real WhatsApp credentials (production's,
+    most likely): the simulator would answer 401 to every one of them. Checked before migrating, so
+    such a database is not changed either (docs/commands-and-settings.md#dev).
+
+    Raises:
+        CommandError: saying what to do.
+    """
+    real = (await credentials_by_transport(database_url)).get("neonize", 0)
+    if real:
+        raise CommandError(
+            f"actor-admin dev: the database at {redact_url(database_url)} holds real WhatsApp credentials "
+            f"({real} salon(s), made by neonize); dev runs the WhatsApp simulator and must not touch them. "
+            "Unset DATABASE_URL (and REDIS_URL) to use dev's embedded databases, or point it at a database of "
+            "your own; production runs `actor-admin serve`"
+        )
+
+
 async def migrate_now(database_url: str) -> None:
     """Apply pending migrations, saying each (inside trio-asyncio's loop)."""
     applied = await run_migrations(database_url, progress=lambda name: say(f"applying migration {name}"))
@@ -226,6 +254,8 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
         database_url, redis_url = await open_databases(settings, stack)
         await stack.enter_async_context(trio_asyncio.open_loop())
         try:
+            if dev and settings.whatsapp_transport == "simulator":
+                await refuse_real_credentials(settings, database_url)
             if migrate:
                 await migrate_now(database_url)
             else:
@@ -311,8 +341,15 @@ async def _wanted(store: Store) -> set[int]:
     return {company.salon_id for company in await store.companies.list_with_credentials()}
 
 
+#: How long the start-up line waits for restored salons to connect before it counts them.
+RESTORE_REPORT_WAIT_S = 30.0
+# States a restored salon leaves only by someone's action or a long timer: counted as they are.
+_SETTLED_STATES = frozenset({"connected", "logged_out", "conflict", "failed", "frozen", "uninstalled"})
+
+
 async def _restore(services: Services, keeper: Keeper | None) -> None:
-    """Reconnect every salon with stored credentials, paced so a restart does not stampede WhatsApp.
+    """Reconnect every salon with stored credentials, paced so a restart does not stampede WhatsApp,
+    then say how many actually connected.
 
     In a cluster the keeper does it: it claims what placement gives this node and starts it paced.
     """
@@ -320,9 +357,8 @@ async def _restore(services: Services, keeper: Keeper | None) -> None:
         await keeper.planned.wait()
         if keeper.local:
             say(f"reconnecting {len(keeper.local)} salon(s) with stored WhatsApp credentials …")
-        count = await keeper.restore()
-        if count:
-            say(f"reconnected {count} salon(s)")
+        if await keeper.restore():
+            await report_restored(services.registry, list(keeper.local))
         return
     try:
         companies = await services.store.companies.list_with_credentials()
@@ -332,8 +368,33 @@ async def _restore(services: Services, keeper: Keeper | None) -> None:
     if not companies:
         return
     say(f"reconnecting {len(companies)} salon(s) with stored WhatsApp credentials …")
-    count = await services.router.restore([c.salon_id for c in companies])
-    say(f"reconnected {count} salon(s)")
+    await services.router.restore([c.salon_id for c in companies])
+    await report_restored(services.registry, [c.salon_id for c in companies])
+
+
+async def report_restored(registry: Registry, salon_ids: list[int], *, wait_s: float = RESTORE_REPORT_WAIT_S) -> str:
+    """Say (and return) how many of ``salon_ids`` connected: it waits up to ``wait_s`` for each to
+    connect or stop somewhere a person must look, and names the rest — a started attempt is not a
+    reconnection (e.g. "reconnected 3 of 4 salon(s); 1 still connecting")."""
+
+    def settled(salon_id: int) -> bool:
+        view = registry.get(salon_id)
+        return view is not None and view.state in _SETTLED_STATES
+
+    with trio.move_on_after(wait_s):
+        await registry.wait_for(lambda: all(settled(s) for s in salon_ids))
+    outcomes: Counter[str] = Counter()
+    for salon_id in salon_ids:
+        view = registry.get(salon_id)
+        if view is None or not settled(salon_id):
+            outcomes["still connecting"] += 1
+        elif view.state != "connected":
+            outcomes[view.state.replace("_", " ") + (f" ({view.reason})" if view.reason else "")] += 1
+    connected = len(salon_ids) - sum(outcomes.values())
+    line = f"reconnected {connected} of {len(salon_ids)} salon(s)"
+    line += "".join(f"; {n} {outcome}" for outcome, n in sorted(outcomes.items()))
+    say(line)
+    return line
 
 
 def _transport(settings: Settings) -> tuple[Transport, SimulatorCore | None]:
@@ -351,5 +412,9 @@ def _transport(settings: Settings) -> tuple[Transport, SimulatorCore | None]:
         )
     if settings.whatsapp_simulator_url:
         return NetworkSimulatorTransport(settings.whatsapp_simulator_url), None
-    core = SimulatorCore()
+    # WhatsApp's servers remember linked devices; so does dev's simulator, so a restart needs no rescan.
+    try:
+        core = SimulatorCore(devices_file=simulator_devices_file(settings.data_dir))
+    except DevicesFileError as exc:
+        raise CommandError(f"actor-admin {settings.mode}: {exc}") from None
     return SimulatorTransport(core), core

@@ -108,6 +108,8 @@
       "reason.client_outdated.detail": "Мы уже знаем об этом и обновляем сервис. Подключение восстановится после обновления — ничего делать не нужно.",
       "reason.reconnect_exhausted.title": "Не удаётся восстановить связь с WhatsApp",
       "reason.reconnect_exhausted.detail": "Мы несколько раз пробовали переподключиться. Нажмите «Попробовать снова»; поддержка уже получила уведомление.",
+      "reason.transport_mismatch.title": "Сервер не узнал сохранённое подключение",
+      "reason.transport_mismatch.detail": "Подключение WhatsApp сохранено и не удалено — похоже, это ошибка настройки сервера, поддержка уже получила уведомление. Если вы сами отвязали устройство в телефоне, нажмите «Попробовать снова» и отсканируйте новый QR-код.",
       "reconnect.unlinked.title": "Телефон сообщил об отвязке — проверяем…",
       "reconnect.unlinked.detail": "Проверяем, привязано ли ещё устройство. Если его удалили из «Связанных устройств», через несколько секунд здесь появится кнопка нового QR-кода.",
       "err.wrong_salon": "Эта вкладка уже показывает другой салон. Откройте ссылку в новой вкладке.",
@@ -209,6 +211,8 @@
       "reason.client_outdated.detail": "We already know and are updating the service. The connection comes back after the update — nothing to do.",
       "reason.reconnect_exhausted.title": "Cannot restore the connection to WhatsApp",
       "reason.reconnect_exhausted.detail": "We tried to reconnect several times. Press “Try again”; support has already been alerted.",
+      "reason.transport_mismatch.title": "The server did not recognise the saved connection",
+      "reason.transport_mismatch.detail": "Your WhatsApp connection is kept, not deleted — this looks like a server configuration mistake, and support has already been alerted. If you unlinked the device on the phone yourself, press “Try again” and scan a new QR code.",
       "reconnect.unlinked.title": "The phone reported an unlink — checking…",
       "reconnect.unlinked.detail": "Checking whether the device is still linked. If it was removed from “Linked devices”, a new QR code button appears here in a few seconds.",
       "err.wrong_salon": "This tab already shows another salon. Open the link in a new tab.",
@@ -263,12 +267,13 @@
     temporarily_banned: "failed",
     client_outdated: "failed",
     reconnect_exhausted: "failed",
+    transport_mismatch: "failed",
     frozen: "frozen",
     uninstalled: "uninstalled"
   };
   // Reasons with words of their own ("reason.<code>.title/detail"); the others use the state's words.
   var OWN_WORDS = { connection_lost: 1, banned: 1, logout: 1, temporarily_banned: 1, client_outdated: 1,
-    reconnect_exhausted: 1 };
+    reconnect_exhausted: 1, transport_mismatch: 1 };
   // WhatsApp's "this device is unlinked" reasons: while the server double-checks one, the page says so.
   var UNLINK_REASONS = { logged_out: 1, forbidden: 1, multidevice_mismatch: 1, banned: 1 };
   // Stuck states a person cannot fix with a new QR: the server refuses it or recovers by itself.

@@ -27,6 +27,7 @@
     logged_out_after_restart: "Logged-out signal right after linking; retried once",
     whatsapp_unlinked: "WhatsApp credentials deleted",
     reconnect_exhausted: "Reconnecting kept failing: gave up (failed)",
+    credentials_kept: "Unlink reported by a transport that did not make the credentials: kept, not deleted",
     connection_replaced: "Another connection took the number (conflict)",
     conflict_retry_scheduled: "Conflict: one retry scheduled",
     conflict_retry: "Conflict: retrying once",
@@ -52,7 +53,7 @@
     admin_logout: "An operator logged the device out"
   };
   var BAD_EVENTS = { logged_out: 1, whatsapp_unlinked: 1, reconnect_exhausted: 1, connection_replaced: 1,
-    conflict_final: 1, temporarily_banned: 1, client_outdated: 1, pairing_failed: 1, activation_failed: 1 };
+    credentials_kept: 1, conflict_final: 1, temporarily_banned: 1, client_outdated: 1, pairing_failed: 1, activation_failed: 1 };
 
   var token = "";
   var timer = null;

@@ -25,6 +25,7 @@ from actor_admin.session import (
     CancelTimer,
     CheckOwnership,
     Command,
+    ConfirmCredentials,
     Connect,
     DeleteCredentials,
     Disconnect,
@@ -171,8 +172,13 @@ class CompanySession:
             self.fence = where.fence if isinstance(where, Here) else None
         # The salon id seeds the back-off jitter: salons that dropped together retry spread out, and
         # the same salon replays the same delays (deterministic tests).
+        has_credentials = await store.credentials.load(self.salon_id) is not None
+        origin = await store.credentials.origin(self.salon_id) if has_credentials else None
         self.state = SessionState.initial(
-            has_credentials=await store.credentials.load(self.salon_id) is not None, jitter_seed=self.salon_id
+            has_credentials=has_credentials,
+            jitter_seed=self.salon_id,
+            # Only the transport that made the credentials can say they are void (a 401 deletes them).
+            credentials_confirmed=origin is not None and origin.transport == self.deps.transport.kind,
         )
         self._publish_view()
         async with trio.open_nursery() as nursery:
@@ -282,8 +288,11 @@ class CompanySession:
             case PersistUnlinked(reason=reason):
                 await store.companies.mark_disconnected(salon_id, fence=fence)
                 await store.events.append(salon_id, "whatsapp_unlinked", {"reason": reason}, fence=fence)
-            case StoreCredentials(credentials=credentials):
-                await store.credentials.save(salon_id, credentials, fence=fence)
+            case StoreCredentials(credentials=credentials, account=account):
+                kind = self.deps.transport.kind
+                await store.credentials.save(salon_id, credentials, transport=kind, account=account, fence=fence)
+            case ConfirmCredentials(account=account):
+                await store.credentials.confirm(salon_id, self.deps.transport.kind, account, fence=fence)
             case DeleteCredentials():
                 await store.credentials.delete(salon_id, fence=fence)
             case StoreMessage(message=MessageReceived(wa_id=wa_id, peer=peer, text=text, peer_lid=peer_lid)):
@@ -473,7 +482,7 @@ def _forbidden_without_salon(effect: Effect) -> bool:
     to connect)."""
     return isinstance(
         effect,
-        PersistConnection | PersistUnlinked | StoreCredentials | DeleteCredentials | StoreMessage
+        PersistConnection | PersistUnlinked | StoreCredentials | ConfirmCredentials | DeleteCredentials | StoreMessage
         | RecordSendOutcome | LogEvent | LogoutDevice,
     )
 

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from actor_admin.json_types import JSON
 from actor_admin.session import Frame
+from actor_admin.store import CredentialOrigin
 
 #: Makes the activation call's payload from the fresh ``api_key`` (docs/yclients.md#activation-call).
 ActivationPayload = Callable[[str], JSON]
@@ -34,11 +35,18 @@ class SessionCompanies(Protocol):
 
 
 class SessionCredentials(Protocol):
-    """The salon's WhatsApp credentials, so a restart reconnects without a new scan."""
+    """The salon's WhatsApp credentials, so a restart reconnects without a new scan, and which transport
+    made them (docs/data.md#credential-origin)."""
 
     async def load(self, salon_id: int) -> bytes | None: ...
 
-    async def save(self, salon_id: int, data: bytes, *, fence: int = 0) -> object: ...
+    async def origin(self, salon_id: int) -> CredentialOrigin | None: ...
+
+    async def save(
+        self, salon_id: int, data: bytes, *, transport: str | None = None, account: str | None = None, fence: int = 0
+    ) -> object: ...
+
+    async def confirm(self, salon_id: int, transport: str, account: str | None, *, fence: int = 0) -> object: ...
 
     async def delete(self, salon_id: int, *, fence: int = 0) -> object: ...
 

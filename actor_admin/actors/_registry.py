@@ -68,6 +68,11 @@ class Registry:
                 return view
             await self._changed.wait()
 
+    async def wait_for(self, probe: Callable[[], bool]) -> None:
+        """Wait until ``probe()`` (re-checked after every change of any view) is true."""
+        while not probe():
+            await self._changed.wait()
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()

@@ -92,9 +92,20 @@ class PersistUnlinked:
 @final
 @attrs.frozen
 class StoreCredentials:
-    """Store the device credentials (encrypted at rest), replacing older ones."""
+    """Store the device credentials (encrypted at rest), replacing older ones, recording that this
+    node's transport made them for the account ``account`` (digits; None while not known)."""
 
     credentials: bytes = attrs.field(repr=False)
+    account: str | None = None
+
+
+@final
+@attrs.frozen
+class ConfirmCredentials:
+    """The stored credentials connected through this node's transport: record it as their origin,
+    with the account ``account`` (digits), so a later unlinking answer from it is believed."""
+
+    account: str | None
 
 
 @final
@@ -189,6 +200,7 @@ Effect = (
     | PersistConnection
     | PersistUnlinked
     | StoreCredentials
+    | ConfirmCredentials
     | DeleteCredentials
     | StoreMessage
     | RecordSendOutcome

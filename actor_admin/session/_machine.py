@@ -26,6 +26,7 @@ from ._effects import (
     AskPairingCode,
     CancelTimer,
     CheckOwnership,
+    ConfirmCredentials,
     Connect,
     DeleteCredentials,
     Disconnect,
@@ -84,6 +85,7 @@ from ._texts import (
     PAIRING_JUST_EXPIRED,
     SHUTTING_DOWN,
     TEMPORARILY_BANNED,
+    TRANSPORT_MISMATCH,
     UNLINKING,
     not_connected,
     pairing_code_refused,
@@ -301,8 +303,26 @@ def _unlinked(b: _Step, reason: str) -> None:
         b.emit(DeleteCredentials())
     b.emit(PersistUnlinked(reason))
     b.log("logged_out", reason=reason)
-    b.update(has_credentials=False, phone=None, restart_grace_used=False, last_restart_at=None)
+    b.update(
+        has_credentials=False, credentials_confirmed=False, phone=None, restart_grace_used=False, last_restart_at=None
+    )
     b.enter("logged_out", reason=reason)
+
+
+def _unlinked_unconfirmed(b: _Step, reason: str, detail: str) -> None:
+    """An unlinking answer about credentials this transport neither made nor ever connected with:
+    likely a transport that never knew them (a simulator answering for real credentials). Delete
+    nothing; stop (no reconnect loop) and say why. The session forgets them for this run, so a person
+    may still link anew (which replaces them); the next start of the node tries them again."""
+    b.log("credentials_kept", reason=reason, detail=detail)
+    b.emit(
+        Alert(
+            TRANSPORT_MISMATCH,
+            f"WhatsApp answered {reason} for credentials this transport did not make; kept them, not deleted",
+        )
+    )
+    b.update(has_credentials=False, credentials_confirmed=False, restart_grace_used=False, last_restart_at=None)
+    b.enter("failed", reason=TRANSPORT_MISMATCH)
 
 
 def _conflict(b: _Step) -> None:
@@ -362,6 +382,8 @@ def _on_disconnected(b: _Step, reason: int, detail: str, ban_expires_at: float |
             _reconnect(b, delay=0, reason=name)
         case ReasonAction.CONFLICT:
             _conflict(b)
+        case ReasonAction.UNLINKED if s.has_credentials and not s.credentials_confirmed:
+            _unlinked_unconfirmed(b, name, detail)
         case ReasonAction.UNLINKED:
             _unlinked(b, name)
         case ReasonAction.BANNED:
@@ -420,9 +442,12 @@ def _on_connected(b: _Step, event: Connected) -> None:
     if b.state.name not in LINK_STATES or b.state.name == "connected":
         return
     phone = phone_from_jid(event.jid) or b.state.phone or ""
-    b.update(phone=phone or None, has_credentials=True, failures=0)
+    confirmed = b.state.credentials_confirmed
+    b.update(phone=phone or None, has_credentials=True, credentials_confirmed=True, failures=0)
     b.enter("connected", reason=None)
     b.emit(Publish(connected_frame(phone)), PersistConnection(phone))
+    if not confirmed:  # credentials of unknown origin just worked here: they are this transport's
+        b.emit(ConfirmCredentials(phone or None))
     b.log("connected", phone=phone)
     if b.policy.silence_timeout_s is not None:
         b.set_timer(TIMER_SILENCE, b.now + b.policy.silence_timeout_s)
@@ -641,7 +666,7 @@ def _on_uninstall(b: _Step, request_id: int | None) -> None:
         if s.has_credentials:
             b.emit(DeleteCredentials())
         b.emit(PersistUnlinked("uninstalled"))
-        b.update(has_credentials=False, phone=None)
+        b.update(has_credentials=False, credentials_confirmed=False, phone=None)
         b.enter("uninstalled", reason="uninstalled")
         b.log("uninstalled")
     b.reply(request_id, Accepted("uninstalled"))
@@ -730,8 +755,8 @@ def step(
             _on_pair_success(b, event)
         case CredsUpdated(credentials=credentials):
             if state.link_open:
-                b.emit(StoreCredentials(credentials))
-                b.update(has_credentials=True)
+                b.emit(StoreCredentials(credentials, account=state.phone))
+                b.update(has_credentials=True, credentials_confirmed=True)
         case Connected():
             _on_connected(b, event)
         case KeepaliveTimeout():

@@ -66,6 +66,10 @@ class SessionState:
     Attributes:
         name: the state (docs/websocket.md#states).
         has_credentials: stored device credentials exist (a linked device).
+        credentials_confirmed: the stored credentials are known to be this transport's: it made
+            them (their recorded origin), or connected with them. Only then does an unlinking answer
+            (401 …) delete them; otherwise it may be a transport that never knew them answering
+            (docs/data.md#credential-origin), and they are kept.
         phone: the linked account's number, digits only, once known.
         reason: why the session is in ``name`` (snake_case: ``qr_expired``, ``client_outdated`` …);
             the actor shows it as ``last_error``.
@@ -83,6 +87,7 @@ class SessionState:
 
     name: StateName = "idle"
     has_credentials: bool = False
+    credentials_confirmed: bool = False
     phone: str | None = None
     reason: str | None = None
     qr: CurrentQr | None = None
@@ -97,9 +102,24 @@ class SessionState:
     jitter_seed: int = 0
 
     @classmethod
-    def initial(cls, *, has_credentials: bool, phone: str | None = None, jitter_seed: int = 0) -> SessionState:
-        """A new actor's state: ``idle``, with what the store knows. Feed ``Start`` next."""
-        return cls(has_credentials=has_credentials, phone=phone, jitter_seed=jitter_seed)
+    def initial(
+        cls,
+        *,
+        has_credentials: bool,
+        phone: str | None = None,
+        jitter_seed: int = 0,
+        credentials_confirmed: bool = False,
+    ) -> SessionState:
+        """A new actor's state: ``idle``, with what the store knows. Feed ``Start`` next.
+
+        ``credentials_confirmed``: the stored credentials were made by the transport this node uses.
+        """
+        return cls(
+            has_credentials=has_credentials,
+            phone=phone,
+            jitter_seed=jitter_seed,
+            credentials_confirmed=has_credentials and credentials_confirmed,
+        )
 
     @property
     def link_open(self) -> bool:

@@ -12,6 +12,10 @@ from typing import Final
 from ._outcomes import Refused
 from ._state import INACTIVE_STATES
 
+#: The reason of a session that kept its credentials after an unlinking answer from a transport that
+#: did not make them (docs/data.md#credential-origin).
+TRANSPORT_MISMATCH: Final = "transport_mismatch"
+
 _UNLINKED = "WhatsApp was unlinked from this salon's phone. Link it again with a new QR code."
 
 #: Why a session stays where it is, by its ``reason``: the error frame a viewer gets on joining.
@@ -29,6 +33,11 @@ ERROR_MESSAGES: Final[Mapping[str, str]] = {
     ),
     "temporarily_banned": "WhatsApp temporarily banned this number.",
     "client_outdated": "WhatsApp no longer accepts this client version. Support has been alerted.",
+    TRANSPORT_MISMATCH: (
+        "The saved WhatsApp link was refused by a connection that did not create it, so it was kept, "
+        "not deleted. Support has been alerted. If you unlinked the device on the phone, link it again "
+        "with a new QR code."
+    ),
     "reconnect_exhausted": "Reconnecting to WhatsApp kept failing. Support has been alerted.",
     "frozen": "The integration is paused in YClients.",
     "uninstalled": "The integration was removed in YClients.",

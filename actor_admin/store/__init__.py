@@ -23,6 +23,7 @@ from ._models import (
     Company,
     CompanyEvent,
     ConnectionRecord,
+    CredentialOrigin,
     Direction,
     IntegrationStatus,
     MarketplaceUser,
@@ -49,7 +50,7 @@ from ._ownership import (
     Takeover,
     run_fenced,
 )
-from ._repos import ACTIVATION_WINDOW_S, Companies, Credentials, Events, Messages, Outbox
+from ._repos import ACTIVATION_WINDOW_S, Companies, Credentials, Events, Messages, Outbox, credentials_by_transport
 from ._retention import (
     PRUNED_TABLES,
     RETENTION_LOCK_KEY,
@@ -78,6 +79,7 @@ __all__ = [
     "Company",
     "CompanyEvent",
     "ConnectionRecord",
+    "CredentialOrigin",
     "Credentials",
     "CredentialsError",
     "Database",
@@ -118,6 +120,7 @@ __all__ = [
     "StoredSalon",
     "TableSize",
     "Takeover",
+    "credentials_by_transport",
     "load_migrations",
     "migrate",
     "open_store",

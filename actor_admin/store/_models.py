@@ -62,6 +62,18 @@ class ConnectionRecord:
 
 
 @attrs.frozen
+class CredentialOrigin:
+    """Which WhatsApp transport made a salon's stored credentials, and for which account.
+
+    ``transport`` is ``neonize`` or ``simulator``; None: stored before origins were recorded and not
+    connected since (docs/data.md#credential-origin). ``account``: the linked number, digits only.
+    """
+
+    transport: str | None
+    account: str | None
+
+
+@attrs.frozen
 class CompanyEvent:
     id: int
     salon_id: int

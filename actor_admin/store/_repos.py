@@ -13,18 +13,20 @@ from datetime import datetime
 from typing import TypeVar, final
 
 import asyncpg
+import trio_asyncio
 
 from actor_admin.json_types import JSON
 from actor_admin.session import INACTIVE_STATES, phone_from_jid
 
 from ._crypto import Keyring
-from ._db import Conn, Database
+from ._db import Conn, Database, connect_aio
 from ._models import (
     ACTIVATION,
     INTEGRATION_STATUSES,
     Company,
     CompanyEvent,
     ConnectionRecord,
+    CredentialOrigin,
     Direction,
     IntegrationStatus,
     MarketplaceUser,
@@ -92,6 +94,12 @@ async def _write(
     if fence:
         return await run_fenced(db, salon_id, fence, work)
     return await db.run(work, transaction=transaction, retry=retry)
+
+
+def _account(raw: str | None) -> str | None:
+    """A linked account as stored: the number's digits (never the device suffix); None if not a number."""
+    digits = phone_from_jid(raw) if raw else ""
+    return digits if 5 <= len(digits) <= 20 else None
 
 
 class _Repository:
@@ -336,26 +344,32 @@ class Companies(_Repository):
 
 
 @final
-class Credentials:
-    """Encrypted WhatsApp device credentials, one blob per salon (see :class:`Keyring`)."""
+class Credentials(_Repository):
+    """Encrypted WhatsApp device credentials, one blob per salon (see :class:`Keyring`), with their origin."""
 
     def __init__(self, db: Database, keyring: Keyring) -> None:
-        self._db = db
+        super().__init__(db)
         self._keyring = keyring
 
-    async def save(self, salon_id: int, data: bytes, *, fence: int = 0) -> bool:
-        """Encrypt and store (replacing any previous blob). False if there is no such company."""
+    async def save(
+        self, salon_id: int, data: bytes, *, transport: str | None = None, account: str | None = None, fence: int = 0
+    ) -> bool:
+        """Encrypt and store (replacing any previous blob), with their origin: the ``transport`` that made
+        them and the ``account`` they belong to (None: not known). False if there is no such company."""
         blob, key_id = self._keyring.encrypt(salon_id, data)
+        account = _account(account)
 
         async def work(conn: Conn) -> bool:
             try:
                 await conn.execute(
                     """
-                    INSERT INTO whatsapp_credentials (salon_id, blob, key_id) VALUES ($1, $2, $3)
+                    INSERT INTO whatsapp_credentials (salon_id, blob, key_id, transport, account)
+                    VALUES ($1, $2, $3, $4, $5)
                     ON CONFLICT (salon_id) DO UPDATE
-                        SET blob = EXCLUDED.blob, key_id = EXCLUDED.key_id, updated_at = now()
+                        SET blob = EXCLUDED.blob, key_id = EXCLUDED.key_id, transport = EXCLUDED.transport,
+                            account = EXCLUDED.account, updated_at = now()
                     """,
-                    salon_id, blob, key_id,
+                    salon_id, blob, key_id, transport, account,
                 )
             except asyncpg.ForeignKeyViolationError:
                 return False
@@ -380,6 +394,30 @@ class Credentials:
         if row is None:
             return None
         return self._keyring.decrypt(salon_id, bytes(row["blob"]), row["key_id"])
+
+    async def origin(self, salon_id: int) -> CredentialOrigin | None:
+        """Which transport made the stored credentials, for which account; None if none are stored."""
+        return await self._one(
+            CredentialOrigin, "SELECT transport, account FROM whatsapp_credentials WHERE salon_id = $1", salon_id
+        )
+
+    async def confirm(self, salon_id: int, transport: str, account: str | None, *, fence: int = 0) -> bool:
+        """The stored credentials connected through ``transport`` as ``account``: record that as their
+        origin (an unknown account stays as it was). False if none are stored or nothing changed."""
+        account = _account(account)
+
+        async def work(conn: Conn) -> bool:
+            status = await conn.execute(
+                """
+                UPDATE whatsapp_credentials SET transport = $2, account = COALESCE($3, account)
+                WHERE salon_id = $1
+                    AND (transport IS DISTINCT FROM $2 OR account IS DISTINCT FROM COALESCE($3, account))
+                """,
+                salon_id, transport, account,
+            )
+            return bool(status != "UPDATE 0")
+
+        return await _write(self._db, salon_id, fence, work, retry=True)
 
     async def delete(self, salon_id: int, *, fence: int = 0) -> bool:
         """Forget the credentials; False if there were none."""
@@ -750,3 +788,31 @@ class Messages(_Repository):
             return True
 
         return await _write(self._db, salon_id, fence, work, transaction=True)
+
+
+async def credentials_by_transport(dsn: str) -> dict[str | None, int]:
+    """How many salons have stored credentials, by the transport that made them (None: unknown).
+
+    Readable before migrations run, so ``dev`` can refuse a database before changing it: a schema
+    older than origins counts every row as unknown; a database without the table answers ``{}``.
+    """
+
+    async def run() -> dict[str | None, int]:
+        conn = await connect_aio(dsn)
+        try:
+            if not await conn.fetchval("SELECT to_regclass('whatsapp_credentials') IS NOT NULL"):
+                return {}
+            has_origin = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = 'whatsapp_credentials' AND column_name = 'transport')"
+            )
+            transport = "transport" if has_origin else "NULL::text"
+            rows = await conn.fetch(
+                f"SELECT {transport} AS transport, count(*) AS n FROM whatsapp_credentials GROUP BY 1"
+            )
+            return {row["transport"]: int(row["n"]) for row in rows}
+        finally:
+            await conn.close()
+
+    result: dict[str | None, int] = await trio_asyncio.aio_as_trio(run)()
+    return result

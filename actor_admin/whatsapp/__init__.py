@@ -11,7 +11,7 @@
 from actor_admin.whatsapp._neonize import NeonizeMissing, NeonizeTransport, neonize_available, require_neonize
 from actor_admin.whatsapp._neonize_store import ram_store_root
 from actor_admin.whatsapp._simulator_client import NetworkSimulatorTransport, link_url
-from actor_admin.whatsapp._transport import Deliver, Link, LinkSpec, Transport, TransportError
+from actor_admin.whatsapp._transport import Deliver, Link, LinkSpec, Transport, TransportError, TransportKind
 
 __all__ = [
     "Deliver",
@@ -22,6 +22,7 @@ __all__ = [
     "NetworkSimulatorTransport",
     "Transport",
     "TransportError",
+    "TransportKind",
     "link_url",
     "neonize_available",
     "ram_store_root",

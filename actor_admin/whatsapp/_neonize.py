@@ -32,7 +32,7 @@ import secrets
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar, final
+from typing import Any, ClassVar, Final, Protocol, TypeVar, final
 
 import attrs
 import trio
@@ -68,7 +68,7 @@ from actor_admin.whatsapp._neonize_store import (
     restore_store,
     snapshot_store,
 )
-from actor_admin.whatsapp._transport import Deliver, LinkSpec, TransportError
+from actor_admin.whatsapp._transport import Deliver, LinkSpec, TransportError, TransportKind
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +300,8 @@ class NeonizeTransport:
     Raises:
         NeonizeMissing: with the default client factory, when neonize is not usable here.
     """
+
+    kind: ClassVar[TransportKind] = "neonize"
 
     def __init__(
         self,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import itertools
-from typing import Final, final
+from typing import ClassVar, Final, final
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -40,7 +40,7 @@ from actor_admin.session import (
     KeepaliveTimeout,
     MessageReceived,
 )
-from actor_admin.whatsapp._transport import Deliver, Link, LinkSpec, TransportError
+from actor_admin.whatsapp._transport import Deliver, Link, LinkSpec, TransportError, TransportKind
 from actor_admin.whatsapp.simulator_protocol import LINK_PATH, FrameError, dump, frame_event, parse_frame
 
 # Real WhatsApp clients ping every 20–30 s (docs/whatsapp.md#keep-alive).
@@ -75,6 +75,7 @@ class NetworkSimulatorTransport:
     The timings are keyword options so tests can shrink them; the defaults follow real clients.
     """
 
+    kind: ClassVar[TransportKind] = "simulator"
     base_url: str
     keepalive_interval_s: float = KEEPALIVE_INTERVAL_S
     keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S

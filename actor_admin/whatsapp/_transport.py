@@ -16,7 +16,7 @@ background tasks, so the link lives and dies with its actor; what the link is fo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, final
+from typing import Literal, Protocol, final
 
 import attrs
 import trio
@@ -24,6 +24,10 @@ import trio
 from actor_admin.session import TransportEvent
 
 Deliver = Callable[[TransportEvent], None]
+
+#: Which kind of WhatsApp a transport talks to; stored with the credentials it makes, because only
+#: the kind that made them can say they are void (docs/data.md#credential-origin).
+TransportKind = Literal["neonize", "simulator"]
 
 
 class TransportError(Exception):
@@ -63,5 +67,10 @@ class LinkSpec:
 
 
 class Transport(Protocol):
+    @property
+    def kind(self) -> TransportKind:
+        """Real WhatsApp (``neonize``) or the simulator (``simulator``)."""
+        ...
+
     async def open(self, nursery: trio.Nursery, spec: LinkSpec) -> Link:
         """Start connecting the link ``spec`` describes; its background tasks run in ``nursery``."""

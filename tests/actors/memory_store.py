@@ -18,7 +18,7 @@ import attrs
 from actor_admin.actors import ActivationPayload, InboundSink, SessionStore
 from actor_admin.json_types import JSON
 from actor_admin.session import phone_from_jid
-from actor_admin.store import Fenced
+from actor_admin.store import CredentialOrigin, Fenced
 
 
 @attrs.define
@@ -62,17 +62,34 @@ class _Credentials:
     def __init__(self, root: MemoryStore) -> None:
         self.root = root
         self.blobs: dict[int, bytes] = {}
+        self.origins: dict[int, CredentialOrigin] = {}
 
     async def load(self, salon_id: int) -> bytes | None:
         return self.blobs.get(salon_id)
 
-    async def save(self, salon_id: int, data: bytes, *, fence: int = 0) -> bool:
+    async def origin(self, salon_id: int) -> CredentialOrigin | None:
+        return self.origins.get(salon_id) if salon_id in self.blobs else None
+
+    async def save(
+        self, salon_id: int, data: bytes, *, transport: str | None = None, account: str | None = None, fence: int = 0
+    ) -> bool:
         self.root.check_fence(salon_id, fence)
         self.blobs[salon_id] = data
+        self.origins[salon_id] = CredentialOrigin(transport, phone_from_jid(account) if account else None)
         return True
+
+    async def confirm(self, salon_id: int, transport: str, account: str | None, *, fence: int = 0) -> bool:
+        self.root.check_fence(salon_id, fence)
+        old = self.origins.get(salon_id)
+        if salon_id not in self.blobs or old is None:
+            return False
+        new = CredentialOrigin(transport, phone_from_jid(account) if account else old.account)
+        self.origins[salon_id] = new
+        return new != old
 
     async def delete(self, salon_id: int, *, fence: int = 0) -> bool:
         self.root.check_fence(salon_id, fence)
+        self.origins.pop(salon_id, None)
         return self.blobs.pop(salon_id, None) is not None
 
 

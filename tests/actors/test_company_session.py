@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -308,3 +309,46 @@ async def test_drop_reconnects_after_the_exact_jittered_delay_which_resets_once_
     assert await drop_and_time() == pytest.approx(expected, abs=1e-6)
     low, high = policy.backoff.bounds(0)
     assert low <= expected <= high
+
+
+class _CountingTransport:
+    """The in-process simulator, counting the links the actor opens."""
+
+    def __init__(self, inner: SimulatorTransport) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self.opened = 0
+
+    async def open(self, nursery: trio.Nursery, spec: LinkSpec) -> Any:
+        self.opened += 1
+        return await self.inner.open(nursery, spec)
+
+
+@pytest.mark.parametrize("made_by", ["neonize", None])
+async def test_a_401_from_a_transport_that_did_not_make_the_credentials_deletes_nothing(
+    harness: Harness, autojump_clock: MockClock, made_by: str | None
+) -> None:
+    # Real WhatsApp credentials (or ones stored before origins were recorded) meet the simulator,
+    # which answers 401 to every device it does not know: e.g. `serve` with the simulator by mistake.
+    counting = _CountingTransport(harness.deps.transport)  # type: ignore[arg-type]
+    deps = attrs.evolve(harness.deps, transport=counting)
+    harness.store.companies.add(120)
+    await harness.store.credentials.save(120, b"real device keys", transport=made_by, account=PHONE)
+    async with open_supervisor(company_actor_factory(deps)) as supervisor:
+        router = Router(supervisor)
+        await router.ask(120, Start())
+        await harness.wait_state(120, "failed")
+        await trio.sleep(3600)  # an hour later: still one attempt, no reconnect loop
+        assert counting.opened == 1
+        view = harness.registry.get(120)
+        assert view is not None and view.state == "failed" and view.reason == "transport_mismatch"
+    assert await harness.store.credentials.load(120) == b"real device keys"
+    assert [e[1] for e in harness.store.events.rows if e[0] == 120][-1:] == ["credentials_kept"]
+
+
+async def test_credentials_a_scan_made_record_the_transport_and_account(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    await harness.connect(121)
+    origin = await harness.store.credentials.origin(121)
+    assert origin is not None and (origin.transport, origin.account) == ("simulator", PHONE)

@@ -120,7 +120,7 @@ async def _link_salons(core: SimulatorCore, store: MemoryStore, salon_ids: range
         assert sink.qr is not None
         core.scan(sink.qr, f"7900{salon_id:07d}")
         assert sink.credentials is not None
-        await store.credentials.save(salon_id, sink.credentials)
+        await store.credentials.save(salon_id, sink.credentials, transport="simulator")
 
 
 async def _wait_connected(registry: Registry, count: int, *, poll_s: float) -> None:
@@ -178,6 +178,7 @@ class _TimingTransport:
 
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
+        self.kind = inner.kind
         self.issued_at: dict[str, float] = {}
 
     async def open(self, nursery: trio.Nursery, spec: LinkSpec) -> Link:

@@ -165,7 +165,7 @@ async def link_salons(dev: DevCluster, sim: httpx.AsyncClient, dsn: str, salons:
         async with limit:
             credentials = await link(sim, transport, salon_id)
             await store.companies.upsert_registration(salon_id)
-            await store.credentials.save(salon_id, credentials)
+            await store.credentials.save(salon_id, credentials, transport="simulator")
 
     try:
         async with trio.open_nursery() as nursery:

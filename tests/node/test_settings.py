@@ -97,3 +97,23 @@ def test_redacted_view_hides_secrets() -> None:
     text = repr(view)
     assert "pw@" not in text and "j" * 32 not in text and "p" * 20 not in text
     assert redact_url("postgresql://u:pw@db/x") == "postgresql://u:***@db/x"
+
+
+def test_serve_refuses_the_simulator_without_a_standalone_one_named() -> None:
+    # An in-process simulator in serve answers 401 to every real credential and has no control API.
+    with pytest.raises(SettingsError) as refused:
+        load_settings("serve", serve_env(WHATSAPP_TRANSPORT="simulator", JWT_SECRET="short"), dotenv=None)
+    problems = refused.value.problems
+    assert any("WHATSAPP_SIMULATOR_URL" in p and "neonize" in p for p in problems)
+    assert any(p.startswith("JWT_SECRET") for p in problems)  # one message listing every problem
+
+
+def test_serve_accepts_the_simulator_with_a_standalone_one_named() -> None:
+    env = serve_env(WHATSAPP_TRANSPORT="simulator", WHATSAPP_SIMULATOR_URL="http://127.0.0.1:9000")
+    s = load_settings("serve", env, dotenv=None)
+    assert (s.whatsapp_transport, s.whatsapp_simulator_url) == ("simulator", "http://127.0.0.1:9000")
+
+
+def test_dev_runs_the_in_process_simulator_without_a_url(tmp_path: Path) -> None:
+    s = load_settings("dev", {}, dotenv=None, generated=ensure_dev_secrets(tmp_path))
+    assert (s.whatsapp_transport, s.whatsapp_simulator_url) == ("simulator", None)

@@ -48,7 +48,9 @@ def serve_env(database_url: str, redis_url: str, port: int, data_dir: Path, **ov
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "YCLIENTS_API_URL": f"http://127.0.0.1:{free_port()}",
+        # serve takes the simulator only from a standalone one; none runs there: WhatsApp unreachable.
         "WHATSAPP_TRANSPORT": "simulator",
+        "WHATSAPP_SIMULATOR_URL": f"http://127.0.0.1:{free_port()}",
     }
     return process | serve_settings(database_url, redis_url, f"http://127.0.0.1:{port}", data_dir) | node | overrides
 

@@ -110,6 +110,7 @@ async def _run_the_runbook(journald: Journald, strace: str, database_url: str, r
         "DATA_DIR": str(run_dir),
         # This host has no WhatsApp account and must not call the real YClients:
         "WHATSAPP_TRANSPORT": "simulator",
+        "WHATSAPP_SIMULATOR_URL": f"http://127.0.0.1:{free_port()}",  # none runs there: WhatsApp unreachable
         "YCLIENTS_API_URL": f"http://127.0.0.1:{free_port()}",
     }
     secrets_in_use = [values[k] for k in ("JWT_SECRET", "ADMIN_TOKEN", "CREDENTIALS_KEY", "YCLIENTS_PARTNER_TOKEN")]

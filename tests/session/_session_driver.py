@@ -102,5 +102,12 @@ def connected(policy: SessionPolicy = DEFAULT_POLICY) -> Driver:
 
 
 def linked_and_idle(policy: SessionPolicy = DEFAULT_POLICY) -> Driver:
-    """A new actor for a company with stored credentials, before ``Start``."""
+    """A new actor for a company with stored credentials this transport made, before ``Start``."""
+    state = SessionState.initial(has_credentials=True, phone=PHONE, jitter_seed=7, credentials_confirmed=True)
+    return Driver(state, policy=policy)
+
+
+def linked_elsewhere_and_idle(policy: SessionPolicy = DEFAULT_POLICY) -> Driver:
+    """A new actor for a company whose stored credentials another transport made (or of unknown
+    origin: stored before origins were recorded), before ``Start``."""
     return Driver(SessionState.initial(has_credentials=True, phone=PHONE, jitter_seed=7), policy=policy)

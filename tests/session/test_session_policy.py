@@ -63,7 +63,7 @@ def test_credentials_from_the_scan_are_stored() -> None:
     d = showing_qr()
     d(PairSuccess(JID))
     effects = d(CredsUpdated(b"device-keys"))
-    assert of_type(effects, StoreCredentials) == [StoreCredentials(b"device-keys")]
+    assert of_type(effects, StoreCredentials) == [StoreCredentials(b"device-keys", account=PHONE)]
     assert d.state.has_credentials
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import asyncpg
 import pytest
 import trio_asyncio
 
-from actor_admin.store import CredentialsError, Keyring, Store, open_store
+from actor_admin.store import CredentialsError, Keyring, Store, credentials_by_transport, migrate, open_store, sql_dir
 from actor_admin.store._crypto import key_id
 
 NEW_KEY = bytes(range(100, 132))
@@ -121,3 +124,52 @@ async def test_rotate_without_the_old_key_changes_nothing(store: Store, pg_dsn: 
         with pytest.raises(CredentialsError):
             await wrong.credentials.rotate()
     assert await store.credentials.load(1) == b"x"
+
+
+async def test_credentials_remember_the_transport_and_account_that_made_them(store: Store) -> None:
+    await store.companies.upsert_registration(1)
+    assert await store.credentials.origin(1) is None
+    await store.credentials.save(1, b"keys", transport="neonize", account="79001234567:12@s.whatsapp.net")
+    origin = await store.credentials.origin(1)
+    assert origin is not None
+    assert (origin.transport, origin.account) == ("neonize", "79001234567")  # digits, never the device suffix
+
+
+async def test_credentials_saved_without_an_origin_have_an_unknown_one(store: Store) -> None:
+    await store.companies.upsert_registration(1)
+    await store.credentials.save(1, b"keys")
+    origin = await store.credentials.origin(1)
+    assert origin is not None and (origin.transport, origin.account) == (None, None)
+
+
+async def test_confirm_records_the_transport_that_connected_with_credentials_of_unknown_origin(store: Store) -> None:
+    await store.companies.upsert_registration(1)
+    await store.credentials.save(1, b"keys")
+    assert await store.credentials.confirm(1, "simulator", "79001234567")
+    assert not await store.credentials.confirm(1, "simulator", None)  # nothing new: no write
+    origin = await store.credentials.origin(1)
+    assert origin is not None and (origin.transport, origin.account) == ("simulator", "79001234567")
+    assert not await store.credentials.confirm(2, "simulator", "79001234567")  # none stored
+
+
+async def test_credentials_are_counted_by_the_transport_that_made_them(store: Store, pg_dsn: str) -> None:
+    for salon_id, transport in [(1, "neonize"), (2, "neonize"), (3, "simulator"), (4, None)]:
+        await store.companies.upsert_registration(salon_id)
+        await store.credentials.save(salon_id, b"keys", transport=transport)
+    assert await credentials_by_transport(pg_dsn) == {"neonize": 2, "simulator": 1, None: 1}
+
+
+async def test_credentials_stored_before_origins_were_recorded_count_as_unknown(
+    aio_loop: object, pg_empty_dsn: str, tmp_path: Path
+) -> None:
+    assert await credentials_by_transport(pg_empty_dsn) == {}  # not even the table: nothing to refuse
+    older = tmp_path / "sql"
+    older.mkdir()
+    for name in ("001_initial.sql", "002_cluster.sql"):
+        shutil.copy(sql_dir() / name, older / name)
+    await migrate(pg_empty_dsn, directory=older)
+    await _exec(pg_empty_dsn, "INSERT INTO companies (salon_id) VALUES (1)")
+    await _exec(pg_empty_dsn, "INSERT INTO whatsapp_credentials (salon_id, blob, key_id) VALUES (1, 'x', 'k')")
+    assert await credentials_by_transport(pg_empty_dsn) == {None: 1}
+    await migrate(pg_empty_dsn)  # 003 adds the origin; the old row's stays unknown
+    assert await credentials_by_transport(pg_empty_dsn) == {None: 1}

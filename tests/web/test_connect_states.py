@@ -158,6 +158,12 @@ SCREENS: dict[str, Screen] = {
         ("Cannot restore the connection to WhatsApp", "We tried to reconnect several times."),
         new_qr=True,
     ),
+    "transport_mismatch": Screen(
+        reason("failed", "transport_mismatch"),
+        ("Сервер не узнал сохранённое подключение", "Подключение WhatsApp сохранено и не удалено"),
+        ("The server did not recognise the saved connection", "Your WhatsApp connection is kept, not deleted"),
+        new_qr=True,
+    ),
     "frozen": Screen(
         reason("frozen", "frozen"),
         ("Подписка на приложение приостановлена", "Оплаченный период закончился."),

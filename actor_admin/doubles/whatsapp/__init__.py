@@ -18,12 +18,14 @@ from ._core import (
     SimulatorInputError,
     SimulatorLookupError,
 )
+from ._devices_file import DevicesFileError, simulator_devices_file
 from ._inprocess import SimulatorTransport
 from ._server import serve_simulator, simulator_app, simulator_blueprint
 
 __all__ = [
     "PAIRING_CODE_ALPHABET",
     "PAIRING_CODE_TTL_S",
+    "DevicesFileError",
     "SentMessage",
     "SimulatorCore",
     "SimulatorInputError",
@@ -32,4 +34,5 @@ __all__ = [
     "serve_simulator",
     "simulator_app",
     "simulator_blueprint",
+    "simulator_devices_file",
 ]

@@ -14,6 +14,8 @@ Faithful where the session machine's policy depends on it (docs/doubles.md#whats
   connection ends with 515 "restart required"; the client reconnects with the new credentials.
 * A second live connection with the same device credentials kicks the older one with 440.
 * The phone unlinking the device ends its connection with 401 and voids the credentials.
+* Given a ``devices_file``, linked devices (not connections) outlive the process, as WhatsApp's servers
+  remember them (:mod:`._devices_file`).
 
 Time is trio's clock only, so every timer here runs instantly under ``MockClock``.
 """
@@ -24,6 +26,7 @@ import base64
 import json
 import secrets
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Final, Protocol, TypeVar, final
 
 import attrs
@@ -50,6 +53,8 @@ from actor_admin.session import (
     qr_ttl_s,
 )
 from actor_admin.whatsapp import TransportError
+
+from ._devices_file import StoredDevice, load_devices, save_devices
 
 _T = TypeVar("_T")
 
@@ -240,11 +245,21 @@ class SimulatorCore:
     :meth:`outdate`, and look with :meth:`stats`, :meth:`qr_for`, :meth:`sent_messages`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, devices_file: Path | None = None) -> None:
+        """``devices_file``: where linked devices are kept across restarts (loaded now, rewritten on
+        every link and unlink); None keeps them in memory only.
+
+        Raises:
+            DevicesFileError: ``devices_file`` exists but is damaged.
+        """
         self._connections: dict[int, ServerConnection] = {}
         self._next_connection_id = 1
         self._devices: dict[str, _Device] = {}
         self._device_numbers: dict[str, int] = {}
+        self._devices_file = devices_file
+        if devices_file is not None:
+            stored, self._device_numbers = load_devices(devices_file)
+            self._devices = {d.device_id: _Device(d.device_id, d.phone, d.secret) for d in stored}
         self._qrs: dict[str, ServerConnection] = {}
         self._codes: dict[str, ServerConnection] = {}
         self._bans: dict[str, float] = {}
@@ -568,6 +583,7 @@ class SimulatorCore:
         self._device_numbers[phone] = number
         device = _Device(f"{phone}:{number}", phone, secrets.token_urlsafe(32))
         self._devices[device.device_id] = device
+        self._save_devices()
         connection.device = device
         credentials = json.dumps(
             {"v": CREDENTIALS_VERSION, "device": device.device_id, "secret": device.secret},
@@ -616,6 +632,7 @@ class SimulatorCore:
     def _unlink(self, device: _Device, detail: str) -> None:
         device.linked = False
         device.pending.clear()
+        self._save_devices()
         for connection in [c for c in self._connections.values() if c.device is device]:
             self._end(connection, Disconnected(LOGGED_OUT, detail))
         self._notify()
@@ -654,6 +671,13 @@ class SimulatorCore:
         connection.cancel()
         connection.sink.ended(event)
         self._notify()
+
+    def _save_devices(self) -> None:
+        if self._devices_file is None:
+            return
+        linked = [StoredDevice(d.device_id, d.phone, d.secret) for d in self._devices.values() if d.linked]
+        # Synchronous: a few hundred bytes, written only when a person links or unlinks a device.
+        save_devices(self._devices_file, linked, self._device_numbers)
 
     def _linked_devices(self, phone: str) -> list[_Device]:
         return [d for d in self._devices.values() if d.phone == phone and d.linked]

@@ -8,7 +8,7 @@ simulator. ``open`` runs the connection handshake before it returns, so right af
 
 from __future__ import annotations
 
-from typing import final
+from typing import ClassVar, final
 
 import trio
 
@@ -19,7 +19,7 @@ from actor_admin.session import (
     MessageReceived,
     TransportEvent,
 )
-from actor_admin.whatsapp import Deliver, Link, LinkSpec, TransportError
+from actor_admin.whatsapp import Deliver, Link, LinkSpec, TransportError, TransportKind
 
 from ._core import ServerConnection, SimulatorCore
 
@@ -27,6 +27,8 @@ from ._core import ServerConnection, SimulatorCore
 @final
 class SimulatorTransport:
     """Opens links straight into ``core``; one link per :meth:`open`, as with the real service."""
+
+    kind: ClassVar[TransportKind] = "simulator"
 
     def __init__(self, core: SimulatorCore) -> None:
         self.core = core

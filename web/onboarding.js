@@ -108,6 +108,8 @@
       "reason.client_outdated.detail": "Мы уже знаем об этом и обновляем сервис. Подключение восстановится после обновления — ничего делать не нужно.",
       "reason.reconnect_exhausted.title": "Не удаётся восстановить связь с WhatsApp",
       "reason.reconnect_exhausted.detail": "Мы несколько раз пробовали переподключиться. Нажмите «Попробовать снова»; поддержка уже получила уведомление.",
+      "reconnect.unreachable.title": "WhatsApp сейчас недоступен",
+      "reconnect.unreachable.detail": "Номер привязан. Мы проверяем связь с WhatsApp каждые несколько минут и подключимся сами, как только он ответит. Ничего делать не нужно.",
       "reconnect.unlinked.title": "Телефон сообщил об отвязке — проверяем…",
       "reconnect.unlinked.detail": "Проверяем, привязано ли ещё устройство. Если его удалили из «Связанных устройств», через несколько секунд здесь появится кнопка нового QR-кода.",
       "err.wrong_salon": "Эта вкладка уже показывает другой салон. Откройте ссылку в новой вкладке.",
@@ -209,6 +211,8 @@
       "reason.client_outdated.detail": "We already know and are updating the service. The connection comes back after the update — nothing to do.",
       "reason.reconnect_exhausted.title": "Cannot restore the connection to WhatsApp",
       "reason.reconnect_exhausted.detail": "We tried to reconnect several times. Press “Try again”; support has already been alerted.",
+      "reconnect.unreachable.title": "WhatsApp is unreachable right now",
+      "reconnect.unreachable.detail": "The number is linked. We check the connection to WhatsApp every few minutes and reconnect by ourselves as soon as it answers. Nothing to do.",
       "reconnect.unlinked.title": "The phone reported an unlink — checking…",
       "reconnect.unlinked.detail": "Checking whether the device is still linked. If it was removed from “Linked devices”, a new QR code button appears here in a few seconds.",
       "err.wrong_salon": "This tab already shows another salon. Open the link in a new tab.",
@@ -442,6 +446,7 @@
   function stateWords(s) {
     var r = model.reason;
     var relinking = s === "reconnecting" || (s === "connecting" && model.wasLinked);
+    if (relinking && r === "whatsapp_unreachable") { return "reconnect.unreachable"; }
     if (relinking) { return r && UNLINK_REASONS[r] ? "reconnect.unlinked" : "state.reconnecting"; }
     if (r && REASONS[r] === s && OWN_WORDS[r]) { return "reason." + r; }
     return "state." + s;

@@ -27,6 +27,7 @@
     logged_out_after_restart: "Logged-out signal right after linking; retried once",
     whatsapp_unlinked: "WhatsApp credentials deleted",
     reconnect_exhausted: "Reconnecting kept failing: gave up (failed)",
+    reconnect_slowed: "WhatsApp unreachable: retrying every few minutes",
     connection_replaced: "Another connection took the number (conflict)",
     conflict_retry_scheduled: "Conflict: one retry scheduled",
     conflict_retry: "Conflict: retrying once",

@@ -29,7 +29,6 @@ ERROR_MESSAGES: Final[Mapping[str, str]] = {
     ),
     "temporarily_banned": "WhatsApp temporarily banned this number.",
     "client_outdated": "WhatsApp no longer accepts this client version. Support has been alerted.",
-    "reconnect_exhausted": "Reconnecting to WhatsApp kept failing. Support has been alerted.",
     "frozen": "The integration is paused in YClients.",
     "uninstalled": "The integration was removed in YClients.",
 }

@@ -269,13 +269,14 @@ def _slow_delay(b: _Step) -> float:
     return b.policy.slow_backoff.delay(attempt, jitter_fraction(b.state.jitter_seed, -1 - attempt))
 
 
-def _reconnect(b: _Step, *, delay: float, reason: str, slow: bool = False) -> None:
+def _reconnect(b: _Step, *, delay: float, reason: str, slow: bool = False, held: bool = False) -> None:
     """An automatic reconnect, now (``delay`` 0) or after ``delay``.
 
     Once the fast budget is spent (or ``slow``: the node knows WhatsApp is unreachable), the
     reconnect waits ``delay`` on the slow cadence instead (the caller's slow delay, or the next one
     of :attr:`SessionPolicy.slow_backoff`): state ``reconnecting``, reason ``whatsapp_unreachable``,
-    forever — never ``failed`` for a transient cause.
+    forever — never ``failed`` for a transient cause. ``held``: the node held the dial back in an
+    outage it already reported once for all its salons, so no alert per salon.
     """
     recent = _recent_reconnects(b)
     if not slow and _slow(b):
@@ -284,6 +285,7 @@ def _reconnect(b: _Step, *, delay: float, reason: str, slow: bool = False) -> No
     if slow:
         if b.state.slow_reconnects == 0:
             b.log("reconnect_slowed", last_reason=reason, reconnects=len(recent))
+        if b.state.slow_reconnects == 0 and not held:
             b.emit(
                 Alert(
                     WHATSAPP_UNREACHABLE,
@@ -316,8 +318,9 @@ def _retry_later(b: _Step, reason: str, *, upstream_down: bool = False) -> None:
         delay = _slow_delay(b)
     else:
         delay = b.policy.backoff.delay(failures - 1, jitter_fraction(b.state.jitter_seed, failures))
-    b.log("disconnected", reason=reason, retry_in_s=round(delay, 3))
-    _reconnect(b, delay=delay, reason=reason, slow=slow)
+    if not upstream_down:  # a dial the node held back is no disconnect: nothing to add to the history
+        b.log("disconnected", reason=reason, retry_in_s=round(delay, 3))
+    _reconnect(b, delay=delay, reason=reason, slow=slow, held=upstream_down)
 
 
 def _linking_ended(b: _Step, reason: str) -> None:

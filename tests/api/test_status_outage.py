@@ -39,6 +39,9 @@ async def test_an_outage_shows_in_status_and_readyz_without_making_the_node_unre
     ready = await node.http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
     assert ready.json()["whatsapp"]["upstream"] == "outage"
+    metrics = (await node.http.get("/metrics")).text
+    assert "actor_admin_whatsapp_outage 1.0" in metrics
+    assert f"actor_admin_whatsapp_held_back {float(len(SALONS))}" in metrics
     # The simulator's control API refuses nonsense with the documented shapes.
     bad = await node.http.post("/_dev/whatsapp/outage", json={"seconds": "soon"})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_seconds"

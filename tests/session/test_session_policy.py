@@ -40,6 +40,7 @@ from actor_admin.session import (
     KeepaliveRestored,
     KeepaliveTimeout,
     LinkFailed,
+    LogEvent,
     LogoutDevice,
     MessageReceived,
     OwnershipChecked,
@@ -352,6 +353,9 @@ def test_a_held_back_dial_goes_straight_to_the_slow_cadence() -> None:
     assert (d.name, d.state.reason, d.state.slow_reconnects) == ("reconnecting", WHATSAPP_UNREACHABLE, 1)
     assert SLOW_RECONNECT_BACKOFF.bounds(0)[0] <= d.state.timers[TIMER_BACKOFF] - d.now
     assert not of_type(effects, Connect)
+    # The node reported the outage once for all its salons: no alert, no "disconnected" per salon.
+    assert not of_type(effects, Alert)
+    assert [e.type for e in of_type(effects, LogEvent)] == ["reconnect_slowed"]
 
 
 @pytest.mark.parametrize(

@@ -150,7 +150,11 @@
     });
 
     var outbox = st.outbox || {}, cluster = st.cluster || {}, wss = st.websockets || {};
+    var wa = st.whatsapp || {};
     kv($("misc"), [
+      // docs/whatsapp.md#upstream-outage: WhatsApp itself unreachable, reconnects held behind one probe.
+      ["whatsapp", wa.upstream === "outage" ? "outage since " + wa.since + ", " + wa.held_back + " held back"
+        : (wa.upstream || "—"), wa.upstream === "outage" ? "bad" : (wa.upstream === "ok" ? "ok" : "")],
       ["outbox pending", outbox.pending, outbox.pending ? "" : "ok"],
       ["oldest pending", outbox.oldest_pending_s === null || outbox.oldest_pending_s === undefined ? "—"
         : Number(outbox.oldest_pending_s).toFixed(1) + " s"],

@@ -168,6 +168,8 @@ class Restorer(Protocol):
         self, salon_ids: Iterable[int], *, progress: Callable[[int], Awaitable[None] | None] | None = None
     ) -> int: ...
 
+    def running(self, salon_id: int) -> bool: ...
+
 
 @final
 class UpstreamWatch:
@@ -251,7 +253,10 @@ class UpstreamWatch:
             def progress(count: int, total: int = len(released)) -> None:
                 self._restoring = total - count
 
+            # Only salons whose actor still runs: one stopped meanwhile (frozen, uninstalled, moved to
+            # another node) must not be started again by this restore.
+            still_held = (salon for salon in released if router.running(salon))
             try:
-                self.restored_total += await router.restore(released, progress=progress)
+                self.restored_total += await router.restore(still_held, progress=progress)
             finally:
                 self._restoring = 0

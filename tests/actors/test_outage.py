@@ -199,3 +199,25 @@ async def test_a_logged_out_salon_is_not_retried_through_an_outage(node: Node, a
     view = node.registry.get(unlinked)
     assert view is not None and view.state == "logged_out"
     assert await node.store.credentials.load(unlinked) is None
+
+
+async def test_a_salon_stopped_before_its_turn_in_the_restore_is_not_started_again(
+    node: Node, autojump_clock: MockClock
+) -> None:
+    for salon in SALONS:
+        await node.link(salon)
+    node.core.outage(600)
+    await trio.sleep(30)
+    node.core.outage(0)
+    with trio.fail_after(PROBE_BACKOFF.max_s * 1.25 + 60):
+        await node.core.wait_for(lambda: node.upstream.view().upstream == "ok")
+    # The probe connected; the others wait their turn at 20 a second. The last one is withdrawn now
+    # (e.g. frozen by YClients): its actor stops, and the restore must not start a new one.
+    withdrawn = max(salon for salon in SALONS if node.states().get(salon) != "connected")
+    await node.router.stop(withdrawn)
+    others = [salon for salon in SALONS if salon != withdrawn]
+    with trio.fail_after(5):
+        for salon in others:
+            await node.registry.wait_state(salon, "connected")
+    await trio.sleep(5)
+    assert not node.router.running(withdrawn) and node.registry.get(withdrawn) is None

@@ -23,7 +23,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from actor_admin import __version__, logs
-from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
+from actor_admin.actors import Registry, Router, SessionDeps, UpstreamWatch, company_actor_factory, render_qr_svg
 from actor_admin.api import Services, create_app
 from actor_admin.cluster import (
     Bus,
@@ -111,6 +111,7 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
         throttle = SharedThrottle(limiter) if limiter is not None else None  # None: the client's own bucket
         yclients = await stack.enter_async_context(YClientsClient.from_settings(settings, throttle=throttle))
         registry = Registry()
+        upstream = UpstreamWatch(registry)
         keeper = None
         if parts.member is not None:
             keeper = parts.keeper = Keeper(
@@ -131,6 +132,7 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
             activation_payload=activation_payload(settings),
             render_svg=render_qr_svg,
             ownership=keeper,
+            upstream=upstream,
         )
         supervisor = await stack.enter_async_context(
             open_supervisor(company_actor_factory(deps), policy=settings.supervision, log_key="salon_id")
@@ -147,6 +149,10 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
             router.remote = rpc
             if keeper is not None:
                 keeper.nudge_other = rpc.nudge  # a hand-over tells the new owner over Redis to plan now
+        # Restores the salons an upstream outage held back (docs/whatsapp.md#upstream-outage).
+        watch_nursery = await stack.enter_async_context(trio.open_nursery())
+        watch_nursery.start_soon(upstream.run, router)
+        stack.callback(watch_nursery.cancel_scope.cancel)
         yield Services(
             settings=settings,
             store=parts.store,
@@ -158,6 +164,7 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
             yclients=yclients,
             simulator=parts.simulator,
             fake_yclients=parts.fake_yclients,
+            upstream=upstream,
         )
 
 

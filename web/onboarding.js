@@ -110,6 +110,8 @@
       "reason.reconnect_exhausted.detail": "Мы несколько раз пробовали переподключиться. Нажмите «Попробовать снова»; поддержка уже получила уведомление.",
       "reason.transport_mismatch.title": "Сервер не узнал сохранённое подключение",
       "reason.transport_mismatch.detail": "Подключение WhatsApp сохранено и не удалено — похоже, это ошибка настройки сервера, поддержка уже получила уведомление. Если вы сами отвязали устройство в телефоне, нажмите «Попробовать снова» и отсканируйте новый QR-код.",
+      "reconnect.unreachable.title": "WhatsApp сейчас недоступен",
+      "reconnect.unreachable.detail": "Номер привязан. Мы проверяем связь с WhatsApp каждые несколько минут и подключимся сами, как только он ответит. Ничего делать не нужно.",
       "reconnect.unlinked.title": "Телефон сообщил об отвязке — проверяем…",
       "reconnect.unlinked.detail": "Проверяем, привязано ли ещё устройство. Если его удалили из «Связанных устройств», через несколько секунд здесь появится кнопка нового QR-кода.",
       "err.wrong_salon": "Эта вкладка уже показывает другой салон. Откройте ссылку в новой вкладке.",
@@ -213,6 +215,8 @@
       "reason.reconnect_exhausted.detail": "We tried to reconnect several times. Press “Try again”; support has already been alerted.",
       "reason.transport_mismatch.title": "The server did not recognise the saved connection",
       "reason.transport_mismatch.detail": "Your WhatsApp connection is kept, not deleted — this looks like a server configuration mistake, and support has already been alerted. If you unlinked the device on the phone yourself, press “Try again” and scan a new QR code.",
+      "reconnect.unreachable.title": "WhatsApp is unreachable right now",
+      "reconnect.unreachable.detail": "The number is linked. We check the connection to WhatsApp every few minutes and reconnect by ourselves as soon as it answers. Nothing to do.",
       "reconnect.unlinked.title": "The phone reported an unlink — checking…",
       "reconnect.unlinked.detail": "Checking whether the device is still linked. If it was removed from “Linked devices”, a new QR code button appears here in a few seconds.",
       "err.wrong_salon": "This tab already shows another salon. Open the link in a new tab.",
@@ -447,6 +451,7 @@
   function stateWords(s) {
     var r = model.reason;
     var relinking = s === "reconnecting" || (s === "connecting" && model.wasLinked);
+    if (relinking && r === "whatsapp_unreachable") { return "reconnect.unreachable"; }
     if (relinking) { return r && UNLINK_REASONS[r] ? "reconnect.unlinked" : "state.reconnecting"; }
     if (r && REASONS[r] === s && OWN_WORDS[r]) { return "reason." + r; }
     return "state." + s;

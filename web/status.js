@@ -28,6 +28,7 @@
     whatsapp_unlinked: "WhatsApp credentials deleted",
     reconnect_exhausted: "Reconnecting kept failing: gave up (failed)",
     credentials_kept: "Unlink reported by a transport that did not make the credentials: kept, not deleted",
+    reconnect_slowed: "WhatsApp unreachable: retrying every few minutes",
     connection_replaced: "Another connection took the number (conflict)",
     conflict_retry_scheduled: "Conflict: one retry scheduled",
     conflict_retry: "Conflict: retrying once",
@@ -154,8 +155,12 @@
     var limitsLine = limits.state === "degraded"
       ? "degraded: Redis does not answer, limits are not enforced" + (limits.since ? " since " + limits.since : "")
       : (limits.state || "—");
+    var wa = st.whatsapp || {};
     kv($("misc"), [
       ["rate limiting", limitsLine, limits.state === "degraded" ? "bad" : (limits.state === "ok" ? "ok" : "")],
+      // docs/whatsapp.md#upstream-outage: WhatsApp itself unreachable, reconnects held behind one probe.
+      ["whatsapp", wa.upstream === "outage" ? "outage since " + wa.since + ", " + wa.held_back + " held back"
+        : (wa.upstream || "—"), wa.upstream === "outage" ? "bad" : (wa.upstream === "ok" ? "ok" : "")],
       ["outbox pending", outbox.pending, outbox.pending ? "" : "ok"],
       ["oldest pending", outbox.oldest_pending_s === null || outbox.oldest_pending_s === undefined ? "—"
         : Number(outbox.oldest_pending_s).toFixed(1) + " s"],

@@ -1,6 +1,7 @@
 """Company actors: the ``CompanySession`` that drives one salon's WhatsApp session machine, the
 ``Router`` through which everything else reaches it, the node's ``Registry`` of what each session
-is doing, and the ports the actor needs of the store, the bus and the inbound stream."""
+is doing, the node's ``UpstreamWatch`` (one probe while WhatsApp is down), and the ports the actor
+needs of the store, the bus and the inbound stream."""
 
 from ._company import CompanyMessage, CompanySession, SessionDeps, company_actor_factory
 from ._ports import (
@@ -23,6 +24,7 @@ from ._router import (
     RoutingStatistics,
     SessionUnavailable,
 )
+from ._upstream import OutageDetector, OutagePolicy, UpstreamView, UpstreamWatch
 
 __all__ = [
     "OWNER_UNREACHABLE",
@@ -33,6 +35,8 @@ __all__ = [
     "FramePublisher",
     "InboundSink",
     "MessageCounts",
+    "OutageDetector",
+    "OutagePolicy",
     "Registry",
     "RemoteNodes",
     "Router",
@@ -45,6 +49,8 @@ __all__ = [
     "SessionStore",
     "SessionUnavailable",
     "SessionView",
+    "UpstreamView",
+    "UpstreamWatch",
     "company_actor_factory",
     "render_qr_svg",
 ]

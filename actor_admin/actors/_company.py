@@ -48,6 +48,7 @@ from actor_admin.session import (
     SessionPolicy,
     SessionState,
     SetTimer,
+    StateName,
     StoreCredentials,
     StoreMessage,
     Timer,
@@ -60,6 +61,7 @@ from actor_admin.whatsapp import Link, LinkSpec, Transport
 
 from ._ports import ActivationPayload, FramePublisher, InboundSink, SessionStore
 from ._registry import Registry
+from ._upstream import UpstreamWatch
 
 log = logging.getLogger("actor_admin.actors")
 
@@ -134,6 +136,9 @@ class SessionDeps:
     activation_payload: Callable[[int, str], JSON] | None = None
     render_svg: Callable[[str], str] | None = None
     sends_per_minute: float = 20.0
+    #: The node's view of WhatsApp: outage detection, one probe (docs/whatsapp.md#upstream-outage).
+    #: None: every session dials on its own.
+    upstream: UpstreamWatch | None = None
 
 
 class CompanySession:
@@ -198,6 +203,8 @@ class CompanySession:
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
                     await self._close_link()
                 self._clear_view()
+                if self.deps.upstream is not None:
+                    self.deps.upstream.forget(self.salon_id)
                 for request in self.waiting.values():
                     if not request.answered:
                         request.fail(MailboxClosed("the session stopped before answering"))
@@ -244,6 +251,19 @@ class CompanySession:
         for effect in effects:
             await self.perform(effect)
         self._publish_view()
+        if self.deps.upstream is not None and self.state.name != before:
+            self._tell_upstream(self.deps.upstream, before)
+
+    def _tell_upstream(self, upstream: UpstreamWatch, before: StateName) -> None:
+        """Report what the node's outage detector needs: connections made, lost, dials that failed."""
+        after = self.state
+        if after.name == "connected":
+            upstream.connected(self.salon_id)
+        elif before == "connected" and after.name in ("reconnecting", "connecting"):
+            if after.reason != "restart_required":  # WhatsApp asked for a reconnect: no loss
+                upstream.connection_lost(self.salon_id)
+        elif before == "connecting" and not after.link_open:
+            upstream.dial_failed(self.salon_id)
 
     # -- effects ----------------------------------------------------------------------------
 
@@ -359,6 +379,11 @@ class CompanySession:
         if ownership is not None and (fence is None or not ownership.may_connect(self.salon_id, fence)):
             # The lease lapsed (or the salon moved): open nothing; the machine retries after its back-off.
             self._feed(LinkFailed("this node's ownership of the salon is not confirmed"))
+            return
+        upstream = self.deps.upstream
+        if with_credentials and upstream is not None and not upstream.may_dial(self.salon_id):
+            # WhatsApp is down for the whole node: wait on the slow cadence; one probe dials for all.
+            self._feed(LinkFailed("held back: WhatsApp is unreachable, one probe tests it", upstream_down=True))
             return
         credentials = await self.deps.store.credentials.load(self.salon_id) if with_credentials else None
         self.generation += 1

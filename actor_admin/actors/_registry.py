@@ -41,6 +41,7 @@ class MessageCounts:
 class Registry:
     def __init__(self) -> None:
         self._views: dict[int, SessionView] = {}
+        self._counts: Counter[str] = Counter()  # sessions by state, kept as views change
         self._changed = trio.Event()
         self.messages = MessageCounts()
 
@@ -50,11 +51,20 @@ class Registry:
             return
         since = old.since if old is not None and old.state == state else trio.current_time()
         self._views[salon_id] = SessionView(state=state, phone=phone, reason=reason, since=since)
+        if old is not None:
+            self._counts[old.state] -= 1
+        self._counts[state] += 1
         self._notify()
 
     def forget(self, salon_id: int) -> None:
-        if self._views.pop(salon_id, None) is not None:
+        old = self._views.pop(salon_id, None)
+        if old is not None:
+            self._counts[old.state] -= 1
             self._notify()
+
+    def count(self, state: StateName) -> int:
+        """How many sessions are in ``state`` now (O(1))."""
+        return self._counts[state]
 
     async def wait_state(self, salon_id: int, state: str) -> SessionView:
         """Wait until ``salon_id``'s session is in ``state`` (returns at once if it already is)."""
@@ -84,4 +94,4 @@ class Registry:
         return sorted(self._views.items())
 
     def by_state(self) -> dict[str, int]:
-        return dict(Counter(view.state for view in self._views.values()))
+        return {state: count for state, count in self._counts.items() if count}

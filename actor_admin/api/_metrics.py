@@ -191,6 +191,7 @@ class _StatsCollector(Collector):
         yield from self._messages()
         yield from self._actors()
         yield from self._websockets()
+        yield from self._upstream()
         yield from self._ownership()
         yield from self._cluster()
         yield from self._outbox()
@@ -314,6 +315,22 @@ class _StatsCollector(Collector):
             "actor_admin_websockets",
             "Onboarding websocket connections accepted since start.",
             value=float(counters.websockets_total),
+        )
+
+    def _upstream(self) -> Iterator[Metric]:
+        upstream = self._services.upstream
+        if upstream is None:
+            return
+        view = upstream.view()
+        yield GaugeMetricFamily(
+            "actor_admin_whatsapp_outage",
+            "1 while this node is in a WhatsApp outage (docs/whatsapp.md#upstream-outage), else 0.",
+            value=1.0 if view.upstream == "outage" else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "actor_admin_whatsapp_held_back",
+            "Salons whose reconnect waits behind the outage probe.",
+            value=float(view.held_back),
         )
 
     def _ownership(self) -> Iterator[Metric]:

@@ -191,6 +191,22 @@ def _iso(wall: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
 
 
+def whatsapp_view(services: Services) -> JSON:
+    """``whatsapp`` of ``/status`` and ``/readyz``: this node's view of WhatsApp itself
+    (docs/whatsapp.md#upstream-outage). ``upstream`` is ``ok`` or ``outage``; in an outage ``since``
+    (ISO 8601 UTC), ``held_back`` (salons waiting behind the probe), ``probes`` made so far and
+    ``next_probe_in_s`` (null while a probe is dialling)."""
+    if services.upstream is None:
+        return {"upstream": "unknown"}
+    view = services.upstream.view()
+    body: JSON = {"upstream": view.upstream, "since": None, "held_back": view.held_back}
+    if view.since is not None:
+        body["since"] = _iso(services.wall_clock() - (trio.current_time() - view.since))
+        body["probes"] = view.probes
+        body["next_probe_in_s"] = view.next_probe_in_s
+    return body
+
+
 # -- the supervisor's list and a salon's history ------------------------------------------------
 
 #: Problems a supervisor filters on: a live session state, or (activation_failed) the integration status.
@@ -453,6 +469,8 @@ def blueprint(services: Services) -> Blueprint:
         if reasons:
             body["reasons"] = reasons
         body["dependencies"] = {"postgres": postgres, "redis": redis}
+        # Said, never failing: a node in a WhatsApp outage still serves HTTP (docs/http-api.md#readyz).
+        body["whatsapp"] = whatsapp_view(services)
         response = jsonify(body)
         response.status_code = 200 if not failing else 503
         response.headers["Cache-Control"] = "no-store"
@@ -522,6 +540,7 @@ def blueprint(services: Services) -> Blueprint:
             "outbox": outbox_stats,
             "websockets": {"open": services.counters.websockets_open},
             "rate_limiting": rate_limiting_view(services, bool(redis["ok"])),
+            "whatsapp": whatsapp_view(services),
         }
         if authorized:
             body["companies"] = cluster_records(services, stored)

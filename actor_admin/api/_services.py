@@ -14,7 +14,7 @@ from typing import Protocol
 import attrs
 import trio
 
-from actor_admin.actors import Registry, Router
+from actor_admin.actors import Registry, Router, UpstreamWatch
 from actor_admin.cluster import Bus, OwnershipChanges, RateLimiter, RedisClient
 from actor_admin.config import Settings
 from actor_admin.doubles.whatsapp import SimulatorCore
@@ -55,6 +55,8 @@ class Services:
     #: The in-process WhatsApp simulator and the fake marketplace (dev only).
     simulator: SimulatorCore | None = None
     fake_yclients: FakeYClients | None = None
+    #: The node's view of WhatsApp (outage detection, one probe); None: not watched.
+    upstream: UpstreamWatch | None = None
     #: Set by ``create_app`` (the ops blueprint's ``Metrics``).
     metrics: QrLatency | None = None
     #: Set by ``node._start_workers``.

@@ -82,7 +82,9 @@ from ._phone import normalise_phone, phone_from_jid
 from ._policy import (
     REASON_NAMES,
     REASON_POLICY,
+    SLOW_RECONNECT_BACKOFF,
     UNLINKED_REASONS,
+    WHATSAPP_UNREACHABLE,
     ReasonAction,
     SessionPolicy,
 )
@@ -145,6 +147,7 @@ __all__ = [
     "REASON_NAMES",
     "REASON_POLICY",
     "RESTART_REQUIRED",
+    "SLOW_RECONNECT_BACKOFF",
     "STATES",
     "TEMPORARILY_BANNED",
     "TIMER_BACKOFF",
@@ -158,6 +161,7 @@ __all__ = [
     "TIMER_SILENCE",
     "UNAVAILABLE_SERVICE",
     "UNLINKED_REASONS",
+    "WHATSAPP_UNREACHABLE",
     "Accepted",
     "Alert",
     "AskPairingCode",

@@ -117,9 +117,14 @@ class OwnershipChecked:
 @final
 @attrs.frozen
 class LinkFailed:
-    """Opening the link (the ``Connect`` effect) raised before the link could report anything."""
+    """Opening the link (the ``Connect`` effect) raised before the link could report anything.
+
+    ``upstream_down``: the node did not even dial, because it knows WhatsApp is unreachable (an
+    outage, held back behind one probe connection): go straight to the slow cadence.
+    """
 
     detail: str = ""
+    upstream_down: bool = attrs.field(default=False, kw_only=True)
 
 
 @final

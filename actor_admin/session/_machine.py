@@ -69,7 +69,7 @@ from ._inputs import (
 )
 from ._outcomes import Accepted, Outcome, PairingCode, Refused, Status
 from ._phone import normalise_phone, phone_from_jid
-from ._policy import ReasonAction, SessionPolicy, action_for, jitter_fraction, reason_name
+from ._policy import WHATSAPP_UNREACHABLE, ReasonAction, SessionPolicy, action_for, jitter_fraction, reason_name
 from ._state import INACTIVE_STATES, LINK_STATES, LINKING_STATES, CurrentQr, Pairing, SessionState, StateName
 from ._texts import (
     ALREADY_LINKED,
@@ -203,12 +203,14 @@ class _Step:
             self.update(qr=None)
         old = self.state
         self.update(name=name, reason=reason)
-        if name != old.name:
-            self.emit(Publish(state_frame(self.state.name, self.state.phone, self.state.reason)))
+        frame = state_frame(self.state.name, self.state.phone, self.state.reason)
+        if frame != state_frame(old.name, old.phone, old.reason):
+            # A new state, or ``reconnecting`` for another reason (e.g. onto the slow cadence).
+            self.emit(Publish(frame))
         if name != old.name or reason != old.reason:
-            frame = reason_error_frame(self.state, self.now)
-            if frame is not None:
-                self.emit(Publish(frame))
+            error = reason_error_frame(self.state, self.now)
+            if error is not None:
+                self.emit(Publish(error))
 
     def connect(self, *, with_credentials: bool) -> None:
         """Open a link (the caller has entered ``starting`` or ``connecting`` already)."""
@@ -240,7 +242,7 @@ class _Step:
 
 def _reset_history(b: _Step) -> None:
     """A person asked for a fresh start: forget failures, the spent conflict retry and any ban."""
-    b.update(failures=0, reconnects=(), conflict_retry_used=False, ban_expires_at=None)
+    b.update(failures=0, reconnects=(), slow_reconnects=0, conflict_retry_used=False, ban_expires_at=None)
 
 
 def _begin(b: _Step, *, reason: str | None = None) -> None:
@@ -253,30 +255,57 @@ def _begin(b: _Step, *, reason: str | None = None) -> None:
         b.connect(with_credentials=False)
 
 
-def _reconnect(b: _Step, *, delay: float, reason: str) -> None:
-    """An automatic reconnect, now (``delay`` 0) or after ``delay``; ``failed`` when too many."""
+def _recent_reconnects(b: _Step) -> tuple[float, ...]:
     window_start = b.now - b.policy.reconnect_window_s
-    recent = tuple(t for t in b.state.reconnects if t > window_start)
-    if len(recent) >= b.policy.max_reconnects:
-        b.update(reconnects=recent)
-        b.enter("failed", reason="reconnect_exhausted")
-        b.log("reconnect_exhausted", last_reason=reason, reconnects=len(recent))
-        b.emit(
-            Alert(
-                "reconnect_exhausted",
-                f"{len(recent)} reconnects within {b.policy.reconnect_window_s:g} s; last: {reason}",
-            )
-        )
-        return
+    return tuple(t for t in b.state.reconnects if t > window_start)
+
+
+def _slow(b: _Step) -> bool:
+    """Is the fast reconnect budget spent (or already being waited out on the slow cadence)?"""
+    return b.state.slow_reconnects > 0 or len(_recent_reconnects(b)) >= b.policy.max_reconnects
+
+
+def _slow_delay(b: _Step) -> float:
+    attempt = b.state.slow_reconnects
+    # Its own jitter key (negative: the fast delays use the failure count), still fixed by the seed.
+    return b.policy.slow_backoff.delay(attempt, jitter_fraction(b.state.jitter_seed, -1 - attempt))
+
+
+def _reconnect(b: _Step, *, delay: float, reason: str, slow: bool = False, held: bool = False) -> None:
+    """An automatic reconnect, now (``delay`` 0) or after ``delay``.
+
+    Once the fast budget is spent (or ``slow``: the node knows WhatsApp is unreachable), the
+    reconnect waits ``delay`` on the slow cadence instead (the caller's slow delay, or the next one
+    of :attr:`SessionPolicy.slow_backoff`): state ``reconnecting``, reason ``whatsapp_unreachable``,
+    forever — never ``failed`` for a transient cause. ``held``: the node held the dial back in an
+    outage it already reported once for all its salons, so no alert per salon.
+    """
+    recent = _recent_reconnects(b)
+    if not slow and _slow(b):
+        slow, delay = True, _slow_delay(b)
     b.update(reconnects=(*recent, b.now))
-    if delay <= 0:
+    if slow:
+        if b.state.slow_reconnects == 0:
+            b.log("reconnect_slowed", last_reason=reason, reconnects=len(recent))
+        if b.state.slow_reconnects == 0 and not held:
+            b.emit(
+                Alert(
+                    WHATSAPP_UNREACHABLE,
+                    f"{len(recent)} reconnects within {b.policy.reconnect_window_s:g} s; last: {reason}; "
+                    "retrying every few minutes",
+                )
+            )
+        b.update(slow_reconnects=b.state.slow_reconnects + 1)
+        b.enter("reconnecting", reason=WHATSAPP_UNREACHABLE)
+        b.set_timer(TIMER_BACKOFF, b.now + delay)
+    elif delay <= 0:
         _begin(b, reason=reason)
     else:
         b.enter("reconnecting", reason=reason)
         b.set_timer(TIMER_BACKOFF, b.now + delay)
 
 
-def _retry_later(b: _Step, reason: str) -> None:
+def _retry_later(b: _Step, reason: str, *, upstream_down: bool = False) -> None:
     """A transient failure: back off and reconnect a linked device; a linking one waits for a viewer.
 
     Without credentials a reconnect would start a fresh QR batch nobody asked for.
@@ -285,10 +314,15 @@ def _retry_later(b: _Step, reason: str) -> None:
         _linking_ended(b, "connection_lost")
         return
     failures = b.state.failures + 1
-    delay = b.policy.backoff.delay(failures - 1, jitter_fraction(b.state.jitter_seed, failures))
     b.update(failures=failures)
-    b.log("disconnected", reason=reason, retry_in_s=round(delay, 3))
-    _reconnect(b, delay=delay, reason=reason)
+    slow = upstream_down or _slow(b)
+    if slow:
+        delay = _slow_delay(b)
+    else:
+        delay = b.policy.backoff.delay(failures - 1, jitter_fraction(b.state.jitter_seed, failures))
+    if not upstream_down:  # a dial the node held back is no disconnect: nothing to add to the history
+        b.log("disconnected", reason=reason, retry_in_s=round(delay, 3))
+    _reconnect(b, delay=delay, reason=reason, slow=slow, held=upstream_down)
 
 
 def _linking_ended(b: _Step, reason: str) -> None:
@@ -357,7 +391,9 @@ def _banned_now(state: SessionState, now: float) -> bool:
 # --- transport events -------------------------------------------------------------------------
 
 
-def _on_disconnected(b: _Step, reason: int, detail: str, ban_expires_at: float | None) -> None:
+def _on_disconnected(
+    b: _Step, reason: int, detail: str, ban_expires_at: float | None, *, upstream_down: bool = False
+) -> None:
     s = b.state
     if not s.link_open:
         return  # the end of a link we already closed
@@ -396,7 +432,7 @@ def _on_disconnected(b: _Step, reason: int, detail: str, ban_expires_at: float |
             if s.name in LINKING_STATES and not s.has_credentials and reason == CONNECTION_LOST:
                 _linking_ended(b, "qr_expired")  # WhatsApp's QR batch ran out
             else:
-                _retry_later(b, name)
+                _retry_later(b, name, upstream_down=upstream_down)
         case _ as unreachable:
             assert_never(unreachable)
 
@@ -443,7 +479,7 @@ def _on_connected(b: _Step, event: Connected) -> None:
         return
     phone = phone_from_jid(event.jid) or b.state.phone or ""
     confirmed = b.state.credentials_confirmed
-    b.update(phone=phone or None, has_credentials=True, credentials_confirmed=True, failures=0)
+    b.update(phone=phone or None, has_credentials=True, credentials_confirmed=True, failures=0, slow_reconnects=0)
     b.enter("connected", reason=None)
     b.emit(Publish(connected_frame(phone)), PersistConnection(phone))
     if not confirmed:  # credentials of unknown origin just worked here: they are this transport's
@@ -503,7 +539,7 @@ def _on_timer(b: _Step, name: str) -> None:
         else:
             b.enter("idle", reason=None)
     elif name == TIMER_BAN_EXPIRY and s.name == "failed":
-        b.update(ban_expires_at=None, failures=0, reconnects=())
+        b.update(ban_expires_at=None, failures=0, reconnects=(), slow_reconnects=0)
         b.log("ban_expired")
         if s.has_credentials:
             _begin(b)
@@ -740,8 +776,8 @@ def step(
                 elif not state.conflict_retry_used and TIMER_CONFLICT_RETRY not in state.timers:
                     b.log("conflict_retry_scheduled", delay_s=policy.conflict_retry_delay_s)
                     b.set_timer(TIMER_CONFLICT_RETRY, now + policy.conflict_retry_delay_s)
-        case LinkFailed(detail=detail):
-            _on_disconnected(b, NETWORK_ERROR, detail, None)
+        case LinkFailed(detail=detail, upstream_down=upstream_down):
+            _on_disconnected(b, NETWORK_ERROR, detail, None, upstream_down=upstream_down)
         case PairingCodeFailed(detail=detail):
             if state.name in LINKING_STATES:
                 _pairing_failed(b, pairing_code_refused(detail))

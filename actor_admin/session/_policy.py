@@ -17,9 +17,10 @@ reason                      action (:class:`ReasonAction`)
 402 temporarily banned      ``BANNED``: state ``failed`` (reason ``temporarily_banned``) until the
                             ban expires, then reconnect; the expiry is shown to viewers
 405 client outdated         ``OUTDATED``: state ``failed`` (reason ``client_outdated``), alert, no loop
-408, 428, 500, 503, 0 and   ``TRANSIENT``: exponential back-off with jitter; ``failed`` (reason
-any code not listed         ``reconnect_exhausted``) after ``max_reconnects`` automatic reconnects
-                            within ``reconnect_window_s``
+408, 428, 500, 503, 0 and   ``TRANSIENT``: exponential back-off with jitter; once ``max_reconnects``
+any code not listed         automatic reconnects fall within ``reconnect_window_s``, the slow
+                            cadence (``slow_backoff``) forever, state ``reconnecting`` with reason
+                            ``whatsapp_unreachable``, until a connection succeeds
 ==========================  ====================================================================
 
 Without credentials (a QR or pairing-code link) a ``TRANSIENT`` end is not retried: 408 there
@@ -30,10 +31,14 @@ Defaults of :class:`SessionPolicy` and why:
 
 - back-off ``5 s × 2ⁿ`` capped at 60 s, then ±20 % jitter: 5, 10, 20, 40, 60, 60 … s — the original
   system's schedule, with jitter so a network blip does not make every salon reconnect at once.
-- ``failed`` after 8 automatic reconnects inside 10 minutes (515 restarts, back-off retries,
-  watchdog and conflict reconnects all count): eight consecutive failures take about five minutes;
-  a connection that flaps (connects, drops, connects …) also ends in ``failed`` instead of looping
-  forever, which a "reset on open" counter alone would allow.
+- the slow cadence after 8 automatic reconnects inside 10 minutes (515 restarts, back-off retries,
+  watchdog and conflict reconnects all count): eight consecutive failures take about five minutes.
+  From then on a transient cause is retried **forever** but slowly — ``60 s × 2ⁿ`` capped at 240 s,
+  ±25 % jitter: 45 s to 5 min between attempts — because a transient cause (WhatsApp down, egress
+  cut) heals by itself and nobody should have to restart 1,000 salons afterwards. A connection that
+  flaps (connects, drops, connects …) never makes more than 8 fast reconnects per 10 minutes: the
+  window counts reconnects, not failures, which a "reset on open" counter alone would not bound.
+  Permanent causes (unlinked, banned until a time, client outdated) never enter this loop.
 - ``connect_timeout_s`` 60 s to get from dialling to connected (Baileys' connectTimeout);
   ``qr_link_timeout_s`` 200 s for a QR link (WhatsApp's batch lasts ≈160 s and ends with 408; this
   is only a guard for a transport that never says so).
@@ -139,6 +144,10 @@ def reason_name(reason: int) -> str:
 
 # 5, 10, 20, 40, 60, 60 … s, ±20 % (see the module docstring).
 RECONNECT_BACKOFF: Final = Backoff(initial_s=5.0, factor=2.0, max_s=60.0, jitter=0.2)
+# Once the fast budget is spent: 60, 120, 240, 240 … s, ±25 %: every 45 s to 5 min, forever.
+SLOW_RECONNECT_BACKOFF: Final = Backoff(initial_s=60.0, factor=2.0, max_s=240.0, jitter=0.25)
+#: The reason of a ``reconnecting`` session on the slow cadence (shown to viewers and in /status).
+WHATSAPP_UNREACHABLE: Final = "whatsapp_unreachable"
 
 
 @final
@@ -148,6 +157,9 @@ class SessionPolicy:
 
     #: Reconnect delays; ``attempt`` is the number of consecutive failures minus one.
     backoff: Backoff = RECONNECT_BACKOFF
+    #: Reconnect delays once ``max_reconnects`` fall within ``reconnect_window_s``; ``attempt`` counts
+    #: the slow attempts since the fast budget was spent.
+    slow_backoff: Backoff = SLOW_RECONNECT_BACKOFF
     max_reconnects: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     reconnect_window_s: float = attrs.field(default=600.0, validator=attrs.validators.gt(0.0))
     restart_grace_s: float = attrs.field(default=30.0, validator=attrs.validators.gt(0.0))

@@ -76,7 +76,9 @@ class SessionState:
         qr: the QR on display (state ``qr``; kept while a pairing code is on display).
         pairing: the pending or displayed pairing code.
         failures: consecutive failed connection attempts — the back-off exponent; reset on connect.
-        reconnects: times of automatic reconnects within the policy window (for ``failed``).
+        reconnects: times of automatic reconnects within the policy window (the fast budget).
+        slow_reconnects: attempts made on the slow cadence since the fast budget was spent; 0 while
+            reconnects are fast. Reset on connect.
         last_restart_at: when the last 515 arrived (a 401 shortly after it is transient once).
         restart_grace_used: the transient-401 allowance of the last 515 is spent.
         conflict_retry_used: the one retry after a 440 is spent (until the next ``Start``).
@@ -94,6 +96,7 @@ class SessionState:
     pairing: Pairing | None = None
     failures: int = 0
     reconnects: tuple[float, ...] = ()
+    slow_reconnects: int = 0
     last_restart_at: float | None = None
     restart_grace_used: bool = False
     conflict_retry_used: bool = False

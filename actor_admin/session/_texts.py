@@ -38,7 +38,6 @@ ERROR_MESSAGES: Final[Mapping[str, str]] = {
         "not deleted. Support has been alerted. If you unlinked the device on the phone, link it again "
         "with a new QR code."
     ),
-    "reconnect_exhausted": "Reconnecting to WhatsApp kept failing. Support has been alerted.",
     "frozen": "The integration is paused in YClients.",
     "uninstalled": "The integration was removed in YClients.",
 }

@@ -23,6 +23,7 @@ from .conftest import ADMIN_TOKEN, JWT_SECRET, PARTNER_TOKEN, TestNode, node_set
 
 STATUS_KEYS = {
     "node", "version", "uptime_s", "mode", "dependencies", "actors", "cluster", "outbox", "websockets", "rate_limiting",
+    "whatsapp",
 }
 
 

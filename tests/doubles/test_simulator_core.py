@@ -462,6 +462,49 @@ async def test_outdated_client_is_refused_with_405(
     assert recorder.of(QrIssued) == []
 
 
+# -- outage ---------------------------------------------------------------------------------------
+
+
+async def test_outage_drops_every_live_connection_and_fails_every_new_one_until_it_ends(
+    core: SimulatorCore, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    credentials = await paired_credentials(core, nursery)
+    _, linked = await open_link(core, nursery, credentials)
+    _, linking = await open_link(core, nursery)  # a QR link is cut too
+    before = core.stats()["connections_total"]
+    assert core.outage(1800) == 2
+    assert linked.last == Disconnected(NETWORK_ERROR, "WhatsApp is unreachable (outage)")
+    assert linking.last.reason == NETWORK_ERROR  # type: ignore[union-attr]
+    assert core.stats()["live_sessions"] == 0 and core.stats()["linked_devices"] == 1  # devices stay linked
+    await trio.sleep(1799)
+    assert core.unreachable and core.outage_remaining() == pytest.approx(1.0)
+    _, during = await open_link(core, nursery, credentials)
+    assert [e.reason for e in during.of(Disconnected)] == [NETWORK_ERROR] and not during.of(Connected)
+    assert core.stats()["connections_total"] == before + 1  # a refused dial still counts as an attempt
+    await trio.sleep(1)
+    assert not core.unreachable and core.outage_remaining() == 0.0
+    _, after = await open_link(core, nursery, credentials)
+    assert isinstance(after.last, Connected)
+
+
+async def test_outage_of_zero_seconds_ends_it_early(
+    core: SimulatorCore, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    credentials = await paired_credentials(core, nursery)
+    core.outage(600)
+    assert core.outage(0) == 0 and not core.unreachable
+    _, recorder = await open_link(core, nursery, credentials)
+    assert isinstance(recorder.last, Connected)
+
+
+@pytest.mark.parametrize("seconds", [-1, 1e10, float("nan"), float("inf"), True, "60", None])
+def test_outage_refuses_a_bad_duration(core: SimulatorCore, seconds: Any) -> None:
+    with pytest.raises(SimulatorInputError) as refused:
+        core.outage(seconds)
+    assert refused.value.code == "invalid_seconds"
+    assert not core.unreachable
+
+
 # -- messages -------------------------------------------------------------------------------------
 
 
@@ -557,6 +600,7 @@ async def test_stats_start_at_zero(core: SimulatorCore) -> None:
             "qr_issued_total",
             "messages_in_total",
             "messages_out_total",
+            "connections_total",
         ),
         0,
     )

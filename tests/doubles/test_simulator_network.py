@@ -189,6 +189,21 @@ async def test_drop_over_http_is_a_network_error(simulator: Simulator) -> None:
     assert (await recorder.next_of(Disconnected)).reason == NETWORK_ERROR  # type: ignore[union-attr]
 
 
+async def test_outage_over_http_cuts_links_and_refuses_new_ones_until_ended(simulator: Simulator) -> None:
+    _, recorder = await simulator.connected()
+    answer = await simulator.http.post("/outage", json={"seconds": 600})
+    assert answer.status_code == 200
+    assert answer.json()["dropped"] == 1 and 599 < answer.json()["outage_ends_in"] <= 600
+    assert (await recorder.next_of(Disconnected)).reason == NETWORK_ERROR  # type: ignore[union-attr]
+    assert (await simulator.http.get("/outage")).json()["unreachable"] is True
+    _, refused = await simulator.open()
+    assert (await refused.next_of(Disconnected)).reason == NETWORK_ERROR  # type: ignore[union-attr]
+    assert (await simulator.http.post("/outage", json={"seconds": 0})).json() == {"dropped": 0, "outage_ends_in": 0.0}
+    assert (await simulator.http.get("/outage")).json() == {"unreachable": False, "outage_ends_in": 0.0}
+    _, pairing = await simulator.open()
+    await pairing.next_of(QrIssued)
+
+
 async def test_a_stalled_connection_misses_keepalives_then_recovers(simulator: Simulator) -> None:
     _, pairing = await simulator.open()
     qr = await pairing.next_of(QrIssued)
@@ -252,6 +267,15 @@ async def test_refused_connection_is_a_network_error() -> None:
         ("/phones/79001234567/logout", b"", 404, "unknown_phone"),
         ("/phones/79001234567/messages", b'{"from": "79007654321", "text": 3}', 422, "invalid_text"),
         ("/ban", b'{"phone": "79001234567", "seconds": -1}', 422, "invalid_seconds"),
+        ("/outage", b"{not json", 400, "malformed_json"),
+        ("/outage", b"[600]", 422, "invalid_body"),
+        ("/outage", b"{}", 422, "missing_seconds"),
+        ("/outage", b'{"seconds": "600"}', 422, "invalid_seconds"),
+        ("/outage", b'{"seconds": true}', 422, "invalid_seconds"),
+        ("/outage", b'{"seconds": -5}', 422, "invalid_seconds"),
+        ("/outage", b'{"seconds": NaN}', 422, "invalid_seconds"),
+        ("/outage", b'{"seconds": 1e400}', 422, "invalid_seconds"),
+        ("/outage", b'{"seconds": 100000000000000000000000000000}', 422, "invalid_seconds"),
         ("/nowhere", b"{}", 404, "not_found"),
     ],
 )

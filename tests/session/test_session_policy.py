@@ -18,6 +18,7 @@ from actor_admin.session import (
     QR_BATCH_S,
     QR_BATCH_SIZE,
     RESTART_REQUIRED,
+    SLOW_RECONNECT_BACKOFF,
     TEMPORARILY_BANNED,
     TIMER_BACKOFF,
     TIMER_BAN_EXPIRY,
@@ -27,6 +28,7 @@ from actor_admin.session import (
     TIMER_SILENCE,
     UNAVAILABLE_SERVICE,
     UNLINKED_REASONS,
+    WHATSAPP_UNREACHABLE,
     Alert,
     CheckOwnership,
     Connect,
@@ -38,6 +40,7 @@ from actor_admin.session import (
     KeepaliveRestored,
     KeepaliveTimeout,
     LinkFailed,
+    LogEvent,
     LogoutDevice,
     MessageReceived,
     OwnershipChecked,
@@ -52,9 +55,9 @@ from actor_admin.session import (
     Timer,
     qr_ttl_s,
 )
-from actor_admin.session._policy import jitter_fraction
+from actor_admin.session._policy import RECONNECT_BACKOFF, jitter_fraction
 
-from ._session_driver import JID, PHONE, connected, frames, just_restarted, of_type, refusals, showing_qr
+from ._session_driver import JID, PHONE, Driver, connected, frames, just_restarted, of_type, refusals, showing_qr
 
 # --- 515 restart required ---------------------------------------------------------------------
 
@@ -271,27 +274,107 @@ def test_failures_reset_once_connected() -> None:
     assert timer.at - d.now == 5.0
 
 
-def test_fails_after_max_reconnects_within_the_window() -> None:
-    d = connected(SessionPolicy(max_reconnects=8, reconnect_window_s=600))
+def _spend_fast_budget(d: Driver) -> None:
+    """Eight fast reconnects after network errors: the fast budget of the default policy."""
     d.now += 600  # the pairing's 515 reconnect has left the window
     for _ in range(8):
         d(Disconnected(NETWORK_ERROR), after=1)
-        assert d.name == "reconnecting"
+        assert (d.name, d.state.reason) == ("reconnecting", "network_error")
         d.fire(TIMER_BACKOFF)
+
+
+def test_after_the_fast_budget_a_transient_cause_goes_to_the_slow_cadence_not_failed() -> None:
+    d = connected(SessionPolicy(max_reconnects=8, reconnect_window_s=600))
+    _spend_fast_budget(d)
     effects = d(Disconnected(NETWORK_ERROR), after=1)
-    assert (d.name, d.state.reason) == ("failed", "reconnect_exhausted")
-    assert of_type(effects, Alert) and not of_type(effects, SetTimer)
+    assert (d.name, d.state.reason) == ("reconnecting", WHATSAPP_UNREACHABLE)
+    (timer,) = of_type(effects, SetTimer)
+    low, high = SLOW_RECONNECT_BACKOFF.bounds(0)
+    assert low <= timer.at - d.now <= high
+    assert [a.code for a in of_type(effects, Alert)] == [WHATSAPP_UNREACHABLE]  # operators hear it once
+    # The page is told at once that WhatsApp is unreachable, not "back in a few seconds".
+    assert {"type": "state", "state": "reconnecting", "phone": PHONE, "reason": WHATSAPP_UNREACHABLE} in frames(effects)
 
 
-def test_flapping_connection_ends_in_failed() -> None:
+def test_slow_cadence_lasts_forever_with_capped_jittered_delays_and_one_alert() -> None:
+    d = connected()
+    _spend_fast_budget(d)
+    delays, alerts = [], 0
+    for _ in range(200):  # far longer than any outage: about 13 hours
+        effects = d(Disconnected(NETWORK_ERROR), after=1)
+        alerts += len(of_type(effects, Alert))
+        assert (d.name, d.state.reason) == ("reconnecting", WHATSAPP_UNREACHABLE)
+        delays.append(d.state.timers[TIMER_BACKOFF] - d.now)
+        d.fire(TIMER_BACKOFF)
+        assert d.name == "connecting"
+    assert alerts == 1
+    assert 45.0 <= min(delays) and max(delays) <= 300.0  # every 45 s to 5 min
+    assert SLOW_RECONNECT_BACKOFF.bounds(10) == (180.0, 300.0)
+    assert len(set(delays[5:])) > 100  # jittered, not one fixed beat
+    assert len(d.state.reconnects) <= 600 / 45 + 1  # the state record stays bounded
+
+
+def test_a_connection_after_the_slow_cadence_starts_over_with_fast_reconnects() -> None:
+    d = connected()
+    _spend_fast_budget(d)
+    d(Disconnected(NETWORK_ERROR), after=1)
+    d.fire(TIMER_BACKOFF)
+    d(Connected(JID), after=1)
+    assert (d.name, d.state.slow_reconnects, d.state.failures) == ("connected", 0, 0)
+    d.now += 600  # the fast reconnects have left the window
+    effects = d(Disconnected(NETWORK_ERROR), after=1)
+    assert (d.name, d.state.reason) == ("reconnecting", "network_error")
+    (timer,) = of_type(effects, SetTimer)
+    assert RECONNECT_BACKOFF.bounds(0)[0] <= timer.at - d.now <= RECONNECT_BACKOFF.bounds(0)[1]
+
+
+def test_flapping_connection_never_reconnects_fast_more_than_the_budget_per_window() -> None:
     d = connected(SessionPolicy(max_reconnects=8, reconnect_window_s=600))
     d.now += 600
-    for _ in range(8):
+    fast_starts: list[float] = []
+    for _ in range(40):
         d(Disconnected(CONNECTION_CLOSED), after=10)
+        assert d.name == "reconnecting"
+        if d.state.reason != WHATSAPP_UNREACHABLE:
+            fast_starts.append(d.now)
         d.fire(TIMER_BACKOFF)
         d(Connected(JID), after=1)
-    d(Disconnected(CONNECTION_CLOSED), after=10)
-    assert d.name == "failed"
+    assert d.name == "connected"
+    for t in fast_starts:
+        assert sum(1 for u in fast_starts if t <= u < t + 600) <= 8
+
+
+def test_a_held_back_dial_goes_straight_to_the_slow_cadence() -> None:
+    """The node knows WhatsApp is unreachable (an outage behind one probe): no fast retries."""
+    d = connected()
+    d(Disconnected(NETWORK_ERROR), after=1)
+    d.fire(TIMER_BACKOFF)
+    effects = d(LinkFailed("held back", upstream_down=True))
+    assert (d.name, d.state.reason, d.state.slow_reconnects) == ("reconnecting", WHATSAPP_UNREACHABLE, 1)
+    assert SLOW_RECONNECT_BACKOFF.bounds(0)[0] <= d.state.timers[TIMER_BACKOFF] - d.now
+    assert not of_type(effects, Connect)
+    # The node reported the outage once for all its salons: no alert, no "disconnected" per salon.
+    assert not of_type(effects, Alert)
+    assert [e.type for e in of_type(effects, LogEvent)] == ["reconnect_slowed"]
+
+
+@pytest.mark.parametrize(
+    ("event", "state", "reason"),
+    [
+        (Disconnected(LOGGED_OUT), "logged_out", "logged_out"),
+        (Disconnected(FORBIDDEN), "logged_out", "forbidden"),
+        (Disconnected(TEMPORARILY_BANNED, ban_expires_at=1e9), "failed", "temporarily_banned"),
+        (Disconnected(CLIENT_OUTDATED), "failed", "client_outdated"),
+    ],
+)
+def test_permanent_causes_on_the_slow_cadence_stop_retrying(event: Disconnected, state: str, reason: str) -> None:
+    d = connected()
+    _spend_fast_budget(d)
+    d(Disconnected(NETWORK_ERROR), after=1)
+    d.fire(TIMER_BACKOFF)  # a slow attempt dials …
+    effects = d(event, after=1)  # … and WhatsApp answers with a permanent cause
+    assert (d.name, d.state.reason) == (state, reason)
+    assert TIMER_BACKOFF not in d.state.timers and not of_type(effects, Connect)
 
 
 def test_reconnects_older_than_the_window_are_forgotten() -> None:

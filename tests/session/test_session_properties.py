@@ -61,6 +61,7 @@ from actor_admin.session import (
     Uninstall,
     step,
 )
+from actor_admin.session._frames import state_frame
 from actor_admin.session._machine import _TIMERS_OF
 
 from ._session_driver import JID, PHONE, connected
@@ -106,6 +107,7 @@ events: st.SearchStrategy[Event] = st.one_of(
             OwnershipChecked(owned=True),
             OwnershipChecked(owned=False),
             LinkFailed("dial"),
+            LinkFailed("held back", upstream_down=True),
             PairingCodeFailed("no"),
         ]
     ),
@@ -280,8 +282,78 @@ def test_each_command_gets_one_reply_and_refusals_change_nothing(data: st.DataOb
 @given(st.data())
 def test_viewers_hear_every_change_of_state_and_only_changes(data: st.DataObject) -> None:
     for s in walk(data):
-        published = [e.frame["state"] for e in s.effects if isinstance(e, Publish) and e.frame["type"] == "state"]
-        if s.state.name == s.prev.name:
+        published = [e.frame for e in s.effects if isinstance(e, Publish) and e.frame["type"] == "state"]
+        before = state_frame(s.prev.name, s.prev.phone, s.prev.reason)
+        after = state_frame(s.state.name, s.state.phone, s.state.reason)
+        if s.state.name == s.prev.name and after == before:
             assert published == []
+        elif s.state.name != s.prev.name or after["state"] == "reconnecting":
+            # A new state; or ``reconnecting`` for another reason (onto the slow cadence).
+            assert published[-1] == after
+
+
+# --- transient causes: retried forever, fast only within the budget -----------------------------
+
+TRANSIENT_REASONS = [CONNECTION_LOST, CONNECTION_CLOSED, BAD_SESSION, UNAVAILABLE_SERVICE, NETWORK_ERROR, 409]
+# Everything WhatsApp and the node can do to a linked session without a permanent cause or a person.
+transient_events: st.SearchStrategy[Event] = st.one_of(
+    st.builds(Disconnected, st.sampled_from([*TRANSIENT_REASONS, RESTART_REQUIRED])),
+    st.sampled_from(
+        [
+            LinkFailed("dial"),
+            LinkFailed("held back", upstream_down=True),
+            Connected(JID),
+            KeepaliveTimeout(),
+            KeepaliveRestored(),
+            CredsUpdated(b"k"),
+            *(Timer(name) for name in TIMER_NAMES),
+        ]
+    ),
+)
+
+
+def transient_life(data: st.DataObject) -> tuple[SessionPolicy, list[Step]]:
+    policy = data.draw(policies)
+    state = connected(policy).state
+    state = attrs.evolve(state, jitter_seed=data.draw(st.integers(0, 2**32)))
+    now, steps = 10_000.0, []
+    for _ in range(data.draw(st.integers(0, 120))):
+        now += data.draw(gaps)
+        prev = state
+        # Mostly let the armed timer fire, so the session lives through many attempts.
+        if state.timers and data.draw(st.booleans()):
+            name = min(state.timers, key=lambda n: state.timers[n])
+            now = max(now, state.timers[name])
+            event: Event = Timer(name)
         else:
-            assert published[-1] == s.state.name
+            event = data.draw(transient_events)
+        state, effects = step(prev, event, now, policy=policy)
+        steps.append(Step(prev, event, now, state, effects))
+    return policy, steps
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_a_transient_cause_never_gives_up(data: st.DataObject) -> None:
+    _, steps = transient_life(data)
+    for s in steps:
+        assert s.state.name in {"connecting", "connected", "reconnecting"}, (s.prev.name, s.event)
+        assert s.state.has_credentials
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_reconnects_past_the_fast_budget_wait_the_slow_cadence(data: st.DataObject) -> None:
+    policy, steps = transient_life(data)
+    slow_low, slow_high = policy.slow_backoff.bounds(0)[0], policy.slow_backoff.max_s * (1 + policy.slow_backoff.jitter)
+    for s in steps:
+        recent = [t for t in s.prev.reconnects if t > s.now - policy.reconnect_window_s]
+        spent = len(recent) >= policy.max_reconnects or s.prev.slow_reconnects > 0
+        for effect in s.effects:
+            if isinstance(effect, SetTimer) and effect.name == "backoff" and (spent or s.state.slow_reconnects):
+                assert slow_low <= effect.at - s.now <= slow_high
+            if isinstance(effect, Connect) and not isinstance(s.event, Timer):
+                assert not spent, "an immediate reconnect past the fast budget"
+        if s.state.name == "reconnecting" and s.state.slow_reconnects:
+            assert s.state.reason == "whatsapp_unreachable"
+        assert len(s.state.reconnects) <= policy.max_reconnects + policy.reconnect_window_s / slow_low + 1

@@ -106,6 +106,11 @@ SCREENS: dict[str, Screen] = {
         ("Восстанавливаем связь с WhatsApp…", "Номер уже привязан"),
         ("Restoring the WhatsApp connection…", "The number is linked"),
     ),
+    "whatsapp_unreachable": Screen(
+        [*LINKED, {"type": "state", "state": "reconnecting", "phone": PHONE, "reason": "whatsapp_unreachable"}],
+        ("WhatsApp сейчас недоступен", "Номер привязан. Мы проверяем связь с WhatsApp каждые несколько минут"),
+        ("WhatsApp is unreachable right now", "The number is linked. We check the connection to WhatsApp"),
+    ),
     "unlink_reported": Screen(
         [*LINKED, {"type": "state", "state": "reconnecting", "phone": PHONE, "reason": "logged_out"}],
         ("Телефон сообщил об отвязке — проверяем…", "Проверяем, привязано ли ещё устройство."),

@@ -16,6 +16,8 @@ Faithful where the session machine's policy depends on it (docs/doubles.md#whats
 * The phone unlinking the device ends its connection with 401 and voids the credentials.
 * Given a ``devices_file``, linked devices (not connections) outlive the process, as WhatsApp's servers
   remember them (:mod:`._devices_file`).
+* An outage (:meth:`SimulatorCore.outage`) makes WhatsApp unreachable for a while: every live
+  connection drops with a network error and every new one fails the same way until it ends.
 
 Time is trio's clock only, so every timer here runs instantly under ``MockClock``.
 """
@@ -59,6 +61,8 @@ from ._devices_file import StoredDevice, load_devices, save_devices
 _T = TypeVar("_T")
 
 PAIRING_CODE_TTL_S: Final = 60.0
+#: The longest outage the control API accepts (about 31 years: "until told otherwise").
+MAX_OUTAGE_S: Final = 1e9
 # whatsmeow encodes pairing codes in this base32 alphabet (no 0, O, I, U: nothing to misread).
 PAIRING_CODE_ALPHABET: Final = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
 JID_SERVER: Final = "s.whatsapp.net"
@@ -264,6 +268,9 @@ class SimulatorCore:
         self._codes: dict[str, ServerConnection] = {}
         self._bans: dict[str, float] = {}
         self._outdated = False
+        #: The end of the current outage (trio clock), or None.
+        self._outage_until: float | None = None
+        self._connections_total = 0
         self._sent: list[SentMessage] = []
         self._changed: trio.Event | None = None
         self._replaced_total = 0
@@ -282,9 +289,12 @@ class SimulatorCore:
         """
         connection = ServerConnection(self, self._next_connection_id, salon_id, sink)
         self._next_connection_id += 1
+        self._connections_total += 1
         self._connections[connection.connection_id] = connection
         self._notify()
-        if self._outdated:
+        if self.unreachable:
+            self._end(connection, Disconnected(NETWORK_ERROR, "WhatsApp is unreachable (outage)"))
+        elif self._outdated:
             self._end(connection, Disconnected(CLIENT_OUTDATED, "client outdated"))
         elif credentials is None:
             self._issue_qr(connection, seq=1)
@@ -442,6 +452,40 @@ class SimulatorCore:
         """While enabled, every new connection is refused with 405 "client outdated"."""
         self._outdated = enabled
 
+    def outage(self, seconds: float) -> int:
+        """Make WhatsApp unreachable for ``seconds`` (trio clock): every live connection drops with
+        NETWORK_ERROR (0) now, and every new one fails the same way until the outage ends. ``0`` ends
+        an outage early; a new call replaces the end of the current one. Linked devices stay linked.
+
+        Returns the number of connections dropped.
+
+        Raises:
+            SimulatorInputError: ``seconds`` is not a number in [0, :data:`MAX_OUTAGE_S`].
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= MAX_OUTAGE_S:
+            raise SimulatorInputError("invalid_seconds", f"seconds must be a number from 0 to {MAX_OUTAGE_S:g}")
+        if seconds == 0:
+            self._outage_until = None
+            self._notify()
+            return 0
+        self._outage_until = trio.current_time() + seconds
+        live = list(self._connections.values())
+        for connection in live:
+            self._end(connection, Disconnected(NETWORK_ERROR, "WhatsApp is unreachable (outage)"))
+        self._notify()
+        return len(live)
+
+    @property
+    def unreachable(self) -> bool:
+        """Is WhatsApp in an outage now?"""
+        return self._outage_until is not None and trio.current_time() < self._outage_until
+
+    def outage_remaining(self) -> float:
+        """Seconds until the current outage ends; 0 when there is none."""
+        if not self.unreachable or self._outage_until is None:
+            return 0.0
+        return self._outage_until - trio.current_time()
+
     # -- looking ---------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
@@ -449,6 +493,8 @@ class SimulatorCore:
 
         ``max_live_per_device`` is counted when a connection with device credentials is accepted,
         *before* the older connection is kicked with 440, so one double connection shows as 2.
+        ``connections_total`` counts every connection a server opened, refused ones included (an
+        outage's probes, a 401, a 402 …).
         """
         return {
             "live_sessions": len(self._connections),
@@ -458,6 +504,7 @@ class SimulatorCore:
             "qr_issued_total": self._qr_issued_total,
             "messages_in_total": self._messages_in_total,
             "messages_out_total": self._messages_out_total,
+            "connections_total": self._connections_total,
         }
 
     def qr_for(self, salon_id: int) -> str | None:

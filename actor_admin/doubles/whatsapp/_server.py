@@ -170,6 +170,16 @@ def simulator_blueprint(core: SimulatorCore) -> Blueprint:
         core.outdate(enabled)
         return jsonify({"outdated": enabled})
 
+    @bp.post("/outage")
+    async def outage() -> Response:
+        body = await _body()
+        dropped = core.outage(_field(body, "seconds", (int, float)))
+        return jsonify({"dropped": dropped, "outage_ends_in": core.outage_remaining()})
+
+    @bp.get("/outage")
+    async def outage_now() -> Response:
+        return jsonify({"unreachable": core.unreachable, "outage_ends_in": core.outage_remaining()})
+
     @bp.get("/salons/<int:salon_id>")
     async def salon(salon_id: int) -> Response:
         return jsonify(
@@ -300,6 +310,9 @@ async def _serve_link(core: SimulatorCore) -> None:
     except FrameError as exc:
         await websocket.send(dump({"type": "error", "code": "bad_hello", "message": str(exc)}))
         await websocket.close(CloseReason.POLICY_VIOLATION)
+        return
+    if hello.get("intent") == "logout" and core.unreachable:
+        await websocket.close(CLOSE_DROPPED)  # WhatsApp is unreachable: the one-shot fails like a dial
         return
     if hello.get("intent") == "logout":
         done = credentials is not None and core.logout_credentials(credentials)

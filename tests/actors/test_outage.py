@@ -19,7 +19,7 @@ from actor_admin.cluster import LocalBus
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.runtime import open_supervisor
 from actor_admin.session import RequestQr, SessionPolicy, Status
-from actor_admin.whatsapp import Link, LinkSpec
+from actor_admin.whatsapp import Link, LinkSpec, TransportKind
 
 from .memory_store import MemoryInbound, MemoryStore
 
@@ -37,6 +37,10 @@ class CountingTransport:
 
     inner: SimulatorTransport
     dials: list[tuple[float, int]] = attrs.field(factory=list)
+
+    @property
+    def kind(self) -> TransportKind:
+        return self.inner.kind
 
     async def open(self, nursery: trio.Nursery, spec: LinkSpec) -> Link:
         self.dials.append((trio.current_time(), spec.salon_id))

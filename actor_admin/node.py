@@ -10,6 +10,7 @@ server, not inside the app, so request tasks inherit it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import random
@@ -210,6 +211,28 @@ async def migrate_now(database_url: str) -> None:
         say(f"applied {len(applied)} migration(s)")
 
 
+@asynccontextmanager
+async def open_asyncio_loop() -> AsyncIterator[asyncio.AbstractEventLoop]:
+    """trio-asyncio's loop, with asyncio's unretrieved errors logged instead of raised.
+
+    trio-asyncio raises any error that no asyncio task retrieved into the loop's nursery, which would
+    end the node. During a database outage asyncpg leaves a few behind by itself (a connect cancelled
+    by its timeout just as the socket opened, a background close of an expired connection): worth a
+    warning line, never a crash (docs/data.md#failover).
+    """
+    async with trio_asyncio.open_loop() as loop:
+        loop.set_exception_handler(_log_asyncio_error)
+        yield loop
+
+
+def _log_asyncio_error(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    error = context.get("exception")
+    log.warning(
+        "asyncio: %s", context.get("message") or "unhandled error",
+        exc_info=error if isinstance(error, BaseException) else None,
+    )
+
+
 #: The longest pause between two attempts to reach PostgreSQL at start (one progress line each).
 START_RETRY_MAX_S = 5.0
 
@@ -217,7 +240,7 @@ START_RETRY_MAX_S = 5.0
 async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> int:
     async with AsyncExitStack() as stack:
         database_url, redis_url = await open_databases(settings, stack)
-        await stack.enter_async_context(trio_asyncio.open_loop())
+        await stack.enter_async_context(open_asyncio_loop())
         redis = await RedisClient.open(redis_url)
         stack.push_async_callback(redis.aclose)
         # Listen from the start: /healthz and a truthful /readyz while PostgreSQL is not there yet.

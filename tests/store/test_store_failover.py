@@ -4,14 +4,18 @@ the pool reconnects by itself — no restart — once the address answers again 
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 import trio
+import trio_asyncio
 
+from actor_admin.node import open_asyncio_loop
 from actor_admin.store import DbLimits, Keyring, Store, StoreUnavailable, open_store
 from tests._pg import TEST_CREDENTIALS_KEY
 from tests._pg import _admin as admin_sql
@@ -110,3 +114,20 @@ async def test_a_server_turned_read_only_is_unavailable_and_writes_resume_after_
         await store.events.append(1, "after")  # at once: the read-only connections were recycled
     async with open_store(pg_dsn, pool_size=1, credentials_keys=Keyring(TEST_CREDENTIALS_KEY)) as check:
         assert [e.type for e in await check.events.list(1)] == ["after", "before"]
+
+
+async def test_an_asyncio_error_nobody_retrieved_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    # asyncpg leaves such errors behind during outages (a connect cancelled by its timeout just as the
+    # socket opened); trio-asyncio would raise them into its nursery and end the node.
+    async with open_asyncio_loop():
+
+        async def lose() -> None:
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(ConnectionError("unexpected connection_lost() call"))
+
+        await trio_asyncio.aio_as_trio(lose)()
+        gc.collect()  # the future's __del__ reports it
+        await trio.sleep(0.05)
+        await trio_asyncio.aio_as_trio(asyncio.sleep)(0)  # the loop still runs
+
+    assert "unexpected connection_lost() call" in caplog.text

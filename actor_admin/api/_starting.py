@@ -20,7 +20,7 @@ import trio
 from actor_admin.cluster import RedisClient
 from actor_admin.json_types import JSON
 
-from ._http import Message, Receive, Scope, Send
+from ._http import DRAIN_LIMIT, DRAIN_SECONDS, Message, Receive, Scope, Send
 
 #: Any ASGI application (Quart's app is typed with hypercorn's event types, ours with plain mappings).
 App = Callable[..., Awaitable[None]]
@@ -108,7 +108,8 @@ class FrontDoor:
         elif self._app is not None:
             await self._app(scope, receive, send)
         elif scope["type"] == "http":
-            await self._answer_starting(scope, send)
+            drained = await _drain(receive)
+            await self._answer_starting(scope, send, close=not drained)
         elif scope["type"] == "websocket":
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": 1013, "reason": "starting"})  # try again later
@@ -137,9 +138,11 @@ class FrontDoor:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _answer_starting(self, scope: Scope, send: Send) -> None:
+    async def _answer_starting(self, scope: Scope, send: Send, *, close: bool) -> None:
         path = scope.get("path", "")
         headers = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
+        if close:
+            headers.append((b"connection", b"close"))
         body: JSON
         if path == "/healthz":
             status, body = 200, {"ok": True}
@@ -155,6 +158,19 @@ class FrontDoor:
             }
             headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
         await _send_json(send, status, body, headers)
+
+
+async def _drain(receive: Receive) -> bool:
+    """Read the request body (bounded) before answering: an early answer hangs a keep-alive connection
+    (docs/architecture.md#early-413). False when the bound was hit: then the answer closes it."""
+    read = 0
+    with trio.move_on_after(DRAIN_SECONDS):
+        while read <= DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return True
+            read += len(message.get("body", b""))
+    return False
 
 
 async def _send_json(

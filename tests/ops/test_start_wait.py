@@ -75,6 +75,9 @@ async def test_serve_waits_for_postgres_then_comes_up_by_itself(
         assert body["starting"]["waiting_for"] == "postgres" and body["starting"]["attempts"] >= 1
         other = await http.get("/status")
         assert other.status_code == 503 and other.json()["error"]["code"] == "starting"
+        posted = await http.post("/webhook/yclients", content=b"x" * 100_000)  # a body: read, then answered
+        assert posted.status_code == 503 and posted.headers["retry-after"] == "5"
+        assert (await http.get("/healthz")).json() == {"ok": True}  # the same keep-alive connection
         assert process.returncode is None  # waiting, not exited
         text = await trio.Path(log).read_text(errors="replace")
         assert "actor-admin doctor" in text and "next try in" in text  # says how to check, and when

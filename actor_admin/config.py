@@ -19,7 +19,7 @@ import attrs
 
 from actor_admin.cluster import OwnershipTimings
 from actor_admin.runtime import SupervisorPolicy
-from actor_admin.store import RetentionPolicy
+from actor_admin.store import DbLimits, RetentionPolicy
 
 Mode = Literal["dev", "serve"]
 T = TypeVar("T")
@@ -107,6 +107,9 @@ class Settings:
     shutdown_deadline_s: float = 10.0
     trusted_proxies: tuple[str, ...] = ()
     pg_pool_size: int = 10
+    #: ``PG_CONNECT_TIMEOUT`` / ``PG_COMMAND_TIMEOUT``: the bounds of every database call (docs/data.md#failover).
+    pg_connect_timeout_s: float = 5.0
+    pg_command_timeout_s: float = 10.0
     #: The company actors' supervisor; its defaults are documented on :class:`SupervisorPolicy`.
     supervision: SupervisorPolicy = attrs.field(factory=SupervisorPolicy)
     #: The ownership protocol's numbers, shared by every node of a cluster.
@@ -118,6 +121,9 @@ class Settings:
     #: A RAM-backed directory for what must never reach a disk (the WhatsApp client's working
     #: stores): systemd's ``$RUNTIME_DIRECTORY``, else ``$XDG_RUNTIME_DIR/actor-admin``; None: neither.
     runtime_dir: Path | None = None
+
+    def pg_limits(self) -> DbLimits:
+        return DbLimits(connect_timeout_s=self.pg_connect_timeout_s, command_timeout_s=self.pg_command_timeout_s)
 
     def redacted(self) -> dict[str, object]:
         """A view safe for logs and /status: secrets replaced by a marker."""
@@ -213,6 +219,13 @@ def load_settings(
 
     def number(name: str, default: float) -> float:
         return parsed(name, default, float, "a number")
+
+    def positive(name: str, default: float) -> float:
+        value = number(name, default)
+        if not 0 < value < float("inf"):
+            problems.append(f"{name} must be a number of seconds above 0, got {env.get(name)!r}")
+            return default
+        return value
 
     serve = mode == "serve"
     database_url = required("DATABASE_URL") if serve else env.get("DATABASE_URL")
@@ -325,6 +338,8 @@ def load_settings(
         shutdown_deadline_s=number("SHUTDOWN_DEADLINE", 10.0),
         trusted_proxies=proxies,
         pg_pool_size=integer("PG_POOL_SIZE", 10),
+        pg_connect_timeout_s=positive("PG_CONNECT_TIMEOUT", 5.0),
+        pg_command_timeout_s=positive("PG_COMMAND_TIMEOUT", 10.0),
         journal_stream=environ.get("JOURNAL_STREAM") or None,
         runtime_dir=_runtime_dir(environ),
         cluster=cluster,

@@ -3,7 +3,9 @@ control APIs (docs/http-api.md#conventions, docs/doubles.md).
 
 An error leaves as ``{"error": {"code": "snake_case", "message": "…"}}`` with its status; a handler
 raises :class:`ApiError` (or calls :func:`fail`) and the app or blueprint renders it. A request
-body is read as one JSON object, or refused with 400 ``malformed_json`` / 422 ``invalid_body``.
+body is read as one JSON object (:func:`actor_admin.json_types.loads_untrusted`), or refused with 400
+``malformed_json`` (or the more precise ``duplicate_key``, ``number_out_of_range``, ``too_deep``) / 422
+``invalid_body``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import NoReturn
 from quart import Response, request
 from werkzeug.exceptions import HTTPException
 
-from actor_admin.json_types import JSON
+from actor_admin.json_types import JSON, JsonRejected, loads_untrusted
 
 
 class ApiError(Exception):
@@ -32,15 +34,16 @@ def fail(status: int, code: str, message: str) -> NoReturn:
 
 
 async def json_object(*, empty_is_object: bool = False) -> JSON:
-    """The request body as a JSON object: 400 ``malformed_json`` if it is not JSON, 422
-    ``invalid_body`` if it is not an object. ``empty_is_object`` lets an empty body stand for ``{}``."""
+    """The request body as a JSON object: 400 with the decoder's code if it is not acceptable JSON
+    (docs/http-api.md#conventions), 422 ``invalid_body`` if it is not an object. ``empty_is_object``
+    lets an empty body stand for ``{}``."""
     raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
     if empty_is_object and not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        fail(400, "malformed_json", "the request body is not valid JSON")
+        body = loads_untrusted(raw)
+    except JsonRejected as exc:
+        fail(400, exc.code, f"the request body is not acceptable JSON: {exc.message}")
     if not isinstance(body, dict):
         fail(422, "invalid_body", "the request body must be a JSON object")
     return body

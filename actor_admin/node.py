@@ -2,15 +2,18 @@
 lifetimes. Nothing else builds long-lived objects or opens connections. The commands that run a node
 (``dev``, ``serve``) are in :mod:`actor_admin.commands`; this module only wires one.
 
-Order matters (docs/architecture.md#start-up-order): ``trio.run`` → trio-asyncio's loop → store and Redis → the
-supervisor's nursery → ``hypercorn.trio.serve``. The asyncio loop is opened around the server, not
-inside the app, so request tasks inherit it.
+Order matters (docs/architecture.md#start-up-order): ``trio.run`` → trio-asyncio's loop → the Redis client →
+``hypercorn.trio.serve`` with the front door → waiting for PostgreSQL, migrations, the store → the
+supervisor's nursery → the real app behind the front door. The asyncio loop is opened around the
+server, not inside the app, so request tasks inherit it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import random
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +27,8 @@ from hypercorn.trio import serve
 
 from actor_admin import __version__, logs
 from actor_admin.actors import Registry, Router, SessionDeps, UpstreamWatch, company_actor_factory, render_qr_svg
-from actor_admin.api import Services, create_app
+from actor_admin.api import FrontDoor, Services, Starting, create_app
+from actor_admin.backoff import Backoff
 from actor_admin.cluster import (
     Bus,
     EmbeddedRedis,
@@ -51,6 +55,7 @@ from actor_admin.store import (
     Pruner,
     Store,
     StoreError,
+    StoreUnavailable,
     credentials_by_transport,
 )
 from actor_admin.store import migrate as run_migrations
@@ -255,74 +260,186 @@ async def migrate_now(database_url: str) -> None:
         say(f"applied {len(applied)} migration(s)")
 
 
+@asynccontextmanager
+async def open_asyncio_loop() -> AsyncIterator[asyncio.AbstractEventLoop]:
+    """trio-asyncio's loop, with asyncio's unretrieved errors logged instead of raised.
+
+    trio-asyncio raises any error that no asyncio task retrieved into the loop's nursery, which would
+    end the node. During a database outage asyncpg leaves a few behind by itself (a connect cancelled
+    by its timeout just as the socket opened, a background close of an expired connection): worth a
+    warning line, never a crash (docs/data.md#failover).
+    """
+    async with trio_asyncio.open_loop() as loop:
+        loop.set_exception_handler(_log_asyncio_error)
+        yield loop
+
+
+def _log_asyncio_error(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    error = context.get("exception")
+    log.warning(
+        "asyncio: %s", context.get("message") or "unhandled error",
+        exc_info=error if isinstance(error, BaseException) else None,
+    )
+
+
+#: The longest pause between two attempts to reach PostgreSQL at start (one progress line each).
+START_RETRY_MAX_S = 5.0
+
+
 async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> int:
     async with AsyncExitStack() as stack:
-        dev = settings.mode == "dev"
         database_url, redis_url = await open_databases(settings, stack)
-        await stack.enter_async_context(trio_asyncio.open_loop())
-        try:
-            if dev and settings.whatsapp_transport == "simulator":
-                await refuse_real_credentials(settings, database_url)
-            if migrate:
-                await migrate_now(database_url)
-            else:
-                waiting = await pending_migrations(database_url)
-                if waiting:
-                    log.warning("pending migrations not applied (--no-migrate): %s", ", ".join(waiting))
-        except MigrationError as exc:
-            raise CommandError(f"actor-admin {settings.mode}: {exc}") from None
-        except StoreError as exc:
-            raise CommandError(
-                f"actor-admin {settings.mode}: cannot reach PostgreSQL ({exc}); check DATABASE_URL and that the "
-                "server is running (`actor-admin doctor` checks it)"
-            ) from None
-        store = await Store.open(
-            database_url, pool_size=settings.pg_pool_size, credentials_keys=Keyring(settings.credentials_key)
-        )
-        stack.push_async_callback(store.aclose)
+        await stack.enter_async_context(open_asyncio_loop())
         redis = await RedisClient.open(redis_url)
         stack.push_async_callback(redis.aclose)
-
-        transport, simulator = _transport(settings)
-        if isinstance(transport, NeonizeTransport):
-            stack.callback(transport.close)
-        parts = Parts(
-            store=store,
-            transport=transport,
-            redis=redis,
-            simulator=simulator,
-            member=Member.new(settings.node_id, __version__),
-        )
-        if dev:
-            parts.fake_yclients = create_fake_yclients(
-                settings.yclients_partner_token, settings.yclients_app_id, settings.public_url
-            )
-        services = await stack.enter_async_context(open_services(settings, parts))
-        app = create_app(services)
-        keeper = parts.keeper
+        # Listen from the start: /healthz and a truthful /readyz while PostgreSQL is not there yet.
+        front = FrontDoor(Starting(redis=redis))
         async with trio.open_nursery() as nursery:
-            if keeper is not None:
-                nursery.start_soon(keeper.run)
-            _start_workers(nursery, services)
             binds = await nursery.start(
                 lambda task_status: serve(
-                    app, hypercorn_config(settings), shutdown_trigger=stop.wait, task_status=task_status
+                    front,  # type: ignore[arg-type]  # a plain ASGI app, typed with mappings (like BodyLimit)
+                    hypercorn_config(settings),
+                    shutdown_trigger=stop.wait,
+                    task_status=task_status,
                 )
             )
-            url = _landing_url(settings, binds)
-            say(f"actor-admin {settings.mode} {__version__} is running — open {url}")
-            nursery.start_soon(_restore, services, keeper)
-            await stop.wait()
-            services.shutting_down.set()
-            say("stopping …")
-            with trio.move_on_after(settings.shutdown_deadline_s):
-                if keeper is not None:
-                    # Hand every salon to the other nodes (stop → release), then leave the cluster.
-                    await keeper.drain(deadline_s=settings.shutdown_deadline_s * 0.6)
-                await services.router.supervisor.aclose(grace=max(1.0, settings.shutdown_deadline_s / 2))
+            store = await wait_for_postgres(settings, database_url, migrate=migrate, starting=front.starting, stop=stop)
+            if store is not None:
+                async with store:
+                    await _run_node(settings, store, redis, front, nursery, binds, stop)
             nursery.cancel_scope.cancel()
     say("stopped")
     return 0
+
+
+async def wait_for_postgres(
+    settings: Settings, database_url: str, *, migrate: bool, starting: Starting, stop: trio.Event
+) -> Store | None:
+    """Migrate (or check the schema) and open the store, waiting with back-off while PostgreSQL cannot
+    be reached (docs/commands-and-settings.md#serve); None when ``stop`` is set first.
+
+    Raises:
+        CommandError: the schema cannot be migrated (not something waiting cures).
+    """
+    opened: list[Store] = []
+    async with trio.open_nursery() as watch:
+        watch.start_soon(_cancel_when, stop, watch.cancel_scope)
+        opened.append(await _open_when_reachable(settings, database_url, migrate=migrate, starting=starting))
+        watch.cancel_scope.cancel()
+    if not opened:
+        log.info("stopped while waiting for PostgreSQL")
+        return None
+    return opened[0]
+
+
+async def _open_when_reachable(settings: Settings, database_url: str, *, migrate: bool, starting: Starting) -> Store:
+    backoff = Backoff(initial_s=1.0, max_s=START_RETRY_MAX_S)
+    where = redact_url(database_url)
+    while True:
+        try:
+            await _prepare_schema(settings, database_url, migrate=migrate)
+            return await Store.open(
+                database_url,
+                pool_size=settings.pg_pool_size,
+                credentials_keys=Keyring(settings.credentials_key),
+                limits=settings.pg_limits(),
+            )
+        except StoreUnavailable as exc:
+            starting.failed(str(exc))
+            delay = backoff.delay(min(starting.attempts - 1, 30), random.random())
+            log.warning(
+                "waiting for PostgreSQL at %s (attempt %d, %.0f s so far): %s; next try in %.1f s. "
+                "/readyz answers 503 until it is reachable. Check it with `actor-admin doctor` "
+                'or `pg_isready -d "$DATABASE_URL"`',
+                where, starting.attempts, trio.current_time() - starting.since, exc, delay,
+            )
+            await trio.sleep(delay)
+
+
+async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+async def _prepare_schema(settings: Settings, database_url: str, *, migrate: bool) -> None:
+    try:
+        if settings.mode == "dev" and settings.whatsapp_transport == "simulator":
+            await refuse_real_credentials(settings, database_url)
+        if migrate:
+            await migrate_now(database_url)
+        else:
+            waiting = await pending_migrations(database_url)
+            if waiting:
+                log.warning("pending migrations not applied (--no-migrate): %s", ", ".join(waiting))
+    except MigrationError as exc:
+        raise CommandError(f"actor-admin {settings.mode}: {exc}") from None
+    except StoreUnavailable:
+        raise
+    except StoreError as exc:
+        raise CommandError(
+            f"actor-admin {settings.mode}: cannot use PostgreSQL ({exc}); check DATABASE_URL "
+            "(`actor-admin doctor` checks it)"
+        ) from None
+
+
+async def _run_node(
+    settings: Settings,
+    store: Store,
+    redis: RedisClient,
+    front: FrontDoor,
+    server: trio.Nursery,
+    binds: list[str],
+    stop: trio.Event,
+) -> None:
+    """Everything after PostgreSQL answered: the actors, the workers and the real app behind ``front``."""
+    transport, simulator = _transport(settings)
+    try:
+        await _run_parts(settings, store, redis, transport, simulator, front, server, binds, stop)
+    finally:
+        if isinstance(transport, NeonizeTransport):
+            transport.close()
+
+
+async def _run_parts(
+    settings: Settings,
+    store: Store,
+    redis: RedisClient,
+    transport: Transport,
+    simulator: SimulatorCore | None,
+    front: FrontDoor,
+    server: trio.Nursery,
+    binds: list[str],
+    stop: trio.Event,
+) -> None:
+    parts = Parts(
+        store=store,
+        transport=transport,
+        redis=redis,
+        simulator=simulator,
+        member=Member.new(settings.node_id, __version__),
+    )
+    if settings.mode == "dev":
+        parts.fake_yclients = create_fake_yclients(
+            settings.yclients_partner_token, settings.yclients_app_id, settings.public_url
+        )
+    async with open_services(settings, parts) as services, trio.open_nursery() as nursery:
+        keeper = parts.keeper
+        if keeper is not None:
+            nursery.start_soon(keeper.run)
+        _start_workers(nursery, services)
+        await front.open(create_app(services), server)
+        url = _landing_url(settings, binds)
+        say(f"actor-admin {settings.mode} {__version__} is running — open {url}")
+        nursery.start_soon(_restore, services, keeper)
+        await stop.wait()
+        services.shutting_down.set()
+        say("stopping …")
+        with trio.move_on_after(settings.shutdown_deadline_s):
+            if keeper is not None:
+                # Hand every salon to the other nodes (stop → release), then leave the cluster.
+                await keeper.drain(deadline_s=settings.shutdown_deadline_s * 0.6)
+            await services.router.supervisor.aclose(grace=max(1.0, settings.shutdown_deadline_s / 2))
+        nursery.cancel_scope.cancel()
 
 
 def _landing_url(settings: Settings, binds: list[str]) -> str:

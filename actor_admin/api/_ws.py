@@ -16,6 +16,7 @@ Close codes: 4401 bad/missing token; 1008 a flood of frames (policy); 1009 a fra
 from __future__ import annotations
 
 import collections
+import contextlib
 import ipaddress
 import json
 import logging
@@ -30,7 +31,7 @@ from wsproto.frame_protocol import CloseReason
 
 from actor_admin.actors import SessionUnavailable
 from actor_admin.cluster import SubscriberTooSlow, Subscription
-from actor_admin.json_types import JSON
+from actor_admin.json_types import JSON, JsonRejected, loads_untrusted
 from actor_admin.session import (
     INACTIVE_REFUSALS,
     Frame,
@@ -170,16 +171,18 @@ def _too_big(data: str | bytes) -> bool:
     return len(data) > MAX_FRAME_BYTES
 
 
-def _parse(data: str | bytes | None) -> JSON | None:
-    """A client frame as a JSON object with a string ``type``, or None."""
+def _parse(data: str | bytes | None) -> JSON:
+    """A client frame as a JSON object with a string ``type``.
+
+    Raises:
+        JsonRejected: anything else, with the reason (the viewer gets a ``malformed_frame`` error).
+    """
     if not isinstance(data, str):
-        return None  # binary frames (and quart's None for an empty one) carry nothing we speak
-    try:
-        frame = json.loads(data)
-    except ValueError:
-        return None
+        # Binary frames (and quart's None for an empty one) carry nothing we speak.
+        raise JsonRejected("malformed_frame", 'a frame is a text frame holding a JSON object with a "type"')
+    frame = loads_untrusted(data)
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        return None
+        raise JsonRejected("malformed_frame", 'a frame is a JSON object with a "type"')
     return frame
 
 
@@ -300,9 +303,10 @@ class Viewer:
             data = await websocket.receive()
             if _too_big(data):
                 raise _Closing(CloseReason.MESSAGE_TOO_BIG, "frame too large")
-            frame = _parse(data)
-            if frame is not None and frame["type"] == "auth" and isinstance(frame.get("token"), str):
-                return str(frame["token"])
+            with contextlib.suppress(JsonRejected):
+                frame = _parse(data)
+                if frame["type"] == "auth" and isinstance(frame.get("token"), str):
+                    return str(frame["token"])
         return None
 
     async def _refuse(self) -> None:
@@ -372,9 +376,10 @@ class Viewer:
                 raise _Closing(CloseReason.POLICY_VIOLATION, "too many frames")
             if _too_big(data):
                 raise _Closing(CloseReason.MESSAGE_TOO_BIG, "frame too large")
-            frame = _parse(data)
-            if frame is None:
-                await self._bad("malformed_frame", 'a frame is a JSON object with a "type"')
+            try:
+                frame = _parse(data)
+            except JsonRejected as exc:
+                await self._bad("malformed_frame", exc.message)
                 continue
             await self._dispatch(frame)
 

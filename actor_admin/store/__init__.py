@@ -5,7 +5,7 @@ into asyncio. Callers get trio-native ``await``s and the typed errors of :mod:`.
 """
 
 from ._crypto import Keyring
-from ._db import Database
+from ._db import Database, DbLimits
 from ._embedded import EMBEDDED_OS_USER, EmbeddedPostgres, postgres_bin_dir
 from ._errors import (
     CredentialsError,
@@ -83,6 +83,7 @@ __all__ = [
     "Credentials",
     "CredentialsError",
     "Database",
+    "DbLimits",
     "Direction",
     "EmbeddedPostgres",
     "EmbeddedServerError",

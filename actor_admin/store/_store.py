@@ -10,7 +10,7 @@ from typing import final
 import trio
 
 from ._crypto import Keyring
-from ._db import Conn, Database
+from ._db import Conn, Database, DbLimits
 from ._ownership import Ownership
 from ._repos import Companies, Credentials, Events, Messages, Outbox
 from ._retention import Retention
@@ -36,13 +36,16 @@ class Store:
         self.retention = Retention(db)
 
     @classmethod
-    async def open(cls, dsn: str, *, pool_size: int = 10, credentials_keys: Keyring) -> Store:
-        """Create the pool (one connection at once, up to ``pool_size``) and the repositories.
+    async def open(
+        cls, dsn: str, *, pool_size: int = 10, credentials_keys: Keyring, limits: DbLimits | None = None
+    ) -> Store:
+        """Create the pool (one connection at once, up to ``pool_size``) and the repositories; every
+        database call is bounded by ``limits`` (defaults: :class:`DbLimits`).
 
         Raises:
             StoreUnavailable: the server cannot be reached.
         """
-        return cls(await Database.open(dsn, pool_size=pool_size), credentials_keys)
+        return cls(await Database.open(dsn, pool_size=pool_size, limits=limits), credentials_keys)
 
     async def aclose(self) -> None:
         """Close the pool (waits briefly for connections in use, then terminates them)."""
@@ -86,8 +89,10 @@ class Store:
 
 
 @asynccontextmanager
-async def open_store(dsn: str, *, pool_size: int = 10, credentials_keys: Keyring) -> AsyncIterator[Store]:
+async def open_store(
+    dsn: str, *, pool_size: int = 10, credentials_keys: Keyring, limits: DbLimits | None = None
+) -> AsyncIterator[Store]:
     """``async with open_store(dsn, credentials_keys=...) as store:`` — :meth:`Store.open` + close."""
-    store = await Store.open(dsn, pool_size=pool_size, credentials_keys=credentials_keys)
+    store = await Store.open(dsn, pool_size=pool_size, credentials_keys=credentials_keys, limits=limits)
     async with store:
         yield store

@@ -17,7 +17,7 @@ import binascii
 import json
 from typing import Final
 
-from actor_admin.json_types import JSON
+from actor_admin.json_types import JSON, JsonRejected, loads_untrusted
 from actor_admin.session import (
     Connected,
     CredsUpdated,
@@ -57,9 +57,9 @@ def parse_frame(raw: str | bytes) -> JSON:
     if len(raw) > MAX_FRAME_BYTES:
         raise FrameError("frame too large")
     try:
-        frame = json.loads(raw)
-    except ValueError:
-        raise FrameError("frame is not JSON") from None
+        frame = loads_untrusted(raw)
+    except JsonRejected as exc:
+        raise FrameError(f"frame is not acceptable JSON: {exc.message}") from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise FrameError("frame must be a JSON object with a string 'type'")
     return frame

@@ -21,10 +21,9 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from typing import Literal, final
 
-from actor_admin.json_types import JSON
+from actor_admin.json_types import JSON, JsonRejected, loads_untrusted
 
 SignatureFailure = Literal[
     "no_partner_token",
@@ -101,9 +100,9 @@ def verify_user_data(b64_text: str, sign_hex: str, partner_token: str) -> JSON:
     if not hmac.compare_digest(expected, given):
         raise SignatureError("bad_signature")
     try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise SignatureError("malformed_json") from exc
+        data = loads_untrusted(payload)
+    except JsonRejected as exc:
+        raise SignatureError("malformed_json", exc.message) from exc
     if not isinstance(data, dict):
         raise SignatureError("not_an_object", type(data).__name__)
     return data

@@ -323,6 +323,36 @@ async def test_a_malformed_or_unknown_frame_gets_an_error_and_the_connection_sta
         assert await receive(ws) == {"type": "pong"}
 
 
+@pytest.mark.parametrize(
+    "sent",
+    [
+        '{"type": "ping", "x": ' + "[" * 4000 + "]" * 4000 + "}",
+        "[" * 33 + "]" * 33,
+        '{"type": "ping", "n": 1e400}',
+        '{"type": "ping", "n": ' + "9" * 5000 + "}",
+        '{"type": "ping", "n": NaN}',
+        '{"type": "ping", "n": -Infinity}',
+        '{"type": "\\ud800"}',
+        '{"type": "request_pairing_code", "phone": "7900\\udfff1234567"}',
+        '{"type": "ping", "type": "request_qr"}',
+        "\ufeff" + '{"type": "ping"}',
+    ],
+    ids=["deep", "too_deep", "inf", "huge_int", "nan", "infinity", "lone_surrogate", "surrogate_field",
+         "duplicate_key", "bom"],
+)
+async def test_a_pathological_frame_gets_malformed_frame_and_the_connection_stays_open(
+    node: TestNode, sent: str
+) -> None:
+    # Valid in shape, pathological in content (docs/websocket.md#error-codes): never a crash, never a
+    # duplicate "type" silently winning (that one would ask for a QR).
+    async with viewer(node.ws_url, node.token(735)) as ws:
+        await frame_of(ws, "state")
+        await ws.send_message(sent)
+        assert (await receive(ws))["code"] == "malformed_frame"
+        await ws.send_message('{"type": "ping"}')
+        assert await receive(ws) == {"type": "pong"}
+
+
 async def test_a_frame_over_16_kib_closes_with_1009(node: TestNode) -> None:
     async with viewer(node.ws_url, node.token(733)) as ws:
         await frame_of(ws, "state")

@@ -64,6 +64,16 @@ def test_short_jwt_secret_and_bad_key_are_named() -> None:
     assert len(problems) == 2
 
 
+def test_database_bounds_default_and_are_refused_unless_positive() -> None:
+    limits = load_settings("serve", serve_env(), dotenv=None).pg_limits()
+    assert (limits.connect_timeout_s, limits.command_timeout_s, limits.statement_timeout_ms) == (5.0, 10.0, 9000)
+    limits = load_settings("serve", serve_env(PG_COMMAND_TIMEOUT="2.5"), dotenv=None).pg_limits()
+    assert (limits.command_timeout_s, limits.statement_timeout_ms) == (2.5, 2250)
+    with pytest.raises(SettingsError) as info:
+        load_settings("serve", serve_env(PG_CONNECT_TIMEOUT="0", PG_COMMAND_TIMEOUT="nan"), dotenv=None)
+    assert [p.split()[0] for p in info.value.problems] == ["PG_CONNECT_TIMEOUT", "PG_COMMAND_TIMEOUT"]
+
+
 def test_dev_defaults_point_at_the_fake_marketplace(tmp_path: Path) -> None:
     generated = ensure_dev_secrets(tmp_path)
     s = load_settings("dev", {"DATA_DIR": str(tmp_path)}, dotenv=None, generated=generated)

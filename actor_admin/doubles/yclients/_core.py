@@ -26,7 +26,7 @@ import attrs
 import httpx
 import trio
 
-from actor_admin.json_types import JSON
+from actor_admin.json_types import JSON, JsonRejected, loads_untrusted
 from actor_admin.yclients import ALREADY_INSTALLED_MESSAGE, PAYMENT_TIME_FORMAT, sign_user_data
 
 JSON_TYPE: Final = "application/json; charset=utf-8"
@@ -511,8 +511,8 @@ class FakeYClients:
         malformed = False
         if body.strip():
             try:
-                parsed = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
+                parsed = loads_untrusted(body)
+            except JsonRejected:
                 malformed = True
         record: JSON = {
             "method": method,

@@ -147,9 +147,16 @@ async def _stored_once(pg_dsn: str, sent: list[str]) -> None:
 
 
 async def _restart_redis(
-    dev: DevCluster, sim: httpx.AsyncClient, pg_dsn: str, nodes: list[str], salons: set[int], down_s: float
-) -> None:
-    """Stop the test's Redis for ``down_s`` and start it again, empty; no salon may notice."""
+    dev: DevCluster,
+    sim: httpx.AsyncClient,
+    pg_dsn: str,
+    nodes: list[str],
+    salons: set[int],
+    down_s: float,
+    tally: Tally,
+) -> int:
+    """Stop the test's Redis for ``down_s`` and start it again, empty; no salon may notice.
+    Returns how many inbound messages the phones sent while it was down."""
     assert dev.redis is not None
     placed = await connected_where(dev, nodes)
     since = await connected_since(pg_dsn, salons)
@@ -165,7 +172,9 @@ async def _restart_redis(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch)
         await dev.redis.stop()
+        sent_before = len(tally.sent)
         await trio.sleep(down_s)
+        sent_while_down = len(tally.sent) - sent_before
         await dev.redis.start()
         with trio.fail_after(TTL_S + 5):  # nothing should change at all; the bound only reports it
             await poll_until(lambda: placed_as(dev, nodes, placed))
@@ -175,6 +184,7 @@ async def _restart_redis(
     assert fewest == len(salons), (fewest, SEED)
     assert after["replaced_total"] == before["replaced_total"], (before, after, SEED)
     assert await connected_since(pg_dsn, salons) == since, f"a salon reconnected across the Redis restart (seed {SEED})"
+    return sent_while_down
 
 
 async def _statuses(pg_dsn: str, salons: set[int]) -> dict[int, str]:
@@ -271,9 +281,9 @@ async def test_chaos_nodes_killed_restarted_and_paused(cluster: DevCluster, pg_d
 
                 async def restart_redis() -> None:
                     print(f"Redis restart ({redis_down_s:.1f} s down) …")
-                    await _restart_redis(dev, sim, pg_dsn, every_node, salons, redis_down_s)
+                    sent = await _restart_redis(dev, sim, pg_dsn, every_node, salons, redis_down_s, tally)
                     tally.redis_restarts += 1
-                    print("  no salon noticed")
+                    print(f"  no salon noticed; {sent} inbound messages sent while it was down")
 
                 while trio.current_time() < ends:
                     await trio.sleep(ACTION_EVERY_S)

@@ -288,8 +288,8 @@ async def test_chaos_nodes_killed_restarted_and_paused(cluster: DevCluster, pg_d
                 while trio.current_time() < ends:
                     await trio.sleep(ACTION_EVERY_S)
                     if not tally.redis_restarts and trio.current_time() - begins >= redis_at:
-                        await restart_redis()
-                        continue
+                        await restart_redis()  # besides this round's node action, not instead of it
+                        await trio.sleep(ACTION_EVERY_S)
                     node_id = rng.choice(every_node)
                     pid = dev.nodes[node_id][1]
                     survivors = [n for n in every_node if n != node_id]

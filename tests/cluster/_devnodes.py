@@ -203,6 +203,20 @@ async def dev_cluster(
                 os.kill(pid, signal.SIGCONT)  # a stopped process takes SIGKILL too, but be explicit
                 os.kill(pid, signal.SIGKILL)
         await process.wait()
+        if redis is None:
+            stop_orphaned_redis(data_dir / "redis")
+
+
+def stop_orphaned_redis(directory: Path) -> None:
+    """Kill the embedded Redis ``dev`` left in ``directory``: it runs in a session of its own (so it
+    outlives a node's shutdown), and ``dev`` killed with SIGKILL cannot stop it."""
+    try:
+        pid = int((directory / "redis.pid").read_text())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return  # stopped by dev, or never started
+    if b"redis-server" in command:
+        os.kill(pid, signal.SIGKILL)
 
 
 async def link_salons(

@@ -557,16 +557,23 @@ class Outbox(_Repository):
 
         return await self._db.run(work, transaction=True)
 
-    async def mark_retry(self, item_id: int, *, delay_s: float, error: str) -> bool:
-        """The attempt failed; try again ``delay_s`` from now. False if unknown or already final."""
+    async def mark_retry(self, item_id: int, *, delay_s: float, error: str, attempt: int | None = None) -> bool:
+        """The attempt failed; try again ``delay_s`` from now. False if unknown or already final.
+
+        ``attempt`` (the item's ``attempts`` as its claim returned it) fences the retry to that claim:
+        once the lease lapsed and another worker claimed the item, its later claim is left alone
+        (False) — moving its ``next_attempt_at`` up would let a third claim send the call again while
+        the current one is in flight.
+        """
 
         async def work(conn: Conn) -> bool:
             status = await conn.execute(
                 """
                 UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
                 WHERE id = $1 AND delivered_at IS NULL AND failed_at IS NULL
+                  AND ($4::int IS NULL OR attempts = $4)
                 """,
-                item_id, delay_s, error,
+                item_id, delay_s, error, attempt,
             )
             return bool(status != "UPDATE 0")
 

@@ -13,7 +13,9 @@ Delivery guarantees, and why they hold:
   lease ahead, so a worker killed at any point — mid-call, or between the answer and the commit —
   leaves the row to become due again once the lease passes, and another claim retries it.
 * **Never two effective activations.** ``claim_due`` uses ``FOR UPDATE SKIP LOCKED`` and the lease,
-  so two workers (on one node or several) never hold one row at once. A repeat after a crash is an
+  so two workers (on one node or several) never hold one row at once. A worker whose lease lapsed
+  mid-call (a paused process) cannot cut the next claim short: its retry is fenced by the attempt
+  number its claim returned, so only the claim it belongs to is rescheduled. A repeat after a crash is an
   at-least-once *send*, but YClients answers a repeated activation with 403 "already installed",
   which :meth:`~actor_admin.yclients.YClientsClient.activate` reports as success: the outcome is
   idempotent.
@@ -76,7 +78,7 @@ class OutboxRows(Protocol):
 
     async def mark_delivered(self, item_id: int, *, integration_status: IntegrationStatus | None) -> bool: ...
 
-    async def mark_retry(self, item_id: int, *, delay_s: float, error: str) -> bool: ...
+    async def mark_retry(self, item_id: int, *, delay_s: float, error: str, attempt: int | None = None) -> bool: ...
 
     async def mark_failed(
         self, item_id: int, error: str, *, integration_status: IntegrationStatus | None
@@ -300,7 +302,9 @@ class OutboxWorker:
         delay = self.backoff.delay(max(0, int(item.attempts) - 1), self._random.random())
         if retry_after is not None:
             delay = max(delay, retry_after)  # never sooner than YClients asked
-        if await self.store.outbox.mark_retry(item.id, delay_s=delay, error=error):
+        # Fenced by this claim's attempt number: if our lease lapsed and another worker holds the row
+        # now, rescheduling it would cut that claim short and let a third one send the call again.
+        if await self.store.outbox.mark_retry(item.id, delay_s=delay, error=error, attempt=int(item.attempts)):
             self._retried += 1
             log.info(
                 "activation for salon %s failed (attempt %d: %s); retrying in %.1fs",
@@ -308,6 +312,14 @@ class OutboxWorker:
                 item.attempts,
                 error,
                 delay,
+                extra={"salon_id": item.salon_id},
+            )
+        else:
+            log.info(
+                "activation for salon %s failed (attempt %d: %s); the row is no longer this claim's, not rescheduled",
+                item.salon_id,
+                item.attempts,
+                error,
                 extra={"salon_id": item.salon_id},
             )
 

@@ -13,7 +13,6 @@ from ._ports import (
     SessionMessages,
     SessionStore,
 )
-from ._qr import render_qr_svg
 from ._registry import MessageCounts, Registry, SessionView
 from ._router import (
     OWNER_UNREACHABLE,
@@ -46,5 +45,4 @@ __all__ = [
     "SessionUnavailable",
     "SessionView",
     "company_actor_factory",
-    "render_qr_svg",
 ]

@@ -13,8 +13,7 @@
 * ``qr_to_viewer_p50_ms`` / ``qr_to_viewer_p99_ms`` — real clock, 1,000 salons asked for a QR at
   once, each with one viewer subscribed on a ``LocalBus``: from the moment the simulator hands the
   QR to the link (a wrapping transport timestamps ``QrIssued`` as it passes ``deliver``) to the
-  moment that salon's viewer receives the ``qr`` frame. Includes the inline SVG rendering; the same
-  run without it (``render_svg=None``) gives ``qr_to_viewer_p50_ms_no_svg`` / ``…_p99_ms_no_svg``.
+  moment that salon's viewer receives the ``qr`` frame (the raw payload: the page draws it).
   Target p99 ≤ 50 ms.
 * ``restore_10k_s`` — **virtual** seconds (``MockClock(autojump_threshold=0)``) to bring 10,000
   salons with stored credentials back to ``connected`` at the default pacing (20 a second, so the
@@ -23,8 +22,8 @@
   cannot show a CPU-bound restore: ``restore_real_clock_ratio`` is the same check on the real clock,
   1,000 salons at 500 a second (25 × the default rate), over its 2 s floor.
 
-Also, for context, ``qr_to_viewer_p50_ms_100`` / ``qr_to_viewer_p99_ms_100`` (and ``…_no_svg_100``):
-the QR latency when 100 salons, not 1,000, ask at once.
+Also, for context, ``qr_to_viewer_p50_ms_100`` / ``qr_to_viewer_p99_ms_100``: the QR latency when
+100 salons, not 1,000, ask at once.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ import attrs
 import trio
 import trio.testing
 
-from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
+from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory
 from actor_admin.actors._router import RESTORE_PER_SECOND
 from actor_admin.cluster import LocalBus
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
@@ -192,12 +191,11 @@ class _TimingTransport:
         return await self.inner.open(nursery, attrs.evolve(spec, deliver=timed))
 
 
-async def _qr_probe(count: int, with_svg: bool) -> None:
+async def _qr_probe(count: int) -> None:
     core = SimulatorCore()
     timing = _TimingTransport(SimulatorTransport(core))
     bus = LocalBus()
-    deps = _deps(core, MemoryStore(), transport=timing, bus=bus, render_svg=render_qr_svg if with_svg else None)
-    render_qr_svg("warm-up")  # qrcode's first use builds its tables
+    deps = _deps(core, MemoryStore(), transport=timing, bus=bus)
     latencies: list[float] = []
     async with open_supervisor(company_actor_factory(deps)) as supervisor:
         router = Router(supervisor)
@@ -288,17 +286,16 @@ def run(results: dict[str, float]) -> None:
         )
 
     for herd in (QR_SALONS, QR_SMALL_HERD):
-        for with_svg in (True, False):
-            started = time.perf_counter()
-            qr = _probe("qr", herd, "svg" if with_svg else "no-svg")
-            suffix = ("" if with_svg else "_no_svg") + ("" if herd == QR_SALONS else f"_{herd}")
-            results[f"qr_to_viewer_p50_ms{suffix}"] = qr["p50_ms"]
-            results[f"qr_to_viewer_p99_ms{suffix}"] = qr["p99_ms"]
-            _progress(
-                f"qr, {herd:,} salons at once, {'with' if with_svg else 'without'} SVG: "
-                f"p50 {qr['p50_ms']:.1f} ms, p99 {qr['p99_ms']:.1f} ms, max {qr['max_ms']:.1f} ms, "
-                f"all shown in {qr['all_shown_s']:.2f} s (probe {time.perf_counter() - started:.1f} s)"
-            )
+        started = time.perf_counter()
+        qr = _probe("qr", herd)
+        suffix = "" if herd == QR_SALONS else f"_{herd}"
+        results[f"qr_to_viewer_p50_ms{suffix}"] = qr["p50_ms"]
+        results[f"qr_to_viewer_p99_ms{suffix}"] = qr["p99_ms"]
+        _progress(
+            f"qr, {herd:,} salons at once: "
+            f"p50 {qr['p50_ms']:.1f} ms, p99 {qr['p99_ms']:.1f} ms, max {qr['max_ms']:.1f} ms, "
+            f"all shown in {qr['all_shown_s']:.2f} s (probe {time.perf_counter() - started:.1f} s)"
+        )
 
     restore = _probe("restore", RESTORE_SALONS)
     floor = RESTORE_SALONS / RESTORE_PER_SECOND
@@ -331,7 +328,7 @@ def _main(argv: list[str]) -> None:
         if kind == "idle":
             trio.run(_idle_probe, count)
         elif kind == "qr":
-            trio.run(_qr_probe, count, argv[3:] != ["no-svg"])
+            trio.run(_qr_probe, count)
         elif kind == "restore":
             trio.run(_restore_probe, count, clock=trio.testing.MockClock(autojump_threshold=0))
         elif kind == "restore-real":
@@ -343,7 +340,7 @@ def _main(argv: list[str]) -> None:
         for name, value in sorted(measured_all.items()):
             print(f"{name}: {value:,.3f}")
         return
-    raise SystemExit("usage: python -m tests.bench.bench_sessions [--probe idle|qr|restore COUNT [svg|no-svg]]")
+    raise SystemExit("usage: python -m tests.bench.bench_sessions [--probe KIND COUNT [PER_SECOND]]")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@
   once, each with one viewer subscribed on a ``LocalBus``: from the moment the simulator hands the
   QR to the link (a wrapping transport timestamps ``QrIssued`` as it passes ``deliver``) to the
   moment that salon's viewer receives the ``qr`` frame (the raw payload: the page draws it).
-  Target p99 ≤ 50 ms.
+  Target p99 ≤ 50 ms. ``qr_to_viewer_cpu_p50_ms`` / ``…_cpu_p99_ms``: the same run timed by this
+  process's CPU clock (``time.process_time``) instead: the wait a viewer would see on a core of its
+  own, which a shared, busy machine's wall clock hides under other processes' work.
 * ``restore_10k_s`` — **virtual** seconds (``MockClock(autojump_threshold=0)``) to bring 10,000
   salons with stored credentials back to ``connected`` at the default pacing (20 a second, so the
   floor is 500 s); ``restore_ratio`` is that over 500 (target ≤ 1.1); ``restore_10k_wall_s`` is the
@@ -35,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -173,27 +176,29 @@ async def _idle_probe(count: int) -> None:
 
 
 class _TimingTransport:
-    """Wraps a transport and notes, per QR, the trio time it was handed to the link's ``deliver``."""
+    """Wraps a transport and notes, per QR, the time (by ``clock``) it was handed to the link's ``deliver``."""
 
-    def __init__(self, inner: Transport) -> None:
+    def __init__(self, inner: Transport, clock: Callable[[], float]) -> None:
         self.inner = inner
+        self.clock = clock
         self.issued_at: dict[str, float] = {}
 
     async def open(self, nursery: trio.Nursery, spec: LinkSpec) -> Link:
         issued_at = self.issued_at
         deliver = spec.deliver
+        clock = self.clock
 
         def timed(event: TransportEvent) -> None:
             if isinstance(event, QrIssued):
-                issued_at[event.code] = trio.current_time()
+                issued_at[event.code] = clock()
             deliver(event)
 
         return await self.inner.open(nursery, attrs.evolve(spec, deliver=timed))
 
 
-async def _qr_probe(count: int) -> None:
+async def _qr_probe(count: int, clock: Callable[[], float] = trio.current_time) -> None:
     core = SimulatorCore()
-    timing = _TimingTransport(SimulatorTransport(core))
+    timing = _TimingTransport(SimulatorTransport(core), clock)
     bus = LocalBus()
     deps = _deps(core, MemoryStore(), transport=timing, bus=bus)
     latencies: list[float] = []
@@ -210,7 +215,7 @@ async def _qr_probe(count: int) -> None:
                         subscribed.set()
                     async for frame in subscription:
                         if frame.get("type") == "qr":
-                            latencies.append(trio.current_time() - timing.issued_at[frame["qr"]])
+                            latencies.append(clock() - timing.issued_at[frame["qr"]])
                             return
 
             for salon_id in range(1, count + 1):
@@ -285,14 +290,18 @@ def run(results: dict[str, float]) -> None:
             f"in {time.perf_counter() - started:.1f} s"
         )
 
-    for herd in (QR_SALONS, QR_SMALL_HERD):
+    # (salons, clock, key prefix, key suffix)
+    for herd, clock, prefix, suffix in (
+        (QR_SALONS, "wall", "qr_to_viewer", ""),
+        (QR_SALONS, "cpu", "qr_to_viewer_cpu", ""),
+        (QR_SMALL_HERD, "wall", "qr_to_viewer", f"_{QR_SMALL_HERD}"),
+    ):
         started = time.perf_counter()
-        qr = _probe("qr", herd)
-        suffix = "" if herd == QR_SALONS else f"_{herd}"
-        results[f"qr_to_viewer_p50_ms{suffix}"] = qr["p50_ms"]
-        results[f"qr_to_viewer_p99_ms{suffix}"] = qr["p99_ms"]
+        qr = _probe("qr", herd, clock)
+        results[f"{prefix}_p50_ms{suffix}"] = qr["p50_ms"]
+        results[f"{prefix}_p99_ms{suffix}"] = qr["p99_ms"]
         _progress(
-            f"qr, {herd:,} salons at once: "
+            f"qr, {herd:,} salons at once, {clock} clock: "
             f"p50 {qr['p50_ms']:.1f} ms, p99 {qr['p99_ms']:.1f} ms, max {qr['max_ms']:.1f} ms, "
             f"all shown in {qr['all_shown_s']:.2f} s (probe {time.perf_counter() - started:.1f} s)"
         )
@@ -328,7 +337,7 @@ def _main(argv: list[str]) -> None:
         if kind == "idle":
             trio.run(_idle_probe, count)
         elif kind == "qr":
-            trio.run(_qr_probe, count)
+            trio.run(_qr_probe, count, time.process_time if argv[3:] == ["cpu"] else trio.current_time)
         elif kind == "restore":
             trio.run(_restore_probe, count, clock=trio.testing.MockClock(autojump_threshold=0))
         elif kind == "restore-real":

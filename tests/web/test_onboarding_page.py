@@ -65,6 +65,20 @@ def test_a_payload_no_qr_can_hold_is_said_not_drawn(page: Any, server: FakeServe
     expect(page.get_by_test_id("qr").locator("svg")).to_have_count(0)
 
 
+def test_an_encoder_that_cannot_be_loaded_is_said_not_an_empty_box(
+    page: Any, server: FakeServer, errors: list[str]
+) -> None:
+    page.route("**/static/vendor/**", lambda route: route.fulfill(status=404, body="not found"))
+    open_page(page)
+    expect(page.get_by_test_id("state-text")).to_have_attribute("data-state", "qr")
+    expect(page.get_by_test_id("error-text")).to_have_text(
+        "Не удалось нарисовать QR-код. Обновите страницу или войдите по номеру телефона."
+    )
+    expect(page.get_by_test_id("mode-toggle")).to_be_visible()  # the way round it: link by phone number
+    assert errors and all("404" in e for e in errors), errors  # the browser's own report of the failed load
+    errors.clear()
+
+
 @pytest.mark.parametrize(("size", "scale"), [("desktop", 1), ("phone", 3)])
 def test_the_drawn_qr_reads_back_as_the_payload_on_whole_pixels_a_module(
     screen_page: Any, size: str, scale: int

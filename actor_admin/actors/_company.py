@@ -85,7 +85,7 @@ class GetSnapshot:
 @final
 @attrs.frozen
 class Snapshot:
-    """The answer to :class:`GetSnapshot`: a ``qr`` frame among them carries its SVG."""
+    """The answer to :class:`GetSnapshot`: the frames a viewer who joins now must see, in order."""
 
     frames: list[Frame]
 

@@ -26,7 +26,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from actor_admin import __version__, logs
-from actor_admin.actors import Registry, Router, SessionDeps, UpstreamWatch, company_actor_factory, render_qr_svg
+from actor_admin.actors import Registry, Router, SessionDeps, UpstreamWatch, company_actor_factory
 from actor_admin.api import FrontDoor, Services, Starting, create_app
 from actor_admin.backoff import Backoff
 from actor_admin.cluster import (
@@ -135,7 +135,6 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
             policy=SessionPolicy(),
             inbound=inbound,
             activation_payload=activation_payload(settings),
-            render_svg=render_qr_svg,
             ownership=keeper,
             upstream=upstream,
         )

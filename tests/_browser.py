@@ -6,6 +6,7 @@ Skipped when no Chromium exists, unless ``REQUIRE_BROWSER=1`` (CI), where that i
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import shutil
 from collections.abc import Iterator
@@ -54,3 +55,13 @@ def browser() -> Iterator[Any]:
         launched.close()
     finally:
         manager.__exit__(None, None, None)
+
+
+def decode_qr(png: bytes) -> str:
+    """The text of the one QR code in a screenshot, read by ZXing (a reader independent of the page's encoder)."""
+    zxingcpp = pytest.importorskip("zxingcpp")
+    from PIL import Image
+
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)).convert("L"))
+    assert found, "no QR code found in the screenshot"
+    return str(found[0].text)

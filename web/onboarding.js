@@ -4,7 +4,8 @@
  * string, so it stays out of access logs and Referer headers); the page authenticates the websocket
  * /marketplace/ws with a first {"type":"auth"} frame and renders the server's frames. While the socket is
  * down it polls the HTTP fallback. No frameworks, no inline code: the page runs under
- * CSP `default-src 'self'; img-src 'self' data:`.
+ * CSP `default-src 'self'; img-src 'self' data:`. The server sends a QR as its raw payload; the page draws it
+ * with the vendored encoder web/vendor/lean-qr-*.mjs (pinned in web/vendor/manifest.json), loaded once by import().
  *
  * One rule for every screen: the page shows one true sentence per state. The server's `error` frames that
  * explain a state (a QR batch that ran out, an unlink, a freeze) become that state's words, never a second,
@@ -87,6 +88,7 @@
       "err.pairing_failed": "Не удалось получить код. Попробуйте ещё раз или войдите по QR-коду.",
       "err.unavailable": "Сервис временно недоступен. Мы переподключимся автоматически.",
       "err.bad_request": "Страница отправила неверный запрос. Обновите страницу.",
+      "err.qr_unavailable": "Не удалось нарисовать QR-код. Обновите страницу или войдите по номеру телефона.",
       "err.generic": "Что-то пошло не так. Попробуйте ещё раз; если повторяется — напишите в поддержку и назовите код «{code}».",
       "footer": "Ссылка действует 1 час с момента открытия приложения в YClients.",
       "view.invalid.title": "Ссылка не прошла проверку",
@@ -192,6 +194,7 @@
       "err.pairing_failed": "Could not get a code. Try again or use the QR code.",
       "err.unavailable": "The service is temporarily unavailable. We will reconnect automatically.",
       "err.bad_request": "The page sent a bad request. Reload the page.",
+      "err.qr_unavailable": "Could not draw the QR code. Reload the page or link by phone number.",
       "err.generic": "Something went wrong. Try again; if it repeats, contact support and quote the code “{code}”.",
       "footer": "The link is valid for 1 hour after opening the app in YClients.",
       "view.invalid.title": "This link is not valid",
@@ -306,6 +309,12 @@
   // A QR whose countdown ran out is shown as expired only after this grace, so the next QR of the batch
   // (which the server sends right on time) does not flash an "expired" screen.
   var QR_GRACE_MS = 5000;
+  // The QR encoder (web/vendor/manifest.json pins it); the file name carries the version, so a new one is
+  // never served from a stale cache.
+  var QR_ENCODER_URL = "/static/vendor/lean-qr-2.7.4.mjs";
+  // White modules around the code: ISO/IEC 18004 asks for four; readers find the code faster with them.
+  var QR_QUIET_ZONE = 4;
+  var SVG_NS = "http://www.w3.org/2000/svg";
 
   /* ---------- small helpers ---------- */
 
@@ -398,7 +407,7 @@
       wasLinked: false,        // a device was linked in this session: "connecting" means reconnecting
       phone: "",
       mode: "qr",              // qr | phone
-      qr: null,                // {raw, node, expiresAt}
+      qr: null,                // {raw, node, expiresAt}; node: the drawn <svg>, made once the encoder is here
       qrRequested: false,      // we asked for QRs at least once: a later idle means the batch ran out
       qrPending: false,        // asked, nothing back yet: an idle now is the old news, not an expiry
       wantedQrWhenLost: false, // a QR was on screen when the server went away: ask again when it is back
@@ -432,7 +441,7 @@
     if (RETRYABLE[s] || FINAL[s] || BUSY[s]) { return "state"; }
     if (model.mode === "phone") { return "phone"; }
     if (s === "qr") {
-      if (!model.qr) { return "preparing"; }  // joined by polling before the SVG arrived
+      if (!model.qr) { return "preparing"; }  // joined by polling before the QR arrived
       return qrExpired() ? "expired" : "qr";
     }
     if (s === "idle" && model.qrPending) { return "preparing"; }
@@ -526,6 +535,8 @@
     if (model.error && !model.tokenProblem && view !== "offline") {
       var ek = ERROR_KEYS[model.error.code];
       errText = ek ? t(ek) : t("err.generic", { code: model.error.code || "?" });
+    } else if (view === "qr" && model.qr && !model.qr.node && (qrEncoderFailed || model.qr.undrawable)) {
+      errText = t("err.qr_unavailable");
     }
     setText(err, errText);
     show(err, !!errText);
@@ -534,10 +545,15 @@
     show($("panel-qr"), view === "qr");
     var qrBox = $("qr");
     qrBox.setAttribute("aria-label", t("qr.alt"));
+    if (model.qr && !model.qr.node && qrEncoder && !model.qr.undrawable) {
+      model.qr.node = qrNode(model.qr.raw);
+      model.qr.undrawable = !model.qr.node;
+    }
     if (model.qr && qrBox.firstChild !== model.qr.node) {
       while (qrBox.firstChild) { qrBox.removeChild(qrBox.firstChild); }
       if (model.qr.node) { qrBox.appendChild(model.qr.node); }
     }
+    fitQr();
 
     // Phone / pairing panel
     show($("panel-phone"), view === "phone");
@@ -607,38 +623,71 @@
     if (view !== lastView) { lastView = view; render(); } else { renderCountdowns(); }
   }
 
-  /* ---------- QR SVG ---------- */
+  /* ---------- drawing the QR ---------- */
 
-  /** Parses the server's SVG and returns a detached, scrubbed <svg> node (or null). The SVG comes from our
-   * own server; scrubbing scripts and handlers is defence in depth, not the trust boundary. */
-  function svgNode(text) {
-    if (typeof text !== "string" || text.indexOf("<svg") === -1) { return null; }
-    var doc = new DOMParser().parseFromString(text, "image/svg+xml");
-    var root = doc.documentElement;
-    if (!root || root.localName !== "svg" || doc.getElementsByTagName("parsererror").length) { return null; }
-    var bad = root.querySelectorAll("script, foreignObject, iframe, a");
-    for (var i = 0; i < bad.length; i++) { bad[i].parentNode.removeChild(bad[i]); }
-    var all = [root].concat(Array.prototype.slice.call(root.querySelectorAll("*")));
-    for (var j = 0; j < all.length; j++) {
-      var attrs = Array.prototype.slice.call(all[j].attributes);
-      for (var k = 0; k < attrs.length; k++) {
-        var name = attrs[k].name.toLowerCase();
-        if (name.indexOf("on") === 0 || name === "href" || name === "xlink:href" || name === "style") {
-          all[j].removeAttribute(attrs[k].name);
-        }
+  var qrEncoder = null;        // the encoder module, once import() brought it
+  var qrEncoderFailed = false; // it could not be loaded: say so instead of an empty box
+
+  function loadQrEncoder() {
+    import(QR_ENCODER_URL).then(function (module) {
+      qrEncoder = module;
+      render();
+    }, function () {
+      qrEncoderFailed = true;
+      render();
+    });
+  }
+
+  /** Draws the raw payload as a detached <svg>: a white square with the quiet zone and one black path, each
+   * horizontal run of dark modules one rectangle. The payload is only ever data for the encoder, never
+   * markup. Null when the encoder refuses it (longer than a QR holds). */
+  function qrNode(raw) {
+    var code;
+    try { code = qrEncoder.generate(raw); } catch (e) { return null; }
+    var size = code.size, total = size + 2 * QR_QUIET_ZONE, d = [];
+    for (var y = 0; y < size; y++) {
+      for (var x = 0; x < size; x++) {
+        if (!code.get(x, y)) { continue; }
+        var from = x;
+        while (x + 1 < size && code.get(x + 1, y)) { x++; }
+        var run = x - from + 1;
+        d.push("M" + (from + QR_QUIET_ZONE) + " " + (y + QR_QUIET_ZONE) + "h" + run + "v1h-" + run + "z");
       }
     }
-    // Scale by CSS, keep the modules sharp: a viewBox is what lets width:100% scale the drawing.
-    if (!root.getAttribute("viewBox")) {
-      var w = parseFloat(root.getAttribute("width")), h = parseFloat(root.getAttribute("height"));
-      if (w > 0 && h > 0) { root.setAttribute("viewBox", "0 0 " + w + " " + h); }
+    var svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("viewBox", "0 0 " + total + " " + total);
+    svg.setAttribute("shape-rendering", "crispEdges");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    svg.setAttribute("data-modules", String(total));
+    var paper = document.createElementNS(SVG_NS, "rect");
+    paper.setAttribute("width", String(total));
+    paper.setAttribute("height", String(total));
+    paper.setAttribute("fill", "#fff");
+    var ink = document.createElementNS(SVG_NS, "path");
+    ink.setAttribute("fill", "#000");
+    ink.setAttribute("d", d.join(""));
+    svg.appendChild(paper);
+    svg.appendChild(ink);
+    return svg;
+  }
+
+  /** Sizes the drawn QR to the largest whole number of device pixels per module that fits its box: every
+   * module the same size and on the pixel grid, so a camera sees sharp edges at any zoom. */
+  function fitQr() {
+    var box = $("qr");
+    var svg = box.firstChild;
+    if (!svg || svg.nodeType !== 1 || !svg.getAttribute("data-modules")) { return; }
+    var style = window.getComputedStyle(box);
+    var room = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    if (!(room > 0)) { return; }  // hidden: sized when shown
+    var modules = Number(svg.getAttribute("data-modules"));
+    var ratio = window.devicePixelRatio || 1;
+    var side = Math.max(1, Math.floor(room * ratio / modules)) * modules / ratio;
+    if (svg.getAttribute("width") !== String(side)) {
+      svg.setAttribute("width", String(side));
+      svg.setAttribute("height", String(side));
     }
-    root.removeAttribute("width");
-    root.removeAttribute("height");
-    root.setAttribute("shape-rendering", "crispEdges");
-    root.setAttribute("aria-hidden", "true");
-    root.setAttribute("focusable", "false");
-    return document.importNode(root, true);
   }
 
   /* ---------- frames from the server (websocket, or synthesised from polling) ---------- */
@@ -697,11 +746,12 @@
         onState(frame);
         break;
       case "qr":
-        var node = svgNode(frame.svg);
-        var sameQr = model.qr && model.qr.raw === frame.qr && model.qr.node;
+        if (typeof frame.qr !== "string" || !frame.qr) { return; }
+        var sameQr = model.qr && model.qr.raw === frame.qr;
         model.qr = {
           raw: frame.qr,
-          node: sameQr ? model.qr.node : node,
+          node: sameQr ? model.qr.node : null,  // drawn by render() once the encoder is here
+          undrawable: sameQr ? model.qr.undrawable : false,
           expiresAt: now() + Math.max(0, Number(frame.expires_in) || 0) * 1000
         };
         model.qrRequested = true;
@@ -938,8 +988,8 @@
       if (model.offline && !wasOffline && wantsQr() && model.qrRequested) { model.wantedQrWhenLost = true; }
       if (res.ok) {
         var b = res.body;
-        if (b.svg && b.state === "qr") {
-          handleFrame({ type: "qr", qr: b.qr, svg: b.svg, expires_in: b.expires_in });
+        if (b.qr && b.state === "qr") {
+          handleFrame({ type: "qr", qr: b.qr, expires_in: b.expires_in });
         }
         if (b.state) {
           handleFrame({ type: "state", state: b.state, phone: b.phone });
@@ -1085,11 +1135,13 @@
     $("phone-input").addEventListener("input", function () {
       if (model.phoneError) { model.phoneError = ""; render(); }
     });
+    window.addEventListener("resize", fitQr);  // also a zoom, which changes devicePixelRatio
     window.addEventListener("hashchange", function () {
       var token = tokenFromHash();
       if (token !== null && token !== model.token) { begin(token); }
     });
     setInterval(tick, 250);
+    loadQrEncoder();
     // A reload after the fragment was removed: the same tab's session keeps the token.
     var token = tokenFromHash();
     begin(token !== null ? token : storageGet("sessionStorage", TOKEN_KEY));

@@ -14,7 +14,6 @@ from ._ports import (
     SessionMessages,
     SessionStore,
 )
-from ._qr import render_qr_svg
 from ._registry import MessageCounts, Registry, SessionView
 from ._router import (
     OWNER_UNREACHABLE,
@@ -52,5 +51,4 @@ __all__ = [
     "UpstreamView",
     "UpstreamWatch",
     "company_actor_factory",
-    "render_qr_svg",
 ]

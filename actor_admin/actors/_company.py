@@ -88,7 +88,7 @@ class GetSnapshot:
 @final
 @attrs.frozen
 class Snapshot:
-    """The answer to :class:`GetSnapshot`: a ``qr`` frame among them carries its SVG."""
+    """The answer to :class:`GetSnapshot`: the frames a viewer who joins now must see, in order."""
 
     frames: list[Frame]
 
@@ -134,7 +134,6 @@ class SessionDeps:
     #: Which salons this node owns, with which fence. None: one node owns every salon, unfenced.
     ownership: SalonOwnership | None = None
     activation_payload: Callable[[int, str], JSON] | None = None
-    render_svg: Callable[[str], str] | None = None
     sends_per_minute: float = 20.0
     #: The node's view of WhatsApp: outage detection, one probe (docs/whatsapp.md#upstream-outage).
     #: None: every session dials on its own.
@@ -154,8 +153,6 @@ class CompanySession:
         self.waiting: dict[int, Request[CompanyMessage]] = {}
         self.request_ids = itertools.count(1)
         self.send_channel: trio.MemorySendChannel[SendMessage] | None = None
-        #: The current QR's payload and its SVG, so every frame that shows it carries the one rendering.
-        self.qr_svg: tuple[str, str] | None = None
         #: The fence every write of this run states (0: none). None: this node does not own the salon,
         #: or a write was refused — the run writes nothing more and opens no connection.
         self.fence: int | None = 0
@@ -216,7 +213,7 @@ class CompanySession:
             body = message.body
             if isinstance(body, GetSnapshot):
                 frames = snapshot_frames(self.state, trio.current_time())
-                message.reply(Snapshot([self._with_svg(frame) for frame in frames]))
+                message.reply(Snapshot(frames))
                 return
             if not isinstance(body, Command):
                 message.fail(TypeError(f"a session answers commands, not {type(body).__name__}"))
@@ -456,19 +453,7 @@ class CompanySession:
         if self.fence is not None:
             await self.deps.store.messages.mark_published(self.salon_id, [wa_id], fence=self.fence)
 
-    def _with_svg(self, frame: Frame) -> Frame:
-        """A ``qr`` frame with its SVG, rendering each QR once: ≈3 ms (see _qr.py) however many
-        viewers, late joiners and polls show it. Inline, not in a worker thread: a thread would let
-        virtual time run away under MockClock."""
-        if frame["type"] != "qr" or "svg" in frame or self.deps.render_svg is None:
-            return frame
-        code = frame["qr"]
-        if self.qr_svg is None or self.qr_svg[0] != code:
-            self.qr_svg = (code, self.deps.render_svg(code))
-        return {**frame, "svg": self.qr_svg[1]}
-
     async def _publish(self, frame: Frame) -> None:
-        frame = self._with_svg(frame)
         try:
             await self.deps.bus.publish(self.salon_id, frame)
         except Exception as exc:

@@ -136,7 +136,7 @@ class Router:
         return answer
 
     async def snapshot(self, salon_id: int) -> list[Frame]:
-        """The frames a new viewer must see first (a ``qr`` frame with its SVG), from the owner."""
+        """The frames a new viewer must see first (the current QR among them), from the owner."""
         answer = await self._route(
             Ask(salon_id, GetSnapshot(), DEFAULT_ASK_TIMEOUT_S), DEFAULT_ASK_TIMEOUT_S + ROUTE_MARGIN_S
         )

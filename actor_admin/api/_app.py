@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import mimetypes
 
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -21,6 +22,10 @@ log = logging.getLogger("actor_admin.api")
 # doubles' only in ``actor-admin dev``.
 BLUEPRINTS = (_ops, _marketplace, _ws, _webhook, _admin)
 DEV_BLUEPRINTS = (_dev,)
+
+# The connect page imports its QR encoder as an ES module (web/vendor/); a browser refuses a module
+# served as anything but JavaScript, and not every system's MIME table knows ``.mjs``.
+mimetypes.add_type("text/javascript", ".mjs")
 
 
 def create_app(services: Services) -> QuartTrio:

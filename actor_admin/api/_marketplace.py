@@ -144,7 +144,6 @@ def _qr_answer(frames: list[Frame]) -> JSON:
                 answer["phone"] = frame["phone"]
         elif frame["type"] == "qr" and answer["state"] == "qr":
             answer["qr"] = frame["qr"]
-            answer["svg"] = frame.get("svg")
             answer["expires_in"] = frame["expires_in"]
     return answer
 

@@ -9,14 +9,18 @@ publishes frames. Two implementations share one interface:
   subscribes to each topic that has local subscribers (reference counted) and fans frames out to
   them through trio memory channels.
 
-Backpressure, the invariant "a slow viewer never slows the actor or other viewers":
-publishing never waits for a subscriber or for Redis. Each subscriber has a bounded buffer; a
-subscriber whose buffer is full when a frame arrives is **dropped** — its iterator raises
-:class:`SubscriberTooSlow` after the frames already buffered — rather than silently skipping frames,
-so a viewer either sees every frame of its company in order or knows it must resubscribe (the
-websocket handler closes, the page reconnects and is sent the current state). Frames for Redis go
-through a bounded outbox drained by one sender task; when Redis is slow or down the outbox overflows
-and frames for *other nodes* are dropped and counted, local viewers are still served.
+Backpressure, the invariant "a slow viewer never slows the actor or other viewers": publishing never
+waits for a subscriber or for Redis — nor yields at all: a frame is in every local subscriber's
+buffer when ``publish`` returns, in the publisher's own step. A yield there cost each frame a whole
+scheduling round, and with a thousand salons busy at once a round is every other salon's work: it
+made up about a third of the QR-to-viewer latency (tests/bench/bench_sessions.py). Each subscriber
+has a bounded buffer; a subscriber whose buffer is full when a frame arrives is **dropped** — its
+iterator raises :class:`SubscriberTooSlow` after the frames already buffered — rather than silently
+skipping frames, so a viewer either sees every frame of its company in order or knows it must
+resubscribe (the websocket handler closes, the page reconnects and is sent the current state).
+Frames for Redis go through a bounded outbox drained by one sender task; when Redis is slow or down
+the outbox overflows and frames for *other nodes* are dropped and counted, local viewers are still
+served.
 """
 
 from __future__ import annotations
@@ -78,7 +82,9 @@ class Bus(Protocol):
     """What actors (publish) and websocket handlers (subscribe) use."""
 
     async def publish(self, salon_id: int, frame: Frame) -> None:
-        """Send ``frame`` (JSON-serialisable) to every subscriber of ``salon_id`` on every node."""
+        """Send ``frame`` (JSON-serialisable) to every subscriber of ``salon_id`` on every node.
+
+        Never waits and never yields (no checkpoint): local subscribers have it on return."""
         ...
 
     def subscribe(self, salon_id: int) -> AbstractAsyncContextManager[Subscription]:
@@ -217,7 +223,6 @@ class LocalBus:
         self._published_total = 0
 
     async def publish(self, salon_id: int, frame: Frame) -> None:
-        await trio.lowlevel.checkpoint()
         self._published_total += 1
         self._fanout.deliver(salon_id, frame.copy())
 
@@ -270,7 +275,6 @@ class RedisBus:
 
     async def publish(self, salon_id: int, frame: Frame) -> None:
         """Deliver to local subscribers now and queue for other nodes; never waits on Redis."""
-        await trio.lowlevel.checkpoint()
         frame = frame.copy()
         payload = json.dumps({"o": self._origin, "s": salon_id, "f": frame}, separators=(",", ":"))
         self._published_total += 1

@@ -13,8 +13,7 @@
   transaction, the store enqueues the YClients activation while the company's
   ``integration_status`` still needs it (the machine does not know that status, so it asks on
   every ``Connected``).
-- ``Publish`` frames are the websocket frames of docs/websocket.md#server-frames except that a ``qr`` frame carries no
-  ``svg``: rendering needs the qrcode library, so the publisher adds ``svg`` from ``qr``.
+- ``Publish`` frames are the websocket frames of docs/websocket.md#server-frames, exactly as viewers receive them.
 """
 
 from __future__ import annotations
@@ -160,7 +159,7 @@ class CheckOwnership:
 @final
 @attrs.frozen
 class Publish:
-    """Send ``frame`` to every viewer of the company (docs/websocket.md#server-frames; ``qr`` frames lack ``svg``)."""
+    """Send ``frame`` to every viewer of the company (docs/websocket.md#server-frames)."""
 
     frame: Frame
 

@@ -2,8 +2,8 @@
 
 Frames are plain JSON objects on the wire; each kind is a ``TypedDict`` so the type checker knows
 the fields of each, and ``Frame`` is their union. Builders write the keys in the documented order,
-which keeps the encoded text byte-identical wherever a frame is made. A ``qr`` frame leaves the
-session without ``svg``: the actor adds the rendering (it needs the qrcode library).
+which keeps the encoded text byte-identical wherever a frame is made. A ``qr`` frame carries the raw
+payload only: the page draws the code (docs/architecture.md#qr-rendering).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ class QrFrame(TypedDict):
     qr: str  # the raw payload; the page draws it
     expires_in: int
     seq: int
-    svg: NotRequired[str]  # added by the actor, rendered once per QR
 
 
 class PairingCodeFrame(TypedDict):
@@ -72,7 +71,7 @@ def state_frame(name: StateName, phone: str | None = None, reason: str | None = 
 
 
 def qr_frame(qr: CurrentQr, now: float) -> QrFrame:
-    """The ``qr`` frame without ``svg``."""
+    """The ``qr`` frame: the raw payload, its remaining lifetime and its place in the batch."""
     return {"type": "qr", "qr": qr.code, "expires_in": remaining_s(qr.expires_at, now), "seq": qr.seq}
 
 

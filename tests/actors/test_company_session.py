@@ -11,7 +11,7 @@ import trio
 import trio.testing
 from trio.testing import MockClock
 
-from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
+from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory
 from actor_admin.cluster import LocalBus
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.doubles.whatsapp import _core as simulator_core
@@ -64,7 +64,6 @@ async def harness() -> AsyncIterator[Harness]:
         inbound=MemoryInbound(),
         policy=SessionPolicy(),
         activation_payload=lambda salon_id, api_key: {"salon_id": salon_id, "api_key": api_key},
-        render_svg=render_qr_svg,
     )
     async with open_supervisor(company_actor_factory(deps)) as supervisor:
         yield Harness(core, store, deps, Router(supervisor))
@@ -84,7 +83,7 @@ async def test_scan_then_515_then_connected_stores_digits_and_enqueues_one_activ
     assert stats["live_sessions"] == 1 and stats["linked_devices"] == 1
 
 
-async def test_viewer_receives_state_qr_with_svg_and_connected_frames(
+async def test_viewer_receives_state_qr_as_the_raw_payload_and_connected_frames(
     harness: Harness, autojump_clock: MockClock
 ) -> None:
     frames: list[dict[str, Any]] = []
@@ -101,7 +100,8 @@ async def test_viewer_receives_state_qr_with_svg_and_connected_frames(
     kinds = [f["type"] for f in frames]
     assert "qr" in kinds and kinds[-1] in {"connected", "state"}
     qr = next(f for f in frames if f["type"] == "qr")
-    assert qr["svg"].startswith("<svg") and qr["seq"] == 1 and qr["expires_in"] == 60
+    # Exactly the payload WhatsApp issued, nothing drawn: the page renders it (docs/websocket.md#server-frames).
+    assert sorted(qr) == ["expires_in", "qr", "seq", "type"] and qr["seq"] == 1 and qr["expires_in"] == 60
     connected = next(f for f in frames if f["type"] == "connected")
     assert connected["phone"] == PHONE
 

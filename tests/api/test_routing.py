@@ -86,7 +86,7 @@ async def test_a_viewer_at_the_non_owner_gets_the_owners_snapshot_and_every_fram
         assert await receive(on_b) == {"type": "state", "state": "idle"}
         await on_a.send_message('{"type": "request_qr"}')
         qr_a, qr_b = await frame_of(on_a, "qr"), await frame_of(on_b, "qr")
-        assert qr_a == qr_b and qr_a["svg"].startswith("<svg")  # the same frame, on both nodes
+        assert qr_a == qr_b and qr_a["qr"]  # the same frame, on both nodes
         assert runs_on_b_only(cluster)
         b.core.scan(qr_a["qr"], "+7 900 555-91-01")
         assert await frame_of(on_a, "connected") == {"type": "connected", "phone": "79005559101"}

@@ -25,8 +25,8 @@ CONNECT_TIMEOUT_S = 60.0
 
 
 def _number(text: str, key: str) -> float | None:
-    """The number under ``key`` in a frame, read from its tail without decoding the whole
-    (SVG-sized) JSON: ``seq`` and ``sent_at`` are the last keys of a bench frame."""
+    """The number under ``key`` in a frame, read from its tail without decoding the whole JSON:
+    ``seq`` and ``sent_at`` are the last keys of a bench frame."""
     at = text.rfind(f'"{key}":', len(text) - 200)
     if at < 0:
         return None

@@ -64,9 +64,8 @@ def _raise_fd_limit() -> None:
 
 
 def qr_frame(seq: int) -> dict[str, Any]:
-    from actor_admin.actors import render_qr_svg
-
-    return {"type": "qr", "qr": QR_PAYLOAD, "svg": render_qr_svg(QR_PAYLOAD), "expires_in": 20, "seq": seq}
+    """A ``qr`` frame as the actor publishes it: the raw payload only (the page draws it)."""
+    return {"type": "qr", "qr": QR_PAYLOAD, "expires_in": 20, "seq": seq}
 
 
 async def run_round(publish: Any, companies: int, period: float, template: dict[str, Any], seq: int) -> None:

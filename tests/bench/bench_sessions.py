@@ -13,9 +13,10 @@
 * ``qr_to_viewer_p50_ms`` / ``qr_to_viewer_p99_ms`` — real clock, 1,000 salons asked for a QR at
   once, each with one viewer subscribed on a ``LocalBus``: from the moment the simulator hands the
   QR to the link (a wrapping transport timestamps ``QrIssued`` as it passes ``deliver``) to the
-  moment that salon's viewer receives the ``qr`` frame. Includes the inline SVG rendering; the same
-  run without it (``render_svg=None``) gives ``qr_to_viewer_p50_ms_no_svg`` / ``…_p99_ms_no_svg``.
-  Target p99 ≤ 50 ms.
+  moment that salon's viewer receives the ``qr`` frame (the raw payload: the page draws it).
+  Target p99 ≤ 50 ms. ``qr_to_viewer_cpu_p50_ms`` / ``…_cpu_p99_ms``: the same run timed by this
+  process's CPU clock (``time.process_time``) instead: the wait a viewer would see on a core of its
+  own, which a shared, busy machine's wall clock hides under other processes' work.
 * ``restore_10k_s`` — **virtual** seconds (``MockClock(autojump_threshold=0)``) to bring 10,000
   salons with stored credentials back to ``connected`` at the default pacing (20 a second, so the
   floor is 500 s); ``restore_ratio`` is that over 500 (target ≤ 1.1); ``restore_10k_wall_s`` is the
@@ -23,8 +24,8 @@
   cannot show a CPU-bound restore: ``restore_real_clock_ratio`` is the same check on the real clock,
   1,000 salons at 500 a second (25 × the default rate), over its 2 s floor.
 
-Also, for context, ``qr_to_viewer_p50_ms_100`` / ``qr_to_viewer_p99_ms_100`` (and ``…_no_svg_100``):
-the QR latency when 100 salons, not 1,000, ask at once.
+Also, for context, ``qr_to_viewer_p50_ms_100`` / ``qr_to_viewer_p99_ms_100``: the QR latency when
+100 salons, not 1,000, ask at once.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,7 +45,7 @@ import attrs
 import trio
 import trio.testing
 
-from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory, render_qr_svg
+from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory
 from actor_admin.actors._router import RESTORE_PER_SECOND
 from actor_admin.cluster import LocalBus
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
@@ -174,31 +176,32 @@ async def _idle_probe(count: int) -> None:
 
 
 class _TimingTransport:
-    """Wraps a transport and notes, per QR, the trio time it was handed to the link's ``deliver``."""
+    """Wraps a transport and notes, per QR, the time (by ``clock``) it was handed to the link's ``deliver``."""
 
-    def __init__(self, inner: Transport) -> None:
+    def __init__(self, inner: Transport, clock: Callable[[], float]) -> None:
         self.inner = inner
         self.kind = inner.kind
+        self.clock = clock
         self.issued_at: dict[str, float] = {}
 
     async def open(self, nursery: trio.Nursery, spec: LinkSpec) -> Link:
         issued_at = self.issued_at
         deliver = spec.deliver
+        clock = self.clock
 
         def timed(event: TransportEvent) -> None:
             if isinstance(event, QrIssued):
-                issued_at[event.code] = trio.current_time()
+                issued_at[event.code] = clock()
             deliver(event)
 
         return await self.inner.open(nursery, attrs.evolve(spec, deliver=timed))
 
 
-async def _qr_probe(count: int, with_svg: bool) -> None:
+async def _qr_probe(count: int, clock: Callable[[], float] = trio.current_time) -> None:
     core = SimulatorCore()
-    timing = _TimingTransport(SimulatorTransport(core))
+    timing = _TimingTransport(SimulatorTransport(core), clock)
     bus = LocalBus()
-    deps = _deps(core, MemoryStore(), transport=timing, bus=bus, render_svg=render_qr_svg if with_svg else None)
-    render_qr_svg("warm-up")  # qrcode's first use builds its tables
+    deps = _deps(core, MemoryStore(), transport=timing, bus=bus)
     latencies: list[float] = []
     async with open_supervisor(company_actor_factory(deps)) as supervisor:
         router = Router(supervisor)
@@ -213,7 +216,7 @@ async def _qr_probe(count: int, with_svg: bool) -> None:
                         subscribed.set()
                     async for frame in subscription:
                         if frame.get("type") == "qr":
-                            latencies.append(trio.current_time() - timing.issued_at[frame["qr"]])
+                            latencies.append(clock() - timing.issued_at[frame["qr"]])
                             return
 
             for salon_id in range(1, count + 1):
@@ -288,18 +291,21 @@ def run(results: dict[str, float]) -> None:
             f"in {time.perf_counter() - started:.1f} s"
         )
 
-    for herd in (QR_SALONS, QR_SMALL_HERD):
-        for with_svg in (True, False):
-            started = time.perf_counter()
-            qr = _probe("qr", herd, "svg" if with_svg else "no-svg")
-            suffix = ("" if with_svg else "_no_svg") + ("" if herd == QR_SALONS else f"_{herd}")
-            results[f"qr_to_viewer_p50_ms{suffix}"] = qr["p50_ms"]
-            results[f"qr_to_viewer_p99_ms{suffix}"] = qr["p99_ms"]
-            _progress(
-                f"qr, {herd:,} salons at once, {'with' if with_svg else 'without'} SVG: "
-                f"p50 {qr['p50_ms']:.1f} ms, p99 {qr['p99_ms']:.1f} ms, max {qr['max_ms']:.1f} ms, "
-                f"all shown in {qr['all_shown_s']:.2f} s (probe {time.perf_counter() - started:.1f} s)"
-            )
+    # (salons, clock, key prefix, key suffix)
+    for herd, clock, prefix, suffix in (
+        (QR_SALONS, "wall", "qr_to_viewer", ""),
+        (QR_SALONS, "cpu", "qr_to_viewer_cpu", ""),
+        (QR_SMALL_HERD, "wall", "qr_to_viewer", f"_{QR_SMALL_HERD}"),
+    ):
+        started = time.perf_counter()
+        qr = _probe("qr", herd, clock)
+        results[f"{prefix}_p50_ms{suffix}"] = qr["p50_ms"]
+        results[f"{prefix}_p99_ms{suffix}"] = qr["p99_ms"]
+        _progress(
+            f"qr, {herd:,} salons at once, {clock} clock: "
+            f"p50 {qr['p50_ms']:.1f} ms, p99 {qr['p99_ms']:.1f} ms, max {qr['max_ms']:.1f} ms, "
+            f"all shown in {qr['all_shown_s']:.2f} s (probe {time.perf_counter() - started:.1f} s)"
+        )
 
     restore = _probe("restore", RESTORE_SALONS)
     floor = RESTORE_SALONS / RESTORE_PER_SECOND
@@ -332,7 +338,7 @@ def _main(argv: list[str]) -> None:
         if kind == "idle":
             trio.run(_idle_probe, count)
         elif kind == "qr":
-            trio.run(_qr_probe, count, argv[3:] != ["no-svg"])
+            trio.run(_qr_probe, count, time.process_time if argv[3:] == ["cpu"] else trio.current_time)
         elif kind == "restore":
             trio.run(_restore_probe, count, clock=trio.testing.MockClock(autojump_threshold=0))
         elif kind == "restore-real":
@@ -344,7 +350,7 @@ def _main(argv: list[str]) -> None:
         for name, value in sorted(measured_all.items()):
             print(f"{name}: {value:,.3f}")
         return
-    raise SystemExit("usage: python -m tests.bench.bench_sessions [--probe idle|qr|restore COUNT [svg|no-svg]]")
+    raise SystemExit("usage: python -m tests.bench.bench_sessions [--probe KIND COUNT [PER_SECOND]]")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,16 @@ async def test_publishing_copies_the_frame() -> None:
         assert frames.receive_nowait()["state"] == "qr"
 
 
+async def test_publishing_hands_the_frame_over_without_yielding() -> None:
+    # A yield would cost the frame a whole scheduling round, which under a herd of salons is every
+    # other salon's work (docs/architecture.md#qr-rendering, the latency).
+    bus = LocalBus()
+    async with bus.subscribe(1) as viewer:
+        with trio.testing.assert_no_checkpoints():
+            await bus.publish(1, {"type": "pong"})
+        assert viewer.receive_nowait() == {"type": "pong"}
+
+
 # -- RedisBus (two instances stand for two nodes) ------------------------------------------------
 
 
@@ -111,8 +121,10 @@ async def test_a_frame_published_on_one_node_reaches_viewers_on_both(redis_clien
             with trio.fail_after(5):
                 assert await remote.receive() == {"type": "connected", "phone": "79001234567"}
             assert local.receive_nowait() == {"type": "connected", "phone": "79001234567"}
-            # ...and the publishing node's own viewer gets it once, not again via Redis.
-            await here.publish(7, {"type": "pong"})
+            # ...and the publishing node's own viewer gets it once, not again via Redis; handed over
+            # without yielding, like LocalBus.
+            with trio.testing.assert_no_checkpoints():
+                await here.publish(7, {"type": "pong"})
             with trio.fail_after(5):
                 assert await remote.receive() == {"type": "pong"}
             assert local.receive_nowait() == {"type": "pong"}

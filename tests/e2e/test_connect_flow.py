@@ -5,7 +5,6 @@ Screenshots of each state land in tests/artifacts/ (git-ignored) for a person to
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests._browser import decode_qr
 from tests.web._axe import blocking, run_axe
 from tests.web._scripted import expect
 
@@ -43,24 +43,38 @@ def page(browser: Any) -> Any:
     assert not errors, errors
 
 
-def decode_qr(png: bytes) -> str:
-    zxingcpp = pytest.importorskip("zxingcpp")
-    from PIL import Image
+# A desktop, and a phone's screen at three device pixels a CSS pixel, as most phones have.
+SCREENS = {
+    "desktop": {"viewport": {"width": 1100, "height": 900}},
+    "phone": {
+        "viewport": {"width": 375, "height": 812},
+        "device_scale_factor": 3,
+        "is_mobile": True,
+        "has_touch": True,
+    },
+}
 
-    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)).convert("L"))
-    assert found, "no QR code found in the screenshot"
-    return str(found[0].text)
 
-
-def test_the_qr_on_the_page_decodes_to_the_payload_whatsapp_issued(dev_server: str, page: Any, artifacts: Path) -> None:
-    page.goto(onboarding_url(dev_server, 501))
-    qr = page.get_by_test_id("qr")
-    qr.locator("svg").wait_for(timeout=15000)
-    assert "#token" not in page.url  # the token is wiped from the address bar at once
-    page.screenshot(path=artifacts / "connect-qr.png")
-    shown = decode_qr(qr.screenshot())
-    issued = httpx.get(f"{dev_server}/_dev/whatsapp/qr", params={"salon_id": 501}).json()["qr"]
-    assert shown == issued
+@pytest.mark.parametrize(("screen", "salon_id"), [("desktop", 501), ("phone", 507)])
+def test_the_qr_the_page_draws_decodes_to_the_payload_whatsapp_issued(
+    dev_server: str, browser: Any, artifacts: Path, screen: str, salon_id: int
+) -> None:
+    context = browser.new_context(locale="ru-RU", **SCREENS[screen])
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(onboarding_url(dev_server, salon_id))
+        qr = page.get_by_test_id("qr")
+        qr.locator("svg").wait_for(timeout=15000)
+        assert "#token" not in page.url  # the token is wiped from the address bar at once
+        page.screenshot(path=artifacts / f"connect-qr-{screen}.png")
+        shown = decode_qr(qr.screenshot())
+        issued = httpx.get(f"{dev_server}/_dev/whatsapp/qr", params={"salon_id": salon_id}).json()["qr"]
+        assert shown == issued
+        assert not errors, errors
+    finally:
+        context.close()
 
 
 def open_and_scan(page: Any, base: str, salon_id: int, phone: str) -> None:

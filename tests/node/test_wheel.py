@@ -40,6 +40,8 @@ def test_the_wheel_carries_every_page_and_migration(wheel: Path) -> None:
     pages = {Path(n).name for n in data if "/web/" in n}
     migrations = {Path(n).name for n in data if "/sql/" in n}
     assert {p.name for p in (ROOT / "web").iterdir() if p.suffix in {".html", ".js", ".css", ".json", ".svg"}} <= pages
+    vendored = {Path(n).name for n in data if "/web/vendor/" in n}
+    assert {p.name for p in (ROOT / "web" / "vendor").iterdir()} == vendored  # the QR encoder, its pin, its licence
     assert {p.name for p in (ROOT / "sql").glob("*.sql")} == migrations
     assert any(n.startswith("actor_admin/api/") for n in names)
 

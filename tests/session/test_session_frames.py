@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 
 from actor_admin.session import (
     CurrentQr,
@@ -14,7 +15,7 @@ from actor_admin.session import (
     snapshot_frames,
     state_frame,
 )
-from actor_admin.session._frames import connected_frame, qr_frame
+from actor_admin.session._frames import QrFrame, connected_frame, qr_frame
 
 
 def wire(frame: Frame) -> str:
@@ -32,6 +33,12 @@ def test_state_frame_names_the_phone_only_once_known() -> None:
 def test_qr_frame_counts_whole_seconds_up_and_carries_no_svg() -> None:
     frame = qr_frame(CurrentQr("2@abc", 3, expires_at=120.2), now=100.0)
     assert wire(frame) == '{"type":"qr","qr":"2@abc","expires_in":21,"seq":3}'
+
+
+def test_a_qr_frame_has_no_room_for_a_drawing() -> None:
+    # The page draws the code from the raw payload (docs/architecture.md#qr-rendering); a frame that
+    # carried a rendering again would be refused between nodes (actors/_wire.py checks these keys).
+    assert list(typing.get_type_hints(QrFrame)) == ["type", "qr", "expires_in", "seq"]
 
 
 def test_the_other_server_frames() -> None:

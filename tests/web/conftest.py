@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,11 +20,19 @@ def errors() -> list[str]:
     return []
 
 
+def _wired(browser: Any, server: FakeServer, errors: list[str], **context: Any) -> tuple[Any, Any]:
+    """A new browser context and page whose traffic the scripted server answers; errors are collected."""
+    opened = browser.new_context(**context)
+    page = opened.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.route(f"{ORIGIN}/**", server.route)
+    page.route_web_socket(f"{ORIGIN.replace('http', 'ws')}/marketplace/ws", server.websocket)
+    return opened, page
+
+
 @pytest.fixture
 def page(browser: Any, server: FakeServer, errors: list[str]) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 375, "height": 800})
-    page = context.new_page()
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    context, page = _wired(browser, server, errors, viewport={"width": 375, "height": 800})
     page.on(
         "console",
         lambda msg: (
@@ -32,8 +40,6 @@ def page(browser: Any, server: FakeServer, errors: list[str]) -> Iterator[Any]:
         ),
     )
     page.clock.install()
-    page.route(f"{ORIGIN}/**", server.route)
-    page.route_web_socket(f"{ORIGIN.replace('http', 'ws')}/marketplace/ws", server.websocket)
     yield page
     context.close()
     assert errors == [], errors  # CSP violations and script errors show up here
@@ -42,11 +48,23 @@ def page(browser: Any, server: FakeServer, errors: list[str]) -> Iterator[Any]:
 @pytest.fixture
 def live_page(browser: Any, server: FakeServer, errors: list[str]) -> Iterator[Any]:
     """Like ``page``, on the real clock: axe-core waits on timers of its own."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.route(f"{ORIGIN}/**", server.route)
-    page.route_web_socket(f"{ORIGIN.replace('http', 'ws')}/marketplace/ws", server.websocket)
+    context, page = _wired(browser, server, errors, viewport={"width": 1280, "height": 800})
     yield page
     context.close()
+    assert errors == [], errors
+
+
+@pytest.fixture
+def screen_page(browser: Any, server: FakeServer, errors: list[str]) -> Iterator[Callable[..., Any]]:
+    """Opens pages on a screen of one's choosing (``viewport``, ``device_scale_factor`` …), on the real clock."""
+    contexts: list[Any] = []
+
+    def open_on(**context: Any) -> Any:
+        opened, page = _wired(browser, server, errors, **context)
+        contexts.append(opened)
+        return page
+
+    yield open_on
+    for opened in contexts:
+        opened.close()
     assert errors == [], errors

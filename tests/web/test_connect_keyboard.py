@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.web._scripted import QR_SVG, FakeServer, expect, open_page
+from tests.web._scripted import FakeServer, expect, open_page
 
 pytestmark = pytest.mark.browser
 
@@ -96,5 +96,5 @@ def test_focus_moves_to_the_news_when_the_pressed_button_goes_away(page: Any, se
     expect(page.get_by_test_id("state-text")).to_be_focused()
     expect(page.get_by_test_id("state-text")).to_have_text("Готовим QR-код…")
     server.send(server.sockets[0], {"type": "state", "state": "qr"})
-    server.send(server.sockets[0], {"type": "qr", "qr": "2@k", "svg": QR_SVG, "expires_in": 20, "seq": 1})
+    server.send(server.sockets[0], {"type": "qr", "qr": "2@k", "expires_in": 20, "seq": 1})
     expect(page.get_by_test_id("qr").locator("svg")).to_have_count(1)

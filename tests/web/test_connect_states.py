@@ -14,12 +14,12 @@ import attrs
 import pytest
 
 from tests.web._axe import blocking, run_axe
-from tests.web._scripted import ARTIFACTS, QR_SVG, SIZES, FakeServer, expect, make_token, open_page
+from tests.web._scripted import ARTIFACTS, QR_PAYLOAD, SIZES, FakeServer, expect, make_token, open_page
 
 pytestmark = pytest.mark.browser
 
 PHONE = "79001234567"
-QR = [{"type": "state", "state": "qr"}, {"type": "qr", "qr": "2@raw", "svg": QR_SVG, "expires_in": 60, "seq": 1}]
+QR = [{"type": "state", "state": "qr"}, {"type": "qr", "qr": QR_PAYLOAD, "expires_in": 60, "seq": 1}]
 LINKED = [{"type": "state", "state": "connected", "phone": PHONE}, {"type": "connected", "phone": PHONE}]
 
 

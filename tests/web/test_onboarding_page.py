@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from tests.web._scripted import QR_SVG, TOKEN, FakeServer, expect, make_token, open_page
+from tests._browser import decode_qr
+from tests.web._scripted import QR_PAYLOAD, SIZES, TOKEN, FakeServer, expect, make_token, open_page
 
 pytestmark = pytest.mark.browser
 
-HOSTILE_SVG = QR_SVG.replace('"/>', '" onclick="alert(1)"/><script>alert(2)</script>')
+HOSTILE_PAYLOAD = '<svg onload="alert(1)"><script>alert(2)</script></svg>'
 
 
 def test_token_leaves_the_url_and_authenticates_the_websocket(page: Any, server: FakeServer) -> None:
@@ -33,31 +34,68 @@ def test_idle_state_asks_for_a_qr_and_shows_it_with_a_countdown(page: Any, serve
     expect(page.get_by_test_id("qr-countdown")).to_have_text(_one_of("Новый код через {} с", 9, 10))
 
 
-def test_qr_svg_is_scrubbed(page: Any, server: FakeServer, errors: list[str]) -> None:
+def _send_qr(server: FakeServer, payload: str) -> None:
     def script(ws: Any, frame: dict[str, Any]) -> None:
         if frame["type"] == "request_qr":
-            server.send(ws, {"type": "qr", "qr": "2@raw", "svg": HOSTILE_SVG, "expires_in": 20, "seq": 1})
+            server.send(ws, {"type": "state", "state": "qr"})
+            server.send(ws, {"type": "qr", "qr": payload, "expires_in": 20, "seq": 1})
         else:
             server.default_script(ws, frame)
 
     server.on_frame = script
+
+
+def test_a_hostile_payload_is_drawn_as_data_never_as_markup(page: Any, server: FakeServer) -> None:
+    _send_qr(server, HOSTILE_PAYLOAD)
     open_page(page)
     svg = page.get_by_test_id("qr").locator("svg")
     expect(svg).to_have_count(1)
-    assert svg.locator("script").count() == 0
-    assert svg.locator("path").get_attribute("onclick") is None
-    # Chromium reports the handler while parsing the detached SVG; CSP blocks it there too.
-    assert all("inline event handler" in e for e in errors)
+    # The page builds the drawing itself: a white square and one path, whatever the payload says.
+    assert svg.evaluate("s => Array.from(s.children, c => c.localName)") == ["rect", "path"]
+    assert page.locator("script").count() == 1  # onboarding.js, nothing the payload brought
+    assert decode_qr(svg.screenshot()) == HOSTILE_PAYLOAD
+
+
+def test_a_payload_no_qr_can_hold_is_said_not_drawn(page: Any, server: FakeServer) -> None:
+    _send_qr(server, "x" * 3000)  # a version 40 code at its lowest correction holds 2,953 bytes
+    open_page(page)
+    expect(page.get_by_test_id("error-text")).to_have_text(
+        "Не удалось нарисовать QR-код. Обновите страницу или войдите по номеру телефона."
+    )
+    expect(page.get_by_test_id("qr").locator("svg")).to_have_count(0)
+
+
+def test_an_encoder_that_cannot_be_loaded_is_said_not_an_empty_box(
+    page: Any, server: FakeServer, errors: list[str]
+) -> None:
+    page.route("**/static/vendor/**", lambda route: route.fulfill(status=404, body="not found"))
+    open_page(page)
+    expect(page.get_by_test_id("state-text")).to_have_attribute("data-state", "qr")
+    expect(page.get_by_test_id("error-text")).to_have_text(
+        "Не удалось нарисовать QR-код. Обновите страницу или войдите по номеру телефона."
+    )
+    expect(page.get_by_test_id("mode-toggle")).to_be_visible()  # the way round it: link by phone number
+    assert errors and all("404" in e for e in errors), errors  # the browser's own report of the failed load
     errors.clear()
 
 
-def test_qr_svg_scales_to_the_container_and_stays_crisp(page: Any, server: FakeServer) -> None:
+@pytest.mark.parametrize(("size", "scale"), [("desktop", 1), ("phone", 3)])
+def test_the_drawn_qr_reads_back_as_the_payload_on_whole_pixels_a_module(
+    screen_page: Any, size: str, scale: int
+) -> None:
+    page = screen_page(viewport=SIZES[size], device_scale_factor=scale)
     open_page(page)
     svg = page.get_by_test_id("qr").locator("svg")
     expect(svg).to_have_count(1)
-    assert svg.get_attribute("shape-rendering") == "crispEdges"
+    expect(svg).to_have_attribute("shape-rendering", "crispEdges")
+    modules = int(svg.get_attribute("data-modules"))
     box = svg.bounding_box()
-    assert 280 <= box["width"] <= 320 and abs(box["width"] - box["height"]) < 1
+    pixels = box["width"] * scale / modules  # device pixels a module (layout keeps 1/64 px)
+    assert abs(pixels - round(pixels)) < 0.01 and pixels >= 3, (box, modules)
+    assert abs(box["width"] - box["height"]) < 0.01
+    room = page.get_by_test_id("qr").bounding_box()["width"] - 10  # padding and border
+    assert room - modules / scale < box["width"] <= room  # as large as whole pixels allow
+    assert decode_qr(svg.screenshot()) == QR_PAYLOAD
 
 
 @pytest.mark.parametrize(("phone", "shown"), [("79001234567", "+7 900 123-45-67"), ("447700900123", "+447700900123")])

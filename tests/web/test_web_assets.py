@@ -5,6 +5,8 @@ These read the files only; the page's behaviour in a browser is tested in test_o
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
 import pytest
@@ -22,7 +24,9 @@ from tests.web._web_assets import (
     onboarding_js_outside_dictionary,
 )
 
-CONNECT_PAGE = ("onboarding.html", "onboarding.js", "style.css")
+VENDOR = WEB / "vendor"
+QR_ENCODER = json.loads((VENDOR / "manifest.json").read_text(encoding="utf-8"))["lean-qr"]
+CONNECT_PAGE = ("onboarding.html", "onboarding.js", "style.css", f"vendor/{QR_ENCODER['file']}")
 ASSETS = sorted(p for p in WEB.iterdir() if p.suffix in (".html", ".js", ".css"))
 HTML = html_files()
 
@@ -32,9 +36,30 @@ def test_connect_page_and_its_assets_stay_under_100_kib() -> None:
     assert total < 100 * 1024, f"{total} bytes"
 
 
+def _sha256(name: str) -> str:
+    return hashlib.sha256((VENDOR / name).read_bytes()).hexdigest()
+
+
+def test_the_vendored_qr_encoder_is_the_pinned_release_with_its_licence() -> None:
+    # web/README.md#vendored-code says how to check the pin against the npm registry and how to move it.
+    assert re.fullmatch(r"\d+\.\d+\.\d+", QR_ENCODER["version"])
+    assert QR_ENCODER["file"] == f"lean-qr-{QR_ENCODER['version']}.mjs"  # a new version is a new URL: no stale cache
+    assert _sha256(QR_ENCODER["file"]) == QR_ENCODER["sha256"]
+    assert _sha256(QR_ENCODER["licence_file"]) == QR_ENCODER["licence_sha256"]
+    licence = (VENDOR / QR_ENCODER["licence_file"]).read_text(encoding="utf-8")
+    assert licence.startswith("MIT License") and "David Evans" in licence and QR_ENCODER["licence"] == "MIT"
+    # Nothing unpinned ships from vendor/.
+    assert {p.name for p in VENDOR.iterdir()} == {"manifest.json", QR_ENCODER["file"], QR_ENCODER["licence_file"]}
+
+
+def test_the_connect_page_loads_the_pinned_encoder() -> None:
+    assert f'"/static/vendor/{QR_ENCODER["file"]}"' in onboarding_js_outside_dictionary()
+
+
 @pytest.mark.parametrize("path", ASSETS, ids=lambda p: p.name)
 def test_asset_references_no_external_url(path) -> None:
-    text = path.read_text(encoding="utf-8")
+    # The SVG namespace is a name the page draws the QR in, never fetched.
+    text = path.read_text(encoding="utf-8").replace('"http://www.w3.org/2000/svg"', "")
     assert not re.search(r"https?://", text), "CSP default-src 'self': no CDNs, fonts or absolute links"
     # protocol-relative URLs in attributes or CSS url() would also leave the origin
     assert not re.search(r"""(?:src|href|action)\s*=\s*["']//|url\(\s*["']?//""", text)
@@ -237,8 +262,8 @@ def test_focus_is_visible() -> None:
     assert "outline" in css_rule(":focus-visible")
 
 
-def test_qr_scales_with_its_container_and_stays_sharp() -> None:
+def test_qr_fits_its_container_and_stays_sharp() -> None:
     rule = css_rule(".qr svg")
-    assert "width: 100%" in rule
+    assert "max-width: 100%" in rule  # the page picks the size (whole pixels a module); never wider than the box
     assert "crispEdges" in rule
     assert "max-width: 320px" in css_rule(".qr")

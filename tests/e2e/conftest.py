@@ -55,7 +55,7 @@ class DevServer:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:  # /healthz answers before PostgreSQL
                     return
             except httpx.HTTPError:
                 pass

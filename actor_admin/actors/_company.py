@@ -186,9 +186,6 @@ class CompanySession:
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             self.ctx = ctx
-            send, receive = trio.open_memory_channel[SendMessage](256)
-            self.send_channel = send
-            nursery.start_soon(self._pace_sends, receive)
             task_status.started()
             try:
                 async for message in ctx.inbox:
@@ -293,7 +290,12 @@ class CompanySession:
             case AskPairingCode(phone=phone):
                 await self._ask_pairing_code(phone)
             case SendMessage():
-                assert self.send_channel is not None
+                if self.send_channel is None:
+                    # Started at the first send, not with the actor: most salons sit idle, and a
+                    # pacer task with its queue per salon was a quarter of an idle salon's memory
+                    # (docs/capacity.md#what-a-salon-holds).
+                    self.send_channel, receive = trio.open_memory_channel[SendMessage](256)
+                    self.nursery.start_soon(self._pace_sends, receive)
                 try:
                     self.send_channel.send_nowait(effect)
                 except trio.WouldBlock:

@@ -220,6 +220,31 @@ async def test_outbound_sends_are_paced_per_company(harness: Harness, autojump_c
     assert (harness.registry.messages.outbound_sent, harness.registry.messages.outbound_failed) == (3, 0)
 
 
+def _task_names() -> list[str]:
+    root = trio.lowlevel.current_root_task()
+    names: list[str] = []
+    pending = [] if root is None else [root]
+    while pending:
+        task = pending.pop()
+        names.append(task.name)
+        pending.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
+    return names
+
+
+async def test_an_idle_salon_runs_no_send_pacer_until_its_first_send(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    # Memory per idle salon (docs/capacity.md#what-a-salon-holds): the pacer and its queue come with the first send.
+    await harness.connect(112)
+    await trio.testing.wait_all_tasks_blocked()
+    assert not [name for name in _task_names() if name.endswith("_pace_sends")]
+    outcome = await harness.router.ask(112, Send("79990001122", "hi", "key-112"))
+    assert isinstance(outcome, Accepted)
+    with trio.fail_after(10):
+        await harness.core.wait_for(lambda: len(harness.core.sent_messages()) == 1)
+    assert len([name for name in _task_names() if name.endswith("_pace_sends")]) == 1
+
+
 async def test_send_without_a_connection_is_refused(harness: Harness, autojump_clock: MockClock) -> None:
     outcome = await harness.router.ask(110, Send("79990001122", "hi", "k"))
     assert getattr(outcome, "code", None) == "not_connected"

@@ -99,16 +99,18 @@ async def _reset(store: Store) -> None:
     await store._db.run(work)
 
 
-async def _restore(dsn: str, core: SimulatorCore, nodes: int, salons: int) -> tuple[float, float]:
-    """Start ``nodes`` nodes together; seconds until ``salons`` salons are connected, and this
-    process's CPU milliseconds per salon meanwhile."""
+async def _restore(
+    dsn: str, core: SimulatorCore, nodes: int, salons: int, *, per_second: float = RESTORE_PER_SECOND
+) -> tuple[float, float]:
+    """Start ``nodes`` nodes together, each restoring ``per_second`` salons a second; seconds until
+    ``salons`` salons are connected, and this process's CPU milliseconds per salon meanwhile."""
     async with AsyncExitStack() as stack:
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)
         keepers = []
         for n in range(nodes):
             settings = node_settings(free_port(), NODE_ID=f"restore-{n}")
-            cluster = attrs.evolve(settings.cluster, restore_per_second=RESTORE_PER_SECOND)
+            cluster = attrs.evolve(settings.cluster, restore_per_second=per_second)
             settings = attrs.evolve(settings, cluster=cluster)
             store = await Store.open(dsn, credentials_keys=Keyring(TEST_CREDENTIALS_KEY))
             stack.push_async_callback(store.aclose)
@@ -120,7 +122,7 @@ async def _restore(dsn: str, core: SimulatorCore, nodes: int, salons: int) -> tu
         started, cpu = trio.current_time(), time.process_time()
         for keeper in keepers:
             nursery.start_soon(keeper.run)
-        with trio.fail_after(10 + 3 * salons / RESTORE_PER_SECOND):
+        with trio.fail_after(10 + 3 * salons / per_second + salons * 0.05):
             while core.stats()["live_sessions"] < salons:  # noqa: ASYNC110 - the simulator offers no event per count
                 await trio.sleep(0.05)
         took, cpu = trio.current_time() - started, time.process_time() - cpu

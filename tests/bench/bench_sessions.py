@@ -1,15 +1,9 @@
-"""Company sessions at scale: memory per connected salon, QR-to-viewer latency, restore pacing.
+"""Company sessions at scale: QR-to-viewer latency and restore pacing (memory per salon is
+``bench_scale``'s).
 
 ``run(results)`` adds, each measured in a fresh subprocess (``python -m tests.bench.bench_sessions
 --probe KIND N``) so every figure starts from a clean heap:
 
-* ``idle_session_bytes`` (10,000 salons) and ``idle_session_bytes_1k`` (1,000) — RSS growth per
-  connected salon: its ``CompanySession`` actor, the in-process simulator link, and the simulator's
-  side of it (linked device, live connection). Target ≤ 64 KiB. Real clock, the in-memory store
-  (tests/actors/memory_store.py) and no inbound stream: no database is involved. The salons are
-  linked in the simulator and their credentials stored first, then brought up with
-  ``Router.restore`` unpaced. The baseline is taken after 100 warm-up salons are connected, so
-  one-time costs (first-use code paths, allocator arenas) are not spread over the measured ones.
 * ``qr_to_viewer_p50_ms`` / ``qr_to_viewer_p99_ms`` — real clock, 1,000 salons asked for a QR at
   once, each with one viewer subscribed on a ``LocalBus``: from the moment the simulator hands the
   QR to the link (a wrapping transport timestamps ``QrIssued`` as it passes ``deliver``) to the
@@ -17,9 +11,9 @@
   Target p99 ≤ 50 ms. ``qr_to_viewer_cpu_p50_ms`` / ``…_cpu_p99_ms``: the same run timed by this
   process's CPU clock (``time.process_time``) instead: the wait a viewer would see on a core of its
   own, which a shared, busy machine's wall clock hides under other processes' work.
-* ``restore_10k_s`` — **virtual** seconds (``MockClock(autojump_threshold=0)``) to bring 10,000
-  salons with stored credentials back to ``connected`` at the default pacing (20 a second, so the
-  floor is 500 s); ``restore_ratio`` is that over 500 (target ≤ 1.1); ``restore_10k_wall_s`` is the
+* ``restore_10k_virtual_s`` — **virtual** seconds (``MockClock(autojump_threshold=0)``) to bring
+  10,000 salons with stored credentials back to ``connected`` at the default pacing (20 a second, so
+  the floor is 500 s); ``restore_ratio`` is that over 500 (target ≤ 1.1); ``restore_10k_wall_s`` is the
   real time the simulation took. Virtual time stands still while the CPU works, so that ratio alone
   cannot show a CPU-bound restore: ``restore_real_clock_ratio`` is the same check on the real clock,
   1,000 salons at 500 a second (25 × the default rate), over its 2 s floor.
@@ -30,7 +24,6 @@ Also, for context, ``qr_to_viewer_p50_ms_100`` / ``qr_to_viewer_p99_ms_100``: th
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import statistics
@@ -54,8 +47,6 @@ from actor_admin.session import CredsUpdated, Disconnected, MessageReceived, QrI
 from actor_admin.whatsapp import Link, LinkSpec, Transport
 from tests.actors.memory_store import MemoryStore
 
-IDLE_SIZES = (1_000, 10_000)
-IDLE_WARMUP = 100
 QR_SALONS = 1_000
 QR_SMALL_HERD = 100  # for context: how the latency scales with the herd
 RESTORE_SALONS = 10_000
@@ -130,46 +121,6 @@ async def _wait_connected(registry: Registry, count: int, *, poll_s: float) -> N
     # change, quadratic in the number of salons. ``poll_s`` is the measurement's resolution.
     while registry.by_state().get("connected", 0) < count:  # noqa: ASYNC110
         await trio.sleep(poll_s)
-
-
-# -- idle memory ----------------------------------------------------------------------------------
-
-
-async def _idle_probe(count: int) -> None:
-    core = SimulatorCore()
-    store = MemoryStore()
-    deps = _deps(core, store)
-    async with open_supervisor(company_actor_factory(deps)) as supervisor:
-        router = Router(supervisor)
-        gc.collect()
-        empty = _rss_bytes()
-
-        warm = range(10_000_000, 10_000_000 + IDLE_WARMUP)
-        await _link_salons(core, store, warm)
-        await router.restore(warm, per_second=1e9)
-        await _wait_connected(deps.registry, IDLE_WARMUP, poll_s=0.01)
-        gc.collect()
-        before = _rss_bytes()
-
-        salons = range(1, count + 1)
-        await _link_salons(core, store, salons)
-        gc.collect()
-        linked = _rss_bytes()
-        await router.restore(salons, per_second=1e9)
-        await _wait_connected(deps.registry, IDLE_WARMUP + count, poll_s=0.05)
-        await trio.testing.wait_all_tasks_blocked()
-        gc.collect()
-        after = _rss_bytes()
-        stats = core.stats()
-        assert stats["live_sessions"] == IDLE_WARMUP + count, stats
-        assert stats["max_live_per_device"] == 1, stats
-        _finish(
-            {
-                "per_salon": (after - before) / count,
-                "per_salon_from_empty": (after - empty) / count,
-                "linking_share": (linked - before) / count,
-            }
-        )
 
 
 # -- QR to viewer -------------------------------------------------------------------------------
@@ -279,18 +230,6 @@ def _probe(kind: str, count: int, *options: str) -> dict[str, float]:
 
 
 def run(results: dict[str, float]) -> None:
-    for count in IDLE_SIZES:
-        started = time.perf_counter()
-        idle = _probe("idle", count)
-        suffix = "" if count == IDLE_SIZES[-1] else f"_{count // 1000}k"
-        results[f"idle_session_bytes{suffix}"] = idle["per_salon"]
-        _progress(
-            f"idle {count:,}: {idle['per_salon'] / 1024:.1f} KiB a salon "
-            f"({idle['linking_share'] / 1024:.1f} KiB of it the simulator device + stored credentials; "
-            f"{idle['per_salon_from_empty'] / 1024:.1f} KiB counting from an empty supervisor) "
-            f"in {time.perf_counter() - started:.1f} s"
-        )
-
     # (salons, clock, key prefix, key suffix)
     for herd, clock, prefix, suffix in (
         (QR_SALONS, "wall", "qr_to_viewer", ""),
@@ -309,7 +248,7 @@ def run(results: dict[str, float]) -> None:
 
     restore = _probe("restore", RESTORE_SALONS)
     floor = RESTORE_SALONS / RESTORE_PER_SECOND
-    results["restore_10k_s"] = restore["clock_s"]
+    results["restore_10k_virtual_s"] = restore["clock_s"]
     results["restore_ratio"] = restore["clock_s"] / floor
     results["restore_10k_wall_s"] = restore["wall_s"]
     _progress(
@@ -335,9 +274,7 @@ def _finish(measured: dict[str, float]) -> NoReturn:
 def _main(argv: list[str]) -> None:
     if len(argv) >= 3 and argv[0] == "--probe":
         kind, count = argv[1], int(argv[2])
-        if kind == "idle":
-            trio.run(_idle_probe, count)
-        elif kind == "qr":
+        if kind == "qr":
             trio.run(_qr_probe, count, time.process_time if argv[3:] == ["cpu"] else trio.current_time)
         elif kind == "restore":
             trio.run(_restore_probe, count, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -14,8 +14,10 @@ returns when the round is over. Prints ``listening`` on stdout once it accepts c
 
 from __future__ import annotations
 
+import cProfile
 import gc
 import json
+import os
 import resource
 import sys
 import time
@@ -38,7 +40,9 @@ class GcPauses:
     def __init__(self) -> None:
         self.longest = [0.0, 0.0, 0.0]
         self.count = [0, 0, 0]
+        self.cpu_started = time.process_time()
         self._started = 0.0
+        self.objects = 0
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
@@ -49,9 +53,19 @@ class GcPauses:
             self.count[generation] += 1
             self.longest[generation] = max(self.longest[generation], time.perf_counter() - self._started)
 
+    def start_round(self) -> None:
+        """Count the objects the collector tracks (this walks the heap: before a round, not during)
+        and forget the pauses so far: a round's report covers the round alone."""
+        self.objects = len(gc.get_objects())
+        self.longest = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self.cpu_started = time.process_time()
+
     def report(self) -> dict[str, Any]:
         rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return {
+            "gc_objects": self.objects,
+            "cpu_ms": round((time.process_time() - self.cpu_started) * 1000),
             "gc_count": self.count,
             "gc_longest_ms": [round(x * 1000, 1) for x in self.longest],
             "max_rss_mib": round(rss_mib),
@@ -64,18 +78,26 @@ def _raise_fd_limit() -> None:
 
 
 def qr_frame(seq: int) -> dict[str, Any]:
-    from actor_admin.actors import render_qr_svg
-
-    return {"type": "qr", "qr": QR_PAYLOAD, "svg": render_qr_svg(QR_PAYLOAD), "expires_in": 20, "seq": seq}
+    """A ``qr`` frame as the node sends it: the raw payload only, the page draws it."""
+    return {"type": "qr", "qr": QR_PAYLOAD, "expires_in": 20, "seq": seq}
 
 
 async def run_round(publish: Any, companies: int, period: float, template: dict[str, Any], seq: int) -> None:
-    """Publish one frame per company, spread evenly over ``period`` seconds."""
+    """Publish one frame per company, spread evenly over ``period`` seconds (under cProfile, its
+    statistics written to the file ``BENCH_WS_PROFILE`` names, when that is set)."""
+    profile_to = os.environ.get("BENCH_WS_PROFILE")
+    profiler = cProfile.Profile() if profile_to else None
+    if profiler is not None:
+        profiler.enable()
     start = trio.current_time()
     for index in range(companies):
         await trio.sleep_until(start + index * period / companies)
         frame = dict(template, seq=seq, sent_at=time.time())
         await publish(index + 1, frame)
+    await trio.sleep(0.2)  # the last frames' sends
+    if profiler is not None and profile_to:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
 
 
 def _config(port: int) -> Config:
@@ -129,6 +151,7 @@ async def main_ours(port: int) -> None:
             nonlocal seq
             seq += 1
             companies, period = _round_args()
+            pauses.start_round()
             await run_round(services.bus.publish, companies, period, template, seq)
             return {"seq": seq, "bus": str(services.bus.statistics()), **pauses.report()}
 
@@ -170,6 +193,7 @@ async def main_bare(port: int) -> None:
         nonlocal seq
         seq += 1
         companies, period = _round_args()
+        pauses.start_round()
         await run_round(broadcast, companies, period, template, seq)
         return {"seq": seq, **pauses.report()}
 

@@ -10,6 +10,7 @@ inside the app, so request tasks inherit it.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -144,6 +145,20 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
         )
 
 
+def tune_gc(settings: Settings) -> None:
+    """Run the garbage collector with the node's thresholds (``GC_THRESHOLDS``,
+    docs/websocket.md#garbage-collection)."""
+    gc.set_threshold(*settings.gc_thresholds)
+
+
+def freeze_start_up() -> None:
+    """Collect once, then move every object made so far — modules, classes, the app and its
+    routes, the services — out of the collector's sight for good: they live as long as the process,
+    and every full collection would walk them again (docs/websocket.md#garbage-collection)."""
+    gc.collect()
+    gc.freeze()
+
+
 def hypercorn_config(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [f"{settings.host}:{settings.port}"]
@@ -214,6 +229,7 @@ async def migrate_now(database_url: str) -> None:
 
 
 async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> int:
+    tune_gc(settings)
     async with AsyncExitStack() as stack:
         dev = settings.mode == "dev"
         database_url, redis_url = await open_databases(settings, stack)
@@ -255,6 +271,7 @@ async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> 
             )
         services = await stack.enter_async_context(open_services(settings, parts))
         app = create_app(services)
+        freeze_start_up()
         keeper = parts.keeper
         async with trio.open_nursery() as nursery:
             if keeper is not None:

@@ -127,7 +127,7 @@ def _round_args() -> tuple[int, float]:
 async def main_ours(port: int) -> None:
     from actor_admin.api import create_app
     from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
-    from actor_admin.node import Parts, open_services
+    from actor_admin.node import Parts, freeze_start_up, open_services, tune_gc
     from tests.actors.memory_store import MemoryStore
     from tests.api.conftest import node_settings
 
@@ -138,13 +138,16 @@ async def main_ours(port: int) -> None:
 
     store.companies.get = company  # type: ignore[attr-defined]  # the in-memory store lacks it
     core = SimulatorCore()
-    settings = node_settings(port)
+    # The node's own collector settings (GC_THRESHOLDS from the environment, else the default).
+    settings = node_settings(port, GC_THRESHOLDS=os.environ.get("GC_THRESHOLDS", ""))
+    tune_gc(settings)
     template = qr_frame(0)
     seq = 0
     pauses = GcPauses()
     async with open_services(settings, Parts(store=store, redis=None, transport=SimulatorTransport(core))) as services:
         assert services.limiter is None  # no Redis: the per-IP handshake limit is off
         app = create_app(services)
+        freeze_start_up()
 
         @app.route("/_bench/round", methods=["POST"])
         async def bench_round() -> Any:

@@ -166,7 +166,7 @@ def _p99(values: list[float]) -> float:
 
 class Step(NamedTuple):
     """One scaling step: p99 latency (ms), whether every frame arrived, bytes per viewer, and the
-    server's CPU time (µs) per frame delivered, over the last round (idle upkeep included)."""
+    server's CPU time (µs) per frame delivered, the median of the rounds (idle upkeep included)."""
 
     p99_ms: float
     complete: bool
@@ -179,8 +179,7 @@ def _scaling_step(viewers: int, kind: str = "ours") -> Step:
     started = time.perf_counter()
     with _Run(kind, viewers, COMPANIES) as run:
         connect_s = time.perf_counter() - started
-        for _ in range(ROUNDS):
-            report = run.round(PERIOD_S)
+        reports = [run.round(PERIOD_S) for _ in range(ROUNDS)]
         time.sleep(0.5)  # let the last frames of the round land
         samples = run.samples()
     expected = ROUNDS * viewers
@@ -188,11 +187,15 @@ def _scaling_step(viewers: int, kind: str = "ours") -> Step:
     missing = expected - len(samples)
     p99 = _p99(latencies)
     bytes_per_viewer = run.bytes_while_flowing / max(1, run.connected)
-    cpu_us = report["cpu_ms"] * 1000 / viewers
+    report = reports[-1]
+    cpu_us = statistics.median(r["cpu_ms"] for r in reports) * 1000 / viewers
     server = ""
     if "gc_count" in report:
+        # Collections by generation over all rounds, and the longest pause of each.
+        counts = [sum(r["gc_count"][g] for r in reports) for g in range(3)]
+        longest = [max(r["gc_longest_ms"][g] for r in reports) for g in range(3)]
         server = (
-            f"; server GC {report['gc_count']} (longest {report['gc_longest_ms']} ms), "
+            f"; server GC {counts} (longest {longest} ms), "
             f"{report['gc_objects']} objects, peak RSS {report['max_rss_mib']} MiB"
         )
     _say(

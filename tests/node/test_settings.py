@@ -97,3 +97,17 @@ def test_redacted_view_hides_secrets() -> None:
     text = repr(view)
     assert "pw@" not in text and "j" * 32 not in text and "p" * 20 not in text
     assert redact_url("postgresql://u:pw@db/x") == "postgresql://u:***@db/x"
+
+
+def test_gc_thresholds_default_to_the_nodes_own_and_are_read_as_three_numbers() -> None:
+    from actor_admin.config import DEFAULT_GC_THRESHOLDS
+
+    assert load_settings("serve", serve_env(), dotenv=None).gc_thresholds == DEFAULT_GC_THRESHOLDS
+    assert load_settings("serve", serve_env(GC_THRESHOLDS="1000,5, 7"), dotenv=None).gc_thresholds == (1000, 5, 7)
+
+
+@pytest.mark.parametrize("raw", ["1000,5", "1000,5,7,9", "a,b,c", "0,10,10", "700,-1,10"])
+def test_gc_thresholds_that_are_not_three_positive_numbers_are_refused(raw: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings("serve", serve_env(GC_THRESHOLDS=raw), dotenv=None)
+    assert any(p.startswith("GC_THRESHOLDS must be three whole numbers") for p in refused.value.problems)

@@ -40,9 +40,13 @@ class GcPauses:
     def __init__(self) -> None:
         self.longest = [0.0, 0.0, 0.0]
         self.count = [0, 0, 0]
+        self.slow: list[tuple[int, float, int]] = []
         self.cpu_started = time.process_time()
         self._started = 0.0
         self.objects = 0
+        #: Objects in the youngest generation, and the collector's counters: the first outgrows the
+        #: count (it drops as old objects are freed), and a young collection walks them all.
+        self.young: tuple[int, tuple[int, int, int]] = (0, (0, 0, 0))
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
@@ -50,15 +54,20 @@ class GcPauses:
             self._started = time.perf_counter()
         else:
             generation = info["generation"]
+            took = time.perf_counter() - self._started
             self.count[generation] += 1
-            self.longest[generation] = max(self.longest[generation], time.perf_counter() - self._started)
+            self.longest[generation] = max(self.longest[generation], took)
+            if took > 0.02:  # (generation, ms, objects freed): the pauses that show in the latency
+                self.slow.append((generation, round(took * 1000, 1), info["collected"]))
 
     def start_round(self) -> None:
         """Count the objects the collector tracks (this walks the heap: before a round, not during)
         and forget the pauses so far: a round's report covers the round alone."""
         self.objects = len(gc.get_objects())
+        self.young = (len(gc.get_objects(0)), gc.get_count())
         self.longest = [0.0, 0.0, 0.0]
         self.count = [0, 0, 0]
+        self.slow = []
         self.cpu_started = time.process_time()
 
     def report(self) -> dict[str, Any]:
@@ -67,6 +76,8 @@ class GcPauses:
             "gc_objects": self.objects,
             "cpu_ms": round((time.process_time() - self.cpu_started) * 1000),
             "gc_count": self.count,
+            "gc_slow": self.slow,
+            "gc_young": self.young,
             "gc_longest_ms": [round(x * 1000, 1) for x in self.longest],
             "max_rss_mib": round(rss_mib),
         }

@@ -194,8 +194,10 @@ def _scaling_step(viewers: int, kind: str = "ours") -> Step:
         # Collections by generation over all rounds, and the longest pause of each.
         counts = [sum(r["gc_count"][g] for r in reports) for g in range(3)]
         longest = [max(r["gc_longest_ms"][g] for r in reports) for g in range(3)]
+        slow = [pause for r in reports for pause in r["gc_slow"]]
         server = (
-            f"; server GC {counts} (longest {longest} ms), "
+            f"; server GC {counts} (longest {longest} ms; over 20 ms, as (generation, ms, freed): {slow}; "
+            f"young generation before each round {[r['gc_young'] for r in reports]}), "
             f"{report['gc_objects']} objects, peak RSS {report['max_rss_mib']} MiB"
         )
     _say(

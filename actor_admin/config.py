@@ -51,6 +51,10 @@ class SettingsError(Exception):
 
 _TIMINGS = OwnershipTimings()
 _RETENTION = RetentionPolicy()
+#: The collector's thresholds (generation 0, 1, 2) a node runs with: far fewer young collections than
+#: Python's (700, 10, 10), so the objects of frames in flight are rarely promoted, and the full
+#: collections a node's many long-lived viewers make long come rarely (docs/websocket.md#garbage-collection).
+DEFAULT_GC_THRESHOLDS = (50_000, 20, 100)
 #: A century: anything longer is a typo (0 keeps rows forever).
 MAX_RETENTION_DAYS = 36500
 
@@ -110,6 +114,9 @@ class Settings:
     #: ``PG_CONNECT_TIMEOUT`` / ``PG_COMMAND_TIMEOUT``: the bounds of every database call (docs/data.md#failover).
     pg_connect_timeout_s: float = 5.0
     pg_command_timeout_s: float = 10.0
+    #: ``GC_THRESHOLDS``: the garbage collector's thresholds, set by the node at start-up
+    #: (docs/websocket.md#garbage-collection).
+    gc_thresholds: tuple[int, int, int] = DEFAULT_GC_THRESHOLDS
     #: The company actors' supervisor; its defaults are documented on :class:`SupervisorPolicy`.
     supervision: SupervisorPolicy = attrs.field(factory=SupervisorPolicy)
     #: The ownership protocol's numbers, shared by every node of a cluster.
@@ -177,6 +184,14 @@ def read_dotenv(path: Path) -> dict[str, str]:
             value = value[1:-1]
         values[key.strip()] = value
     return values
+
+
+def _gc_thresholds(text: str) -> tuple[int, int, int]:
+    """``"50000,20,100"`` → (50000, 20, 100); ValueError unless three whole numbers ≥ 1."""
+    parts = [int(part) for part in text.split(",")]
+    if len(parts) != 3 or min(parts) < 1:
+        raise ValueError(text)
+    return parts[0], parts[1], parts[2]
 
 
 def load_settings(
@@ -309,6 +324,10 @@ def load_settings(
             return default
         return days
 
+    gc_thresholds = parsed(
+        "GC_THRESHOLDS", DEFAULT_GC_THRESHOLDS, _gc_thresholds, "three whole numbers ≥ 1, e.g. 50000,20,100"
+    )
+
     retention = RetentionPolicy(
         messages_days=retention_days("MESSAGES_RETENTION_DAYS", _RETENTION.messages_days),
         events_days=retention_days("EVENTS_RETENTION_DAYS", _RETENTION.events_days),
@@ -340,6 +359,7 @@ def load_settings(
         pg_pool_size=integer("PG_POOL_SIZE", 10),
         pg_connect_timeout_s=positive("PG_CONNECT_TIMEOUT", 5.0),
         pg_command_timeout_s=positive("PG_COMMAND_TIMEOUT", 10.0),
+        gc_thresholds=gc_thresholds,
         journal_stream=environ.get("JOURNAL_STREAM") or None,
         runtime_dir=_runtime_dir(environ),
         cluster=cluster,

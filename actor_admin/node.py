@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import random
 import signal
@@ -172,6 +173,20 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
         )
 
 
+def tune_gc(settings: Settings) -> None:
+    """Run the garbage collector with the node's thresholds (``GC_THRESHOLDS``,
+    docs/websocket.md#garbage-collection)."""
+    gc.set_threshold(*settings.gc_thresholds)
+
+
+def freeze_start_up() -> None:
+    """Collect once, then move every object made so far — modules, classes, the app and its
+    routes, the services — out of the collector's sight for good: they live as long as the process,
+    and every full collection would walk them again (docs/websocket.md#garbage-collection)."""
+    gc.collect()
+    gc.freeze()
+
+
 def hypercorn_config(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [f"{settings.host}:{settings.port}"]
@@ -286,6 +301,7 @@ START_RETRY_MAX_S = 5.0
 
 
 async def _node_body(settings: Settings, *, migrate: bool, stop: trio.Event) -> int:
+    tune_gc(settings)
     async with AsyncExitStack() as stack:
         database_url, redis_url = await open_databases(settings, stack)
         await stack.enter_async_context(open_asyncio_loop())
@@ -427,6 +443,7 @@ async def _run_parts(
             nursery.start_soon(keeper.run)
         _start_workers(nursery, services)
         await front.open(create_app(services), server)
+        freeze_start_up()
         url = _landing_url(settings, binds)
         say(f"actor-admin {settings.mode} {__version__} is running — open {url}")
         nursery.start_soon(_restore, services, keeper)

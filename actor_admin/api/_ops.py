@@ -8,6 +8,7 @@ bounded in time — a dead dependency makes its part ``ok: false``, never the pa
 
 from __future__ import annotations
 
+import gc
 import hmac
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -476,6 +477,14 @@ def blueprint(services: Services) -> Blueprint:
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    def gc_view() -> JSON:
+        """The collector as the node tuned it (docs/websocket.md#garbage-collection)."""
+        return {
+            "thresholds": list(gc.get_threshold()),
+            "frozen": gc.get_freeze_count(),
+            "collections": [generation["collections"] for generation in gc.get_stats()],
+        }
+
     @bp.get("/status")
     async def status() -> Response:
         if _pages.prefers_html():
@@ -539,6 +548,7 @@ def blueprint(services: Services) -> Blueprint:
             "cluster": cluster_view(services, cluster_rows, supervisor_stats.actors),
             "outbox": outbox_stats,
             "websockets": {"open": services.counters.websockets_open},
+            "gc": gc_view(),
             "rate_limiting": rate_limiting_view(services, bool(redis["ok"])),
             "whatsapp": whatsapp_view(services),
         }

@@ -212,24 +212,45 @@ def _first(group: BaseExceptionGroup[_Closing]) -> _Closing:
 class FrameEncoder:
     """Encodes each frame once however many viewers send it.
 
-    The bus hands the same frame object to every local subscriber of a salon, one after another,
-    so remembering the last object encoded saves a ``json.dumps`` per viewer. Frames are never
-    changed after they are published.
+    The bus hands the same frame object to every local subscriber of a salon, and their forwarders
+    run one after another, so remembering the last few objects encoded saves a ``json.dumps`` per
+    viewer even when two salons' fan-outs interleave. Frames are never changed after they are
+    published; a frame is recognised by identity, and held here only until ``KEPT`` newer ones came.
     """
 
+    KEPT: Final = 8
+
     def __init__(self) -> None:
-        self._last: Frame | None = None
-        self._text = ""
+        self._recent: collections.deque[tuple[Frame, str]] = collections.deque(maxlen=self.KEPT)
 
     def encode(self, frame: Frame) -> str:
-        if frame is not self._last:
-            self._text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
-            self._last = frame
-        return self._text
+        for known, text in reversed(self._recent):
+            if known is frame:
+                return text
+        text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+        self._recent.append((frame, text))
+        return text
 
 
 class Viewer:
     """One accepted websocket: authentication, then the forwarder, the reader and the commands."""
+
+    # Every connected viewer holds one of these for as long as it watches: slots, and no lock
+    # (hypercorn already writes one frame at a time to a connection), keep what the collector
+    # walks per viewer small (docs/websocket.md#garbage-collection).
+    __slots__ = (
+        "bad_frames",
+        "client",
+        "closed",
+        "command_running",
+        "encoder",
+        "expires_at",
+        "nursery",
+        "qr_asked_at",
+        "recent",
+        "salon_id",
+        "services",
+    )
 
     def __init__(self, services: Services, encoder: FrameEncoder, client: str = "unknown") -> None:
         self.services = services
@@ -238,33 +259,32 @@ class Viewer:
         self.client = client
         self.salon_id = 0
         self.expires_at = 0.0
-        self.send_lock = trio.Lock()
         self.closed = False
         self.bad_frames = 0
-        self.recent: collections.deque[float] = collections.deque()
+        #: When the client's recent frames arrived (the flood limit); made at its first frame.
+        self.recent: collections.deque[float] | None = None
         self.command_running = False
         # When this viewer asked for a QR and has not been sent one since (for the QR latency metric).
         self.qr_asked_at: float | None = None
+        self.nursery: trio.Nursery | None = None
 
     async def send(self, frame: Frame) -> None:
-        text = self.encoder.encode(frame)
-        async with self.send_lock:
-            if self.closed:
-                return
-            with trio.move_on_after(SEND_TIMEOUT_S) as scope:
-                await websocket.send(text)
+        """Send one frame, unless the close frame went first. Frames leave in the order their
+        sends began: hypercorn queues writers to a connection in turn."""
+        if self.closed:
+            return
+        with trio.move_on_after(SEND_TIMEOUT_S) as scope:
+            await websocket.send(self.encoder.encode(frame))
         if scope.cancelled_caught:
             raise _Closing(CloseReason.TRY_AGAIN_LATER, "too slow")
 
     async def close(self, code: int, reason: str) -> None:
         """Send the close frame once (bounded: the peer may not be reading at all)."""
-        with trio.move_on_after(CLOSE_TIMEOUT_S):
-            async with self.send_lock:
-                if self.closed:
-                    return
-                self.closed = True
-                await websocket.close(code, reason)
+        if self.closed:
+            return
         self.closed = True
+        with trio.move_on_after(CLOSE_TIMEOUT_S):
+            await websocket.close(code, reason)
 
     async def run(self) -> None:
         try:
@@ -277,8 +297,7 @@ class Viewer:
                     self.nursery = nursery
                     nursery.start_soon(self._forward, frames)
                     nursery.start_soon(self._read)
-                    nursery.start_soon(self._watch_shutdown)
-                    nursery.start_soon(self._watch_expiry)
+                    nursery.start_soon(self._watch)
         except* _Closing as group:
             closing = _first(group)
             await self.close(closing.code, closing.reason)
@@ -352,14 +371,14 @@ class Viewer:
         if asked is not None and metrics is not None:
             metrics.observe_qr_latency(trio.current_time() - asked)
 
-    async def _watch_shutdown(self) -> None:
-        await self.services.shutting_down.wait()
-        raise _Closing(CloseReason.GOING_AWAY, "server shutting down")
-
-    async def _watch_expiry(self) -> None:
-        """An onboarding token opens the page for one hour (YClients' activation window); an open
-        connection ends with it, as a fresh one would be refused."""
-        await trio.sleep(max(0.0, self.expires_at - self.services.wall_clock()))
+    async def _watch(self) -> None:
+        """End the connection when the node shuts down, or when the onboarding token expires: it
+        opens the page for one hour (YClients' activation window), and an open connection ends
+        with it as a fresh one would be refused. One task for both: a task is many objects, and a
+        node holds thousands of viewers."""
+        with trio.move_on_after(max(0.0, self.expires_at - self.services.wall_clock())):
+            await self.services.shutting_down.wait()
+            raise _Closing(CloseReason.GOING_AWAY, "server shutting down")
         await self.send(error_frame("token_expired", TOKEN_EXPIRED_MESSAGE))
         raise _Closing(CLOSE_UNAUTHORIZED, "token expired")
 
@@ -369,10 +388,13 @@ class Viewer:
         while True:
             data = await websocket.receive()
             now = trio.current_time()
-            self.recent.append(now)
-            while self.recent and self.recent[0] <= now - FLOOD_WINDOW_S:
-                self.recent.popleft()
-            if len(self.recent) > FLOOD_FRAMES:
+            recent = self.recent
+            if recent is None:
+                recent = self.recent = collections.deque()
+            recent.append(now)
+            while recent and recent[0] <= now - FLOOD_WINDOW_S:
+                recent.popleft()
+            if len(recent) > FLOOD_FRAMES:
                 raise _Closing(CloseReason.POLICY_VIOLATION, "too many frames")
             if _too_big(data):
                 raise _Closing(CloseReason.MESSAGE_TOO_BIG, "frame too large")
@@ -436,6 +458,7 @@ class Viewer:
             finally:
                 self.command_running = False
 
+        assert self.nursery is not None  # commands come from the reader, which runs in it
         self.nursery.start_soon(run)
 
     async def _request_qr(self) -> None:

@@ -22,8 +22,8 @@ from tests._pg import drop_database, make_database
 from .conftest import ADMIN_TOKEN, JWT_SECRET, PARTNER_TOKEN, TestNode, node_settings
 
 STATUS_KEYS = {
-    "node", "version", "uptime_s", "mode", "dependencies", "actors", "cluster", "outbox", "websockets", "rate_limiting",
-    "whatsapp",
+    "node", "version", "uptime_s", "mode", "dependencies", "actors", "cluster", "outbox", "websockets", "gc",
+    "rate_limiting", "whatsapp",
 }
 
 

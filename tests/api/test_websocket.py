@@ -464,6 +464,17 @@ def test_a_frame_is_encoded_once_for_every_viewer_that_sends_it() -> None:
     assert json.loads(encoder.encode(other)) == other
 
 
+def test_a_frame_is_encoded_once_even_when_two_salons_fan_outs_interleave() -> None:
+    from actor_admin.api._ws import FrameEncoder
+
+    encoder = FrameEncoder()
+    frames = [{"type": "qr", "qr": f"2@{salon}", "seq": 1} for salon in range(3)]
+    texts = [encoder.encode(frame) for frame in frames]
+    for _ in range(3):  # their viewers' forwarders take turns
+        assert [encoder.encode(frame) for frame in frames] == texts
+        assert all(encoder.encode(frame) is text for frame, text in zip(frames, texts, strict=True))
+
+
 async def test_an_open_connection_ends_when_its_token_expires(node: TestNode) -> None:
     import time
 

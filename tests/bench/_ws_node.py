@@ -14,8 +14,10 @@ returns when the round is over. Prints ``listening`` on stdout once it accepts c
 
 from __future__ import annotations
 
+import cProfile
 import gc
 import json
+import os
 import resource
 import sys
 import time
@@ -38,7 +40,13 @@ class GcPauses:
     def __init__(self) -> None:
         self.longest = [0.0, 0.0, 0.0]
         self.count = [0, 0, 0]
+        self.slow: list[tuple[int, float, int]] = []
+        self.cpu_started = time.process_time()
         self._started = 0.0
+        self.objects = 0
+        #: Objects in the youngest generation, and the collector's counters: the first outgrows the
+        #: count (it drops as old objects are freed), and a young collection walks them all.
+        self.young: tuple[int, tuple[int, int, int]] = (0, (0, 0, 0))
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
@@ -46,13 +54,30 @@ class GcPauses:
             self._started = time.perf_counter()
         else:
             generation = info["generation"]
+            took = time.perf_counter() - self._started
             self.count[generation] += 1
-            self.longest[generation] = max(self.longest[generation], time.perf_counter() - self._started)
+            self.longest[generation] = max(self.longest[generation], took)
+            if took > 0.02:  # (generation, ms, objects freed): the pauses that show in the latency
+                self.slow.append((generation, round(took * 1000, 1), info["collected"]))
+
+    def start_round(self) -> None:
+        """Count the objects the collector tracks (this walks the heap: before a round, not during)
+        and forget the pauses so far: a round's report covers the round alone."""
+        self.objects = len(gc.get_objects())
+        self.young = (len(gc.get_objects(0)), gc.get_count())
+        self.longest = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self.slow = []
+        self.cpu_started = time.process_time()
 
     def report(self) -> dict[str, Any]:
         rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return {
+            "gc_objects": self.objects,
+            "cpu_ms": round((time.process_time() - self.cpu_started) * 1000),
             "gc_count": self.count,
+            "gc_slow": self.slow,
+            "gc_young": self.young,
             "gc_longest_ms": [round(x * 1000, 1) for x in self.longest],
             "max_rss_mib": round(rss_mib),
         }
@@ -69,12 +94,21 @@ def qr_frame(seq: int) -> dict[str, Any]:
 
 
 async def run_round(publish: Any, companies: int, period: float, template: dict[str, Any], seq: int) -> None:
-    """Publish one frame per company, spread evenly over ``period`` seconds."""
+    """Publish one frame per company, spread evenly over ``period`` seconds (under cProfile, its
+    statistics written to the file ``BENCH_WS_PROFILE`` names, when that is set)."""
+    profile_to = os.environ.get("BENCH_WS_PROFILE")
+    profiler = cProfile.Profile() if profile_to else None
+    if profiler is not None:
+        profiler.enable()
     start = trio.current_time()
     for index in range(companies):
         await trio.sleep_until(start + index * period / companies)
         frame = dict(template, seq=seq, sent_at=time.time())
         await publish(index + 1, frame)
+    await trio.sleep(0.2)  # the last frames' sends
+    if profiler is not None and profile_to:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
 
 
 def _config(port: int) -> Config:
@@ -104,7 +138,7 @@ def _round_args() -> tuple[int, float]:
 async def main_ours(port: int) -> None:
     from actor_admin.api import create_app
     from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
-    from actor_admin.node import Parts, open_services
+    from actor_admin.node import Parts, freeze_start_up, open_services, tune_gc
     from tests.actors.memory_store import MemoryStore
     from tests.api.conftest import node_settings
 
@@ -115,19 +149,23 @@ async def main_ours(port: int) -> None:
 
     store.companies.get = company  # type: ignore[attr-defined]  # the in-memory store lacks it
     core = SimulatorCore()
-    settings = node_settings(port)
+    # The node's own collector settings (GC_THRESHOLDS from the environment, else the default).
+    settings = node_settings(port, GC_THRESHOLDS=os.environ.get("GC_THRESHOLDS", ""))
+    tune_gc(settings)
     template = qr_frame(0)
     seq = 0
     pauses = GcPauses()
     async with open_services(settings, Parts(store=store, redis=None, transport=SimulatorTransport(core))) as services:
         assert services.limiter is None  # no Redis: the per-IP handshake limit is off
         app = create_app(services)
+        freeze_start_up()
 
         @app.route("/_bench/round", methods=["POST"])
         async def bench_round() -> Any:
             nonlocal seq
             seq += 1
             companies, period = _round_args()
+            pauses.start_round()
             await run_round(services.bus.publish, companies, period, template, seq)
             return {"seq": seq, "bus": str(services.bus.statistics()), **pauses.report()}
 
@@ -169,6 +207,7 @@ async def main_bare(port: int) -> None:
         nonlocal seq
         seq += 1
         companies, period = _round_args()
+        pauses.start_round()
         await run_round(broadcast, companies, period, template, seq)
         return {"seq": seq, **pauses.report()}
 

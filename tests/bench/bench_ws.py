@@ -11,7 +11,17 @@ bare hypercorn + quart-trio broadcast.
 * ``ws_broadcast_ms`` / ``ws_broadcast_bare_ms`` — median time for one frame to reach all of 1,000
   viewers of one company (publish → last viewer), ours vs the bare app (both served at once, their
   broadcasts alternating);
-* ``ws_overhead_ratio`` — the first over the second (target ≤ 1.5).
+* ``ws_overhead_ratio`` — the first over the second (target ≤ 1.5);
+* ``ws_fanout_cpu_us_<N>`` — the server's CPU time per frame delivered over a round (the idle
+  upkeep of N connections — keep-alive pings, timers — included);
+* ``ws_bytes_per_viewer_<N>`` — bytes each viewer received from its TCP socket while the frames
+  flowed (websocket framing and keep-alive pings included), for N = 1000 and 5000;
+* against Socket.IO on Node, the stack this one replaces (where ``node`` and ``npm`` exist; one line
+  says it is skipped otherwise): ``socket.io`` pinned to ``SOCKETIO_VERSION``, installed under
+  ``.bench/socketio``, serving ``tests/bench/_socketio_server.js`` — the same frames to the same
+  viewers, measured by the same client processes (speaking Engine.IO v4 over a websocket) —
+  ``socketio_p99_ms_<N>``, ``socketio_bytes_per_viewer_<N>``, ``socketio_fanout_cpu_us_<N>``, and ours over theirs:
+  ``ws_vs_socketio_p99_ratio_<N>`` and ``ws_vs_socketio_bytes_per_viewer_ratio_<N>`` (aim ≤ 1.0).
 
 Each measurement runs the server in its own process (``tests/bench/_ws_node.py``: the real node
 wiring — ``open_services`` + ``create_app`` + hypercorn — with an in-memory store, the in-process bus
@@ -24,6 +34,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -31,7 +43,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import httpx
 
@@ -46,6 +58,9 @@ CLIENT_PROCS = 2
 BROADCAST_VIEWERS = 1000
 BROADCASTS = 25
 BROADCAST_GAP_S = 0.3
+SOCKETIO_VERSION = "4.8.4"
+SOCKETIO_DIR = ROOT / ".bench" / "socketio"
+SOCKETIO_STEPS = (1000, 5000)
 
 
 def _say(text: str) -> None:
@@ -77,18 +92,21 @@ class _Run:
         self.clients: list[subprocess.Popen[str]] = []
         self.connected = 0
         self.failed = 0
+        self.bytes_while_flowing = 0
 
     def __enter__(self) -> _Run:
-        self.node = subprocess.Popen(
-            [sys.executable, "-m", "tests.bench._ws_node", self.kind, str(self.port)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        if self.kind == "socketio":
+            command = ["node", str(ROOT / "tests" / "bench" / "_socketio_server.js"), str(self.port)]
+            environment = dict(os.environ, NODE_PATH=str(SOCKETIO_DIR / "node_modules"))
+            url = f"ws://127.0.0.1:{self.port}/socket.io/?EIO=4&transport=websocket"
+        else:
+            command = [sys.executable, "-m", "tests.bench._ws_node", self.kind, str(self.port)]
+            environment = dict(os.environ)
+            url = f"ws://127.0.0.1:{self.port}/marketplace/ws"
+        self.node = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=environment)
         assert self.node.stdout is not None
         if _line(self.node.stdout, "the websocket node") != "listening":
             raise RuntimeError("the websocket node did not start")
-        url = f"ws://127.0.0.1:{self.port}/marketplace/ws"
         share = math.ceil(self.viewers / CLIENT_PROCS)
         for first in range(0, self.viewers, share):
             count = min(share, self.viewers - first)
@@ -127,9 +145,9 @@ class _Run:
             client.stdin.flush()
         for client in self.clients:
             assert client.stdout is not None
-            found += [
-                (int(seq), float(ms)) for seq, ms in json.loads(_line(client.stdout, "a viewer process"))["samples"]
-            ]
+            report = json.loads(_line(client.stdout, "a viewer process"))
+            found += [(int(seq), float(ms)) for seq, ms in report["samples"]]
+            self.bytes_while_flowing += int(report["bytes_total"]) - int(report["bytes_ready"])
         return found
 
     def __exit__(self, *exc: object) -> None:
@@ -146,27 +164,56 @@ def _p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
 
 
-def _scaling_step(viewers: int) -> tuple[float, bool]:
-    """p99 latency (ms) with ``viewers`` viewers, and whether every frame arrived."""
+class Step(NamedTuple):
+    """One scaling step: p99 latency (ms), whether every frame arrived, bytes per viewer, and the
+    server's CPU time (µs) per frame delivered, the median of the rounds (idle upkeep included)."""
+
+    p99_ms: float
+    complete: bool
+    bytes_per_viewer: float
+    cpu_us_per_delivery: float
+
+
+def _scaling_step(viewers: int, kind: str = "ours") -> Step:
+    """``viewers`` viewers of ``COMPANIES`` companies, ``ROUNDS`` rounds of frames."""
     started = time.perf_counter()
-    with _Run("ours", viewers, COMPANIES) as run:
+    with _Run(kind, viewers, COMPANIES) as run:
         connect_s = time.perf_counter() - started
-        for _ in range(ROUNDS):
-            report = run.round(PERIOD_S)
+        reports = [run.round(PERIOD_S) for _ in range(ROUNDS)]
         time.sleep(0.5)  # let the last frames of the round land
         samples = run.samples()
     expected = ROUNDS * viewers
     latencies = [ms for _, ms in samples] or [math.nan]
     missing = expected - len(samples)
     p99 = _p99(latencies)
+    bytes_per_viewer = run.bytes_while_flowing / max(1, run.connected)
+    report = reports[-1]
+    cpu_us = statistics.median(r["cpu_ms"] for r in reports) * 1000 / viewers
+    server = ""
+    if "gc_count" in report:
+        # Collections by generation over all rounds, and the longest pause of each.
+        counts = [sum(r["gc_count"][g] for r in reports) for g in range(3)]
+        longest = [max(r["gc_longest_ms"][g] for r in reports) for g in range(3)]
+        slow = [pause for r in reports for pause in r["gc_slow"]]
+        server = (
+            f"; server GC {counts} (longest {longest} ms; over 20 ms, as (generation, ms, freed): {slow}; "
+            f"young generation before each round {[r['gc_young'] for r in reports]}), "
+            f"{report['gc_objects']} objects, peak RSS {report['max_rss_mib']} MiB"
+        )
     _say(
-        f"{viewers} viewers: connected {run.connected} (failed {run.failed}) in {connect_s:.1f} s, "
+        f"{kind}, {viewers} viewers: connected {run.connected} (failed {run.failed}) in {connect_s:.1f} s, "
         f"{len(samples)}/{expected} frames, p50 {statistics.median(latencies):.1f} ms, "
-        f"p99 {p99:.1f} ms, max {max(latencies):.1f} ms; server GC {report.get('gc_count')} "
-        f"longest {report.get('gc_longest_ms')} ms, peak RSS {report.get('max_rss_mib')} MiB"
+        f"p99 {p99:.1f} ms, max {max(latencies):.1f} ms{server}; "
+        f"server CPU {cpu_us:.0f} µs per frame delivered, "
+        f"{bytes_per_viewer:.0f} bytes per viewer; load {_load()}"
     )
     # A frame that never arrived (a refused connection, a dropped viewer) fails the step outright.
-    return p99, missing <= 0
+    return Step(p99, missing <= 0, bytes_per_viewer, cpu_us)
+
+
+def _load() -> str:
+    """The machine's 1-minute load average: it is shared, and the figures move with it."""
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def _broadcast_times(run: _Run, samples: list[tuple[int, float]]) -> list[float]:
@@ -207,19 +254,58 @@ def _quartiles(values: list[float]) -> str:
     return f"{q1:.0f}–{q3:.0f}"
 
 
+def _socketio_ready() -> bool:
+    """Is the pinned ``socket.io`` installed under ``.bench/socketio`` (installing it if need be)?
+    False, having said why, where ``node`` or ``npm`` is missing or the install failed."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        _say("Socket.IO comparison skipped: node and npm are not both on PATH")
+        return False
+    installed = SOCKETIO_DIR / "node_modules" / "socket.io" / "package.json"
+    if installed.exists() and json.loads(installed.read_text()).get("version") == SOCKETIO_VERSION:
+        return True
+    _say(f"installing socket.io@{SOCKETIO_VERSION} under {SOCKETIO_DIR.relative_to(ROOT)} …")
+    done = subprocess.run(
+        ["npm", "install", "--prefix", str(SOCKETIO_DIR), "--no-audit", "--no-fund", f"socket.io@{SOCKETIO_VERSION}"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        _say(f"Socket.IO comparison skipped: npm install failed: {done.stderr.strip()[-300:]}")
+        return False
+    return True
+
+
+def _against_socketio(results: dict[str, Any], ours: dict[int, Step]) -> None:
+    if not _socketio_ready():
+        return
+    for viewers in SOCKETIO_STEPS:
+        theirs = _scaling_step(viewers, "socketio")
+        results[f"socketio_p99_ms_{viewers}"] = theirs.p99_ms
+        results[f"socketio_bytes_per_viewer_{viewers}"] = theirs.bytes_per_viewer
+        results[f"socketio_fanout_cpu_us_{viewers}"] = theirs.cpu_us_per_delivery
+        results[f"ws_vs_socketio_p99_ratio_{viewers}"] = ours[viewers].p99_ms / theirs.p99_ms
+        ratio = ours[viewers].bytes_per_viewer / theirs.bytes_per_viewer
+        results[f"ws_vs_socketio_bytes_per_viewer_ratio_{viewers}"] = ratio
+
+
 def run(results: dict[str, Any]) -> None:
     held = 0
     failed = False
+    steps: dict[int, Step] = {}
     for viewers in STEPS:
         if failed and viewers not in ALWAYS:
             continue
-        p99, complete = _scaling_step(viewers)
-        results[f"ws_p99_ms_{viewers}"] = p99
-        if not failed and complete and p99 <= P99_LIMIT_MS:
+        step = steps[viewers] = _scaling_step(viewers)
+        results[f"ws_p99_ms_{viewers}"] = step.p99_ms
+        results[f"ws_fanout_cpu_us_{viewers}"] = step.cpu_us_per_delivery
+        if viewers in SOCKETIO_STEPS:
+            results[f"ws_bytes_per_viewer_{viewers}"] = step.bytes_per_viewer
+        if not failed and step.complete and step.p99_ms <= P99_LIMIT_MS:
             held = viewers
         else:
             failed = True
     results["ws_viewers_held"] = held
+    _against_socketio(results, steps)
 
     ours, bare = _broadcasts()
     results["ws_broadcast_ms"] = ours

@@ -127,3 +127,17 @@ def test_serve_accepts_the_simulator_with_a_standalone_one_named() -> None:
 def test_dev_runs_the_in_process_simulator_without_a_url(tmp_path: Path) -> None:
     s = load_settings("dev", {}, dotenv=None, generated=ensure_dev_secrets(tmp_path))
     assert (s.whatsapp_transport, s.whatsapp_simulator_url) == ("simulator", None)
+
+
+def test_gc_thresholds_default_to_the_nodes_own_and_are_read_as_three_numbers() -> None:
+    from actor_admin.config import DEFAULT_GC_THRESHOLDS
+
+    assert load_settings("serve", serve_env(), dotenv=None).gc_thresholds == DEFAULT_GC_THRESHOLDS
+    assert load_settings("serve", serve_env(GC_THRESHOLDS="1000,5, 7"), dotenv=None).gc_thresholds == (1000, 5, 7)
+
+
+@pytest.mark.parametrize("raw", ["1000,5", "1000,5,7,9", "a,b,c", "0,10,10", "700,-1,10"])
+def test_gc_thresholds_that_are_not_three_positive_numbers_are_refused(raw: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings("serve", serve_env(GC_THRESHOLDS=raw), dotenv=None)
+    assert any(p.startswith("GC_THRESHOLDS must be three whole numbers") for p in refused.value.problems)

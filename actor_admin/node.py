@@ -40,7 +40,7 @@ from actor_admin.config import Settings
 from actor_admin.console import CommandError, say, watch_signals
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.doubles.yclients import FakeYClients, create_fake_yclients
-from actor_admin.runtime import open_supervisor, sole_exception
+from actor_admin.runtime import GroupCommitOptions, open_supervisor, sole_exception
 from actor_admin.session import SessionPolicy
 from actor_admin.store import EmbeddedPostgres, Keyring, Member, MigrationError, Pruner, Store, StoreError
 from actor_admin.store import migrate as run_migrations
@@ -61,6 +61,9 @@ from actor_admin.yclients import (
 )
 
 log = logging.getLogger("actor_admin.node")
+
+#: How inbound messages are batched (docs/data.md#group-commit; measured by tests/bench/bench_inbound.py).
+INBOUND_GROUP_COMMIT = GroupCommitOptions()
 
 
 @attrs.define
@@ -122,6 +125,7 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
             render_svg=render_qr_svg,
             ownership=keeper,
         )
+        await stack.enter_async_context(open_inbound_path(parts.store, inbound))
         supervisor = await stack.enter_async_context(
             open_supervisor(company_actor_factory(deps), policy=settings.supervision, log_key="salon_id")
         )
@@ -142,6 +146,20 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
             simulator=parts.simulator,
             fake_yclients=parts.fake_yclients,
         )
+
+
+@asynccontextmanager
+async def open_inbound_path(
+    store: Store, inbound: InboundStream | None, options: GroupCommitOptions = INBOUND_GROUP_COMMIT
+) -> AsyncIterator[None]:
+    """Many salons' inbound messages written together while the block runs: each insert, XADD and
+    publication mark of an actor joins a batch (docs/data.md#group-commit). Opened before the actors
+    start and closed after they stop."""
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(store.messages.grouped(options))
+        if inbound is not None:
+            await stack.enter_async_context(inbound.grouped(options))
+        yield
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:

@@ -49,7 +49,16 @@ from ._ownership import (
     Takeover,
     run_fenced,
 )
-from ._repos import ACTIVATION_WINDOW_S, Companies, Credentials, Events, Messages, Outbox
+from ._repos import (
+    ACTIVATION_WINDOW_S,
+    Companies,
+    Credentials,
+    Events,
+    InboundRow,
+    Messages,
+    Outbox,
+    PublishedMark,
+)
 from ._retention import (
     PRUNED_TABLES,
     RETENTION_LOCK_KEY,
@@ -87,6 +96,7 @@ __all__ = [
     "Events",
     "Fenced",
     "Heartbeat",
+    "InboundRow",
     "IntegrationStatus",
     "Keyring",
     "MarketplaceUser",
@@ -109,6 +119,7 @@ __all__ = [
     "OwnershipCause",
     "PruneRun",
     "Pruner",
+    "PublishedMark",
     "Retention",
     "RetentionPolicy",
     "SchemaTooNew",

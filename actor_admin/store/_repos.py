@@ -651,7 +651,9 @@ def _read_batch_answer(answer: Sequence[asyncpg.Record]) -> tuple[set[tuple[int,
     fence) it did not write for."""
     written = {(r["salon_id"], r["wa_id"]) for r in answer if r["wa_id"] is not None}
     refused = {
-        (r["salon_id"], r["fence"]): Fenced(r["salon_id"], r["fence"], r["detail"]) for r in answer if r["wa_id"] is None
+        (r["salon_id"], r["fence"]): Fenced(r["salon_id"], r["fence"], r["detail"])
+        for r in answer
+        if r["wa_id"] is None
     }
     return written, refused
 

@@ -27,6 +27,7 @@ from actor_admin.api import Services, create_app
 from actor_admin.cluster import (
     Bus,
     EmbeddedRedis,
+    InboundAnnouncer,
     InboundStream,
     Keeper,
     LocalBus,
@@ -98,9 +99,8 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
         if parts.redis is not None:
             bus: Bus = await stack.enter_async_context(open_redis_bus(parts.redis))
             limiter = RateLimiter(parts.redis)
-            inbound = InboundStream(parts.redis)
         else:
-            bus, limiter, inbound = LocalBus(), None, None
+            bus, limiter = LocalBus(), None
         throttle = SharedThrottle(limiter) if limiter is not None else None  # None: the client's own bucket
         yclients = await stack.enter_async_context(YClientsClient.from_settings(settings, throttle=throttle))
         registry = Registry()
@@ -114,6 +114,7 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
                 functools.partial(_wanted, parts.store),
                 restore_per_second=settings.cluster.restore_per_second,
             )
+        inbound = await stack.enter_async_context(open_inbound_path(parts.store, parts.redis))
         deps = SessionDeps(
             transport=parts.transport,
             store=parts.store,
@@ -125,7 +126,6 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
             render_svg=render_qr_svg,
             ownership=keeper,
         )
-        await stack.enter_async_context(open_inbound_path(parts.store, inbound))
         supervisor = await stack.enter_async_context(
             open_supervisor(company_actor_factory(deps), policy=settings.supervision, log_key="salon_id")
         )
@@ -150,16 +150,18 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
 
 @asynccontextmanager
 async def open_inbound_path(
-    store: Store, inbound: InboundStream | None, options: GroupCommitOptions = INBOUND_GROUP_COMMIT
-) -> AsyncIterator[None]:
-    """Many salons' inbound messages written together while the block runs: each insert, XADD and
-    publication mark of an actor joins a batch (docs/data.md#group-commit). Opened before the actors
-    start and closed after they stop."""
+    store: Store, redis: RedisClient | None, options: GroupCommitOptions = INBOUND_GROUP_COMMIT
+) -> AsyncIterator[InboundAnnouncer | None]:
+    """The actors' inbound sink (None without Redis), with many salons' inbound messages written
+    together while the block runs: inserts, publication marks and announcements each join a batch
+    (docs/data.md#group-commit). Opened before the actors start and closed after they stop."""
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(store.messages.grouped(options))
-        if inbound is not None:
-            await stack.enter_async_context(inbound.grouped(options))
-        yield
+        if redis is None:
+            yield None
+            return
+        announcer = InboundAnnouncer(InboundStream(redis), store.messages, options)
+        yield await stack.enter_async_context(announcer.running())
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:

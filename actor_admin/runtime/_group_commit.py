@@ -36,10 +36,11 @@ class _Pending(Generic[Q, A]):
     """One request and its answer; its caller parked on trio's lowest-level primitive (no Event: this
     is made and answered once per message)."""
 
-    __slots__ = ("answered", "error", "request", "result", "shared", "task")
+    __slots__ = ("answered", "detached", "error", "request", "result", "shared", "task")
 
-    def __init__(self, request: Q) -> None:
+    def __init__(self, request: Q, *, detached: bool = False) -> None:
         self.request = request
+        self.detached = detached  # nobody waits: an error goes to the group commit's ``dropped``
         self.answered = False
         self.result: A | None = None
         self.error: Exception | None = None
@@ -110,6 +111,8 @@ class GroupCommit(Generic[Q, A]):
         options: how batches are gathered.
         closed: the error a request gets when the group commit is not running (or stops before
             answering it).
+        dropped: told of the requests given with :meth:`enqueue` (nobody waits for them) that failed,
+            with their error: once per batch that failed as a whole, once per request that failed alone.
     """
 
     def __init__(
@@ -118,10 +121,12 @@ class GroupCommit(Generic[Q, A]):
         options: GroupCommitOptions = GroupCommitOptions(),
         *,
         closed: Callable[[], Exception] = lambda: RuntimeError("the group commit is not running"),
+        dropped: Callable[[Sequence[Q], Exception], None] = lambda requests, error: None,
     ) -> None:
         self._write = write
         self.options = options
         self._closed = closed
+        self._dropped = dropped
         self._send, self._receive = trio.open_memory_channel[_Pending[Q, A]](options.capacity)
         self._running = False
         self.statistics = GroupCommitStatistics()
@@ -149,6 +154,16 @@ class GroupCommit(Generic[Q, A]):
             # Hundreds of callers raising one exception object would each grow its traceback.
             raise _copy_of(pending.error) from pending.error
         return cast(A, pending.result)  # set whenever error is not
+
+    async def enqueue(self, request: Q) -> None:
+        """Have ``request`` written with others without waiting for it: returns once it is queued
+        (waiting only while ``capacity`` requests are). Its error, if any, goes to ``dropped``."""
+        if not self._running:
+            raise self._closed()
+        try:
+            await self._send.send(_Pending(request, detached=True))
+        except trio.ClosedResourceError:
+            raise self._closed() from None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Write batches until cancelled; then every request still waiting gets the ``closed`` error."""
@@ -185,14 +200,13 @@ class GroupCommit(Generic[Q, A]):
         finally:
             self._running = False
             self._send.close()
-            for batch in batches.values():
-                for pending in batch:
-                    pending.answer(self._closed())  # those answered already keep their answer
+            unwritten = [p for batch in batches.values() for p in batch if not p.answered]
             while True:
                 try:
-                    self._receive.receive_nowait().answer(self._closed())
+                    unwritten.append(self._receive.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+            self._fail(unwritten, self._closed())
 
     async def _flush(self, batch: list[_Pending[Q, A]]) -> None:
         stats = self.statistics
@@ -201,17 +215,25 @@ class GroupCommit(Generic[Q, A]):
         stats.largest_batch = max(stats.largest_batch, len(batch))
         try:
             results = await self._write([p.request for p in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"a batch of {len(batch)} was answered with {len(results)} results")
         except Exception as exc:
-            for pending in batch:
-                pending.answer(exc, shared=True)
-            return
-        if len(results) != len(batch):
-            error = RuntimeError(f"a batch of {len(batch)} was answered with {len(results)} results")
-            for pending in batch:
-                pending.answer(error, shared=True)
+            self._fail(batch, exc)
             return
         for pending, result in zip(batch, results, strict=True):
-            pending.answer(result)
+            if not pending.detached:
+                pending.answer(result)
+            elif isinstance(result, Exception):
+                self._dropped([pending.request], result)
+
+    def _fail(self, batch: list[_Pending[Q, A]], error: Exception) -> None:
+        """Every request of ``batch`` failed with ``error``: each waiting caller gets (a copy of) it."""
+        for pending in batch:
+            if not pending.detached:
+                pending.answer(error, shared=True)
+        detached = [p.request for p in batch if p.detached]
+        if detached:
+            self._dropped(detached, error)
 
 
 def _copy_of(error: Exception) -> Exception:

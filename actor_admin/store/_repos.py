@@ -7,6 +7,7 @@ Timestamps are the database's ``now()``, so every node agrees on them whatever i
 from __future__ import annotations
 
 import builtins
+import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
@@ -39,6 +40,8 @@ from ._models import (
     from_row,
 )
 from ._ownership import Fenced, run_fenced
+
+log = logging.getLogger("actor_admin.store")
 
 ACTIVATION_WINDOW_S = 3600.0
 """YClients accepts the activation callback within one hour of the user granting access."""
@@ -688,8 +691,14 @@ class Messages(_Repository):
         def closed() -> Exception:
             return StoreUnavailable("the store's group commit has stopped")
 
+        def dropped(marks: Sequence[PublishedMark], error: Exception) -> None:
+            log.warning(
+                "could not record that %d inbound messages were announced (they stay unpublished): %s",
+                sum(len(m.wa_ids) for m in marks), error,
+            )
+
         inserts = GroupCommit(self.insert_inbound_many, options or GroupCommitOptions(), closed=closed)
-        marks = GroupCommit(self.mark_published_many, options or GroupCommitOptions(), closed=closed)
+        marks = GroupCommit(self.mark_published_many, options or GroupCommitOptions(), closed=closed, dropped=dropped)
         async with open_group_commit(inserts), open_group_commit(marks):
             self._inserts, self._marks = inserts, marks
             try:
@@ -871,6 +880,17 @@ class Messages(_Repository):
         if marks is not None and marks.running:
             return await marks.submit(mark)
         return await self._mark_one(mark)
+
+    async def note_published(self, salon_id: int, wa_ids: Sequence[str], *, fence: int = 0) -> None:
+        """:meth:`mark_published` without waiting for the write, within :meth:`grouped` (there it
+        joins the next batch of marks; one that fails — a stale fence, PostgreSQL down — is logged and
+        its messages stay unpublished); outside it, the same as :meth:`mark_published`."""
+        mark = PublishedMark(salon_id, tuple(wa_ids), fence)
+        marks = self._marks
+        if marks is not None and marks.running:
+            await marks.enqueue(mark)
+            return
+        await self._mark_one(mark)
 
     async def _mark_one(self, mark: PublishedMark) -> int:
         async def work(conn: Conn) -> int:

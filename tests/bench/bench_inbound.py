@@ -31,8 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -41,7 +41,7 @@ import trio
 import trio_asyncio
 
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory
-from actor_admin.cluster import Here, InboundStream, LocalBus, Location, RedisClient
+from actor_admin.cluster import Here, LocalBus, Location, RedisClient
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
 from actor_admin.node import open_inbound_path
 from actor_admin.runtime import GroupCommitOptions, open_supervisor
@@ -84,15 +84,6 @@ class _Owned:
         self.refused.append(salon_id)
 
 
-@asynccontextmanager
-async def _inbound_path(store: Store, redis: RedisClient) -> AsyncIterator[InboundStream]:
-    """The inbound stream, with what runs behind it and the store on a node (node.py's wiring)."""
-    inbound = InboundStream(redis)
-    options = GroupCommitOptions(**json.loads(os.environ.get("BENCH_INBOUND_OPTIONS", "{}")))
-    async with open_inbound_path(store, inbound, options):
-        yield inbound
-
-
 async def _ours(dsn: str, redis_url: str, salons: int, per_round: int, rounds: int) -> None:
     salon_ids = range(1, salons + 1)
     async with trio_asyncio.open_loop():
@@ -108,7 +99,9 @@ async def _ours(dsn: str, redis_url: str, salons: int, per_round: int, rounds: i
             assert len(fences) == salons, fences
             core = SimulatorCore()
             await _link_salons(core, store, salon_ids)  # type: ignore[arg-type]
-            async with _inbound_path(store, redis) as inbound:
+            options = GroupCommitOptions(**json.loads(os.environ.get("BENCH_INBOUND_OPTIONS", "{}")))
+            async with open_inbound_path(store, redis, options) as inbound:
+                assert inbound is not None
                 owned = _Owned(fences)
                 registry = Registry()
                 deps = SessionDeps(
@@ -133,7 +126,9 @@ async def _ours(dsn: str, redis_url: str, salons: int, per_round: int, rounds: i
                         cpu -= time.process_time()
                         sent += per_round * salons
                         # Polled: the measurement's resolution is 2 ms in runs of seconds.
-                        while counts.inbound_stored < sent or await inbound.length() < sent:  # noqa: ASYNC110
+                        while counts.inbound_stored < sent:  # noqa: ASYNC110
+                            await trio.sleep(0.002)
+                        while await inbound.stream.length() < sent:  # noqa: ASYNC110 (announcements queued)
                             await trio.sleep(0.002)
                         while await _published(store) < sent:  # noqa: ASYNC110 (the last marks may be on their way)
                             await trio.sleep(0.002)
@@ -150,7 +145,7 @@ async def _ours(dsn: str, redis_url: str, salons: int, per_round: int, rounds: i
                         )
                     )
                     assert (rows["n"], rows["d"], rows["p"]) == (sent, sent, sent), dict(rows)
-                    assert await inbound.length() == sent
+                    assert await inbound.stream.length() == sent
                     _finish({
                         "msgs_per_s": sent / busy, "messages": sent, "busy_s": busy, "simulator_s": simulator,
                         "cpu_share": cpu / busy,

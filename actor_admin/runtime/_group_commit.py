@@ -47,10 +47,13 @@ class _Pending(Generic[Q, A]):
         self.shared = False  # the error is the whole batch's: each caller raises a copy of it
         self.task: trio.lowlevel.Task | None = None
 
-    def answer(self, result: A | Exception, *, shared: bool = False) -> None:
+    def answer(self, result: A | Exception, *, shared: bool = False) -> Exception | None:
+        """Give the caller its answer (once); for a detached request, the error nobody else will see."""
         if self.answered:
-            return
+            return None
         self.answered = True
+        if self.detached:
+            return result if isinstance(result, Exception) else None
         if isinstance(result, Exception):
             self.error, self.shared = result, shared
         else:
@@ -58,6 +61,7 @@ class _Pending(Generic[Q, A]):
         task, self.task = self.task, None
         if task is not None:
             trio.lowlevel.reschedule(task)
+        return None
 
     async def wait(self) -> None:
         if self.answered:
@@ -175,11 +179,13 @@ class GroupCommit(Generic[Q, A]):
         slots = trio.CapacityLimiter(options.in_flight)
 
         async def flush(number: int) -> None:
+            batch = batches[number]
             try:
-                await self._flush(batches[number])
+                await self._flush(batch)
             finally:
                 del batches[number]
                 slots.release_on_behalf_of(number)
+                self._fail([p for p in batch if not p.answered], self._closed())  # cut off by a stop
 
         try:
             async with trio.open_nursery() as nursery:
@@ -221,19 +227,15 @@ class GroupCommit(Generic[Q, A]):
             self._fail(batch, exc)
             return
         for pending, result in zip(batch, results, strict=True):
-            if not pending.detached:
-                pending.answer(result)
-            elif isinstance(result, Exception):
-                self._dropped([pending.request], result)
+            error = pending.answer(result)
+            if error is not None:
+                self._dropped([pending.request], error)
 
     def _fail(self, batch: list[_Pending[Q, A]], error: Exception) -> None:
         """Every request of ``batch`` failed with ``error``: each waiting caller gets (a copy of) it."""
-        for pending in batch:
-            if not pending.detached:
-                pending.answer(error, shared=True)
-        detached = [p.request for p in batch if p.detached]
-        if detached:
-            self._dropped(detached, error)
+        dropped = [p.request for p in batch if p.answer(error, shared=True) is not None]
+        if dropped:
+            self._dropped(dropped, error)
 
 
 def _copy_of(error: Exception) -> Exception:

@@ -17,7 +17,8 @@
 * ``inbound_loadavg_1m`` — the machine's load when the run started (the machine is shared).
 
 Uses ``DATABASE_URL`` (as an admin DSN: a throwaway database is made on that server) and ``REDIS_URL``
-when set, else embedded servers.
+when set, else embedded servers. ``BENCH_INBOUND_OPTIONS`` (JSON, e.g. ``{"max_batch": 1000}``) tries
+other :class:`~actor_admin.runtime.GroupCommitOptions` than the node's.
 """
 
 from __future__ import annotations

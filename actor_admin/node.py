@@ -33,6 +33,7 @@ from actor_admin.backoff import Backoff
 from actor_admin.cluster import (
     Bus,
     EmbeddedRedis,
+    InboundAnnouncer,
     InboundStream,
     Keeper,
     LocalBus,
@@ -46,7 +47,7 @@ from actor_admin.config import Settings, redact_url
 from actor_admin.console import CommandError, say, watch_signals
 from actor_admin.doubles.whatsapp import DevicesFileError, SimulatorCore, SimulatorTransport, simulator_devices_file
 from actor_admin.doubles.yclients import FakeYClients, create_fake_yclients
-from actor_admin.runtime import open_supervisor, sole_exception
+from actor_admin.runtime import GroupCommitOptions, open_supervisor, sole_exception
 from actor_admin.session import SessionPolicy
 from actor_admin.store import (
     EmbeddedPostgres,
@@ -77,6 +78,9 @@ from actor_admin.yclients import (
 )
 
 log = logging.getLogger("actor_admin.node")
+
+#: How inbound messages are batched (docs/data.md#group-commit; measured by tests/bench/bench_inbound.py).
+INBOUND_GROUP_COMMIT = GroupCommitOptions()
 
 
 @attrs.define
@@ -111,9 +115,8 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
         if parts.redis is not None:
             bus: Bus = await stack.enter_async_context(open_redis_bus(parts.redis))
             limiter = RateLimiter(parts.redis)
-            inbound = InboundStream(parts.redis)
         else:
-            bus, limiter, inbound = LocalBus(), None, None
+            bus, limiter = LocalBus(), None
         throttle = SharedThrottle(limiter) if limiter is not None else None  # None: the client's own bucket
         yclients = await stack.enter_async_context(YClientsClient.from_settings(settings, throttle=throttle))
         registry = Registry()
@@ -128,6 +131,7 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
                 functools.partial(_wanted, parts.store),
                 restore_per_second=settings.cluster.restore_per_second,
             )
+        inbound = await stack.enter_async_context(open_inbound_path(parts.store, parts.redis))
         deps = SessionDeps(
             transport=parts.transport,
             store=parts.store,
@@ -185,6 +189,22 @@ def freeze_start_up() -> None:
     and every full collection would walk them again (docs/websocket.md#garbage-collection)."""
     gc.collect()
     gc.freeze()
+
+
+@asynccontextmanager
+async def open_inbound_path(
+    store: Store, redis: RedisClient | None, options: GroupCommitOptions = INBOUND_GROUP_COMMIT
+) -> AsyncIterator[InboundAnnouncer | None]:
+    """The actors' inbound sink (None without Redis), with many salons' inbound messages written
+    together while the block runs: inserts, publication marks and announcements each join a batch
+    (docs/data.md#group-commit). Opened before the actors start and closed after they stop."""
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(store.messages.grouped(options))
+        if redis is None:
+            yield None
+            return
+        announcer = InboundAnnouncer(InboundStream(redis), store.messages, options)
+        yield await stack.enter_async_context(announcer.running())
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:

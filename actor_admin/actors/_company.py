@@ -448,12 +448,10 @@ class CompanySession:
         if peer_lid is not None:
             fields["peer_lid"] = peer_lid
         try:
-            await self.deps.inbound.publish_inbound(self.salon_id, fields)
+            # The sink records the announcement too (published_at), with this run's fence.
+            await self.deps.inbound.publish_inbound(self.salon_id, fields, fence=self.fence or 0)
         except Exception as exc:
             log.warning("inbound stream unavailable: %s", exc, extra={"salon_id": self.salon_id})
-            return
-        if self.fence is not None:
-            await self.deps.store.messages.mark_published(self.salon_id, [wa_id], fence=self.fence)
 
     async def _publish(self, frame: Frame) -> None:
         try:

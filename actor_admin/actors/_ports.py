@@ -2,14 +2,14 @@
 
 The actor names the operations it performs; the composition root passes the real things (the
 :class:`~actor_admin.store.Store`, a :class:`~actor_admin.cluster.Bus`, the
-:class:`~actor_admin.cluster.InboundStream`), and the actor tests pass in-memory ones that mypy
+:class:`~actor_admin.cluster.InboundAnnouncer`), and the actor tests pass in-memory ones that mypy
 checks against the same protocols (tests/actors/memory_store.py). Results the actor does not read
 are ``object``: any implementation may answer what it likes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from actor_admin.json_types import JSON
@@ -66,8 +66,6 @@ class SessionMessages(Protocol):
         """Store an inbound message; True only if it is new."""
         ...
 
-    async def mark_published(self, salon_id: int, wa_ids: Sequence[str], *, fence: int = 0) -> object: ...
-
     async def record_send_outcome(
         self, salon_id: int, idempotency_key: str, *, wa_id: str | None, error: str | None, fence: int = 0
     ) -> object: ...
@@ -90,9 +88,14 @@ class SessionStore(Protocol):
 
 
 class InboundSink(Protocol):
-    """Where a new inbound message is announced to the AI product (docs/data.md#inbound-stream)."""
+    """Where a new inbound message is announced to the AI product (docs/data.md#inbound-stream).
 
-    async def publish_inbound(self, salon_id: int, fields: Mapping[str, str]) -> object: ...
+    The sink also records the announcement in the store (``published_at``), writing with ``fence``.
+    It may only queue the message and announce it a moment later (a node's
+    :class:`~actor_admin.cluster.InboundAnnouncer` does, many salons' at once).
+    """
+
+    async def publish_inbound(self, salon_id: int, fields: Mapping[str, str], *, fence: int = 0) -> object: ...
 
 
 class FramePublisher(Protocol):

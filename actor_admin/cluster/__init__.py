@@ -18,7 +18,7 @@ from ._changes import OWNERSHIP_CHANGE_CAUSES, OwnershipChangeCause, OwnershipCh
 from ._client import RedisClient
 from ._embedded import EmbeddedRedis, EmbeddedRedisError
 from ._errors import RedisUnavailable
-from ._inbound import DEFAULT_INBOUND_MAXLEN, InboundStream
+from ._inbound import DEFAULT_INBOUND_MAXLEN, InboundAnnouncer, InboundStream, PublishedLog
 from ._keeper import Actors, Keeper, OwnershipStore
 from ._limiter import Decision, RateLimiter
 from ._location import Here, Location, Locator, SoleNode, There, Unavailable
@@ -39,6 +39,7 @@ __all__ = [
     "EmbeddedRedisError",
     "HandOver",
     "Here",
+    "InboundAnnouncer",
     "InboundStream",
     "Keeper",
     "LocalBus",
@@ -55,6 +56,7 @@ __all__ = [
     "OwnershipTimings",
     "Placement",
     "Plan",
+    "PublishedLog",
     "RateLimiter",
     "RedisBus",
     "RedisClient",

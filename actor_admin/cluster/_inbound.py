@@ -4,20 +4,47 @@ PostgreSQL is the record (one row per company and WhatsApp message id); the stre
 notification the AI product consumes. It is capped with approximate trimming (``MAXLEN ~``) so a
 stalled consumer can never fill Redis' memory: Redis then trims whole internal nodes, which is far
 cheaper than an exact cap and keeps at least ``maxlen`` entries.
+
+On a node the actors announce through an :class:`InboundAnnouncer`: many salons' messages go out in
+one command, and each announcement is recorded in PostgreSQL (``published_at``) after it is on the
+stream (docs/data.md#inbound-stream).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Final, final
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Final, Protocol, final
+
+import attrs
+
+from actor_admin.runtime import GroupCommit, GroupCommitOptions, open_group_commit
 
 from ._client import RedisClient
+from ._errors import RedisUnavailable
+
+log = logging.getLogger("actor_admin.cluster")
 
 DEFAULT_INBOUND_MAXLEN: Final = 100_000
+
+# A batch of messages appended by one command, one argument: redis-py encodes every argument in
+# Python, and a JSON array of the batch costs far less than its fields one by one (nor is there a
+# reply per message to read, as a pipeline has). ARGV[1]: the cap; ARGV[2]: [[field, value, …], …].
+# Answers the stream ids in order; atomic, so a batch's messages stand together on the stream.
+_XADD_MANY = """
+local ids = {}
+for i, entry in ipairs(cjson.decode(ARGV[2])) do
+    ids[i] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(entry))
+end
+return ids
+"""
 
 FieldValue = str | int | float | bytes
 
 
+@final
 @final
 class InboundStream:
     """Appends inbound messages to the stream ``{prefix}inbound`` (``actor-admin:inbound``)."""
@@ -28,6 +55,7 @@ class InboundStream:
         self._client = client
         self.maxlen = maxlen
         self.name = client.key("inbound")
+        self._xadd_many = client.script(_XADD_MANY)
 
     async def publish_inbound(self, salon_id: int, fields: Mapping[str, FieldValue]) -> str:
         """XADD one message; returns its stream id (``"1700000000000-0"``).
@@ -36,14 +64,113 @@ class InboundStream:
         parsing the rest. Raises :class:`RedisUnavailable` — the caller keeps the message in
         PostgreSQL and announces it again later.
         """
-        if "salon_id" in fields:
-            raise ValueError("salon_id is given as its own argument, not among the fields")
-        args: list[FieldValue] = ["salon_id", salon_id]
-        for name, value in fields.items():
-            args += [name, value]
-        stream_id = await self._client.execute("XADD", self.name, "MAXLEN", "~", self.maxlen, "*", *args)
-        return str(stream_id)
+        (stream_id,) = await self.publish_many([(salon_id, fields)])
+        return stream_id
+
+    async def publish_many(self, messages: Sequence[tuple[int, Mapping[str, FieldValue]]]) -> list[str]:
+        """XADD each ``(salon_id, fields)`` in one command, in order; their stream ids.
+
+        All or none: the script runs atomically, so the messages stand together on the stream. Values
+        go as text (bytes as UTF-8) when there are several.
+        """
+        entries = [_entry(salon_id, fields) for salon_id, fields in messages]
+        if len(entries) <= 1:
+            xadd = ("XADD", self.name, "MAXLEN", "~", self.maxlen, "*")
+            replies = [await self._client.execute(*xadd, *entry) for entry in entries]
+        else:
+            batch = json.dumps([[_text(value) for value in entry] for entry in entries], ensure_ascii=False)
+            replies = await self._xadd_many([self.name], [self.maxlen, batch])
+        return [str(stream_id) for stream_id in replies]
 
     async def length(self) -> int:
         """XLEN of the stream (for ``/status`` and tests)."""
         return int(await self._client.execute("XLEN", self.name))
+
+
+def _entry(salon_id: int, fields: Mapping[str, FieldValue]) -> list[FieldValue]:
+    if "salon_id" in fields:
+        raise ValueError("salon_id is given as its own argument, not among the fields")
+    entry: list[FieldValue] = ["salon_id", salon_id]
+    for name, value in fields.items():
+        entry += [name, value]
+    return entry
+
+
+def _text(value: FieldValue) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value if isinstance(value, str) else str(value)
+
+
+class PublishedLog(Protocol):
+    """Where an announcement is recorded (the store's messages: ``published_at``)."""
+
+    async def note_published(self, salon_id: int, wa_ids: Sequence[str], *, fence: int = 0) -> object: ...
+
+
+@final
+@attrs.frozen
+class _Announcement:
+    salon_id: int
+    fields: Mapping[str, FieldValue]
+    fence: int
+
+
+@final
+class InboundAnnouncer:
+    """The actors' inbound sink on a node: announces stored messages on the stream, many salons' in
+    one command, then records each announcement with its writer's fence (docs/data.md#inbound-stream).
+
+    While :meth:`running`, :meth:`publish_inbound` only queues the message (it waits only when
+    ``options.capacity`` are queued): a salon's actor acknowledges its message and takes the next one
+    while the announcement goes out. Batches go out one at a time in the order they were queued, so
+    each salon's messages reach the stream in the order they were stored. A batch Redis refuses is
+    logged and its messages stay unpublished in PostgreSQL. Outside :meth:`running` each message is
+    announced and recorded before ``publish_inbound`` returns, and its errors are the caller's.
+    """
+
+    def __init__(
+        self, stream: InboundStream, published: PublishedLog, options: GroupCommitOptions | None = None
+    ) -> None:
+        self.stream = stream
+        self._published = published
+        self._group = GroupCommit(
+            self._announce,
+            attrs.evolve(options or GroupCommitOptions(), in_flight=1),  # one at a time: the stream's order
+            closed=lambda: RedisUnavailable("the inbound announcer has stopped"),
+            dropped=self._dropped,
+        )
+
+    @property
+    def statistics(self) -> object:
+        return self._group.statistics
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[InboundAnnouncer]:
+        async with open_group_commit(self._group):
+            yield self
+
+    async def publish_inbound(self, salon_id: int, fields: Mapping[str, FieldValue], *, fence: int = 0) -> None:
+        """Announce a stored message (its ``fields`` name ``wa_id``) and record that it was."""
+        announcement = _Announcement(salon_id, fields, fence)
+        if self._group.running:
+            await self._group.enqueue(announcement)
+            return
+        await self._announce([announcement])
+
+    async def _announce(self, batch: Sequence[_Announcement]) -> list[Exception | None]:
+        await self.stream.publish_many([(a.salon_id, a.fields) for a in batch])
+        marks: dict[tuple[int, int], list[str]] = {}
+        for a in batch:
+            wa_id = a.fields.get("wa_id")
+            if isinstance(wa_id, str):
+                marks.setdefault((a.salon_id, a.fence), []).append(wa_id)
+        for (salon_id, fence), wa_ids in marks.items():
+            await self._published.note_published(salon_id, wa_ids, fence=fence)
+        return [None] * len(batch)
+
+    def _dropped(self, batch: Sequence[_Announcement], error: Exception) -> None:
+        log.warning(
+            "inbound stream unavailable: %d stored messages not announced (they stay unpublished): %s",
+            len(batch), error,
+        )

@@ -8,6 +8,7 @@ Nothing here knows what the actors do; time is trio's clock only, so all of it r
 from actor_admin.backoff import Backoff
 
 from ._errors import ActorFailed, AskTimeout, MailboxClosed, MailboxFull, SupervisorClosed, sole_exception
+from ._group_commit import GroupCommit, GroupCommitOptions, GroupCommitStatistics, WriteMany, open_group_commit
 from ._mailbox import Inbox, Mailbox, MailboxStatistics, Request
 from ._policy import Restart, SupervisorPolicy
 from ._supervisor import (
@@ -32,6 +33,9 @@ __all__ = [
     "AskTimeout",
     "Backoff",
     "ErrorInfo",
+    "GroupCommit",
+    "GroupCommitOptions",
+    "GroupCommitStatistics",
     "Inbox",
     "Mailbox",
     "MailboxClosed",
@@ -43,6 +47,8 @@ __all__ = [
     "SupervisorClosed",
     "SupervisorPolicy",
     "SupervisorStatistics",
+    "WriteMany",
+    "open_group_commit",
     "open_supervisor",
     "sole_exception",
 ]

@@ -50,7 +50,17 @@ from ._ownership import (
     Takeover,
     run_fenced,
 )
-from ._repos import ACTIVATION_WINDOW_S, Companies, Credentials, Events, Messages, Outbox, credentials_by_transport
+from ._repos import (
+    ACTIVATION_WINDOW_S,
+    Companies,
+    Credentials,
+    Events,
+    InboundRow,
+    Messages,
+    Outbox,
+    PublishedMark,
+    credentials_by_transport,
+)
 from ._retention import (
     PRUNED_TABLES,
     RETENTION_LOCK_KEY,
@@ -90,6 +100,7 @@ __all__ = [
     "Events",
     "Fenced",
     "Heartbeat",
+    "InboundRow",
     "IntegrationStatus",
     "Keyring",
     "MarketplaceUser",
@@ -112,6 +123,7 @@ __all__ = [
     "OwnershipCause",
     "PruneRun",
     "Pruner",
+    "PublishedMark",
     "Retention",
     "RetentionPolicy",
     "SchemaTooNew",

@@ -7,19 +7,24 @@ Timestamps are the database's ``now()``, so every node agrees on them whatever i
 from __future__ import annotations
 
 import builtins
+import logging
 import secrets
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TypeVar, final
 
 import asyncpg
+import attrs
 import trio_asyncio
 
 from actor_admin.json_types import JSON
+from actor_admin.runtime import GroupCommit, GroupCommitOptions, GroupCommitStatistics, open_group_commit
 from actor_admin.session import INACTIVE_STATES, phone_from_jid
 
 from ._crypto import Keyring
 from ._db import Conn, Database, connect_aio
+from ._errors import StoreUnavailable
 from ._models import (
     ACTIVATION,
     INTEGRATION_STATUSES,
@@ -36,7 +41,9 @@ from ._models import (
     OutboxStats,
     from_row,
 )
-from ._ownership import run_fenced
+from ._ownership import Fenced, run_fenced
+
+log = logging.getLogger("actor_admin.store")
 
 ACTIVATION_WINDOW_S = 3600.0
 """YClients accepts the activation callback within one hour of the user granting access."""
@@ -62,6 +69,26 @@ _ENQUEUE = """
 _APPEND_EVENT = "INSERT INTO company_events (salon_id, type, data) VALUES ($1, $2, $3) RETURNING id"
 _DELETE_CREDENTIALS = "DELETE FROM whatsapp_credentials WHERE salon_id = $1"
 _OUTBOUND = "SELECT * FROM messages WHERE salon_id = $1 AND idempotency_key = $2"
+# The start of a statement that writes a batch of rows of many salons, each with its writer's fence
+# ($1 salon ids, $2 fences, $3 the fenced salons, $4… the rows' fields). ``refused`` holds each
+# (salon, fence) the batch must not write for: the check of actor_admin_check_fence (sql/002_cluster.sql)
+# for all the salons at once, their owner rows locked FOR SHARE until the statement commits.
+_FENCED_BATCH = """
+    WITH batch AS (
+        SELECT * FROM unnest($1::bigint[], $2::bigint[], $4::text[], $5::text[], $6::text[],
+                             $7::timestamptz[], $8::text[])
+            WITH ORDINALITY AS b(salon_id, fence, wa_id, peer, text, at, peer_lid, ord)
+    ),
+    owners AS (
+        SELECT salon_id, fence FROM salon_owners
+        WHERE salon_id = ANY($3::bigint[]) AND node_id IS NOT NULL
+        FOR SHARE
+    ),
+    refused AS (
+        SELECT DISTINCT b.salon_id, b.fence, format('current fence %s', COALESCE(o.fence::text, 'none')) AS detail
+        FROM batch b LEFT JOIN owners o USING (salon_id)
+        WHERE b.fence <> 0 AND o.fence IS DISTINCT FROM b.fence
+    )"""
 
 
 def _check_status(status: str) -> None:
@@ -640,8 +667,94 @@ class Outbox(_Repository):
 
 
 @final
+@attrs.frozen
+class InboundRow:
+    """An inbound message to store, with the fence its salon's actor writes under (0: none)."""
+
+    salon_id: int
+    wa_id: str
+    peer: str
+    text: str
+    fence: int = 0
+    peer_lid: str | None = None
+    at: datetime | None = None
+
+
+@final
+@attrs.frozen
+class PublishedMark:
+    """Inbound messages of one salon that are on the stream now, with the writer's fence."""
+
+    salon_id: int
+    wa_ids: tuple[str, ...]
+    fence: int = 0
+
+
+def _fenced_salons(items: Sequence[InboundRow] | Sequence[PublishedMark]) -> list[int]:
+    return sorted({item.salon_id for item in items if item.fence})
+
+
+def _read_batch_answer(answer: Sequence[asyncpg.Record]) -> tuple[set[tuple[int, str]], dict[tuple[int, int], Fenced]]:
+    """A fenced batch statement's rows: the (salon, wa_id) it wrote, and the refusal of each (salon,
+    fence) it did not write for."""
+    written = {(r["salon_id"], r["wa_id"]) for r in answer if r["wa_id"] is not None}
+    refused = {
+        (r["salon_id"], r["fence"]): Fenced(r["salon_id"], r["fence"], r["detail"])
+        for r in answer
+        if r["wa_id"] is None
+    }
+    return written, refused
+
+
+async def _one_by_one(write: Callable[[T], Awaitable[R]], items: Sequence[T]) -> list[R | Exception]:
+    """Each item written alone, each answered with its result or its own error."""
+    results: list[R | Exception] = []
+    for item in items:
+        try:
+            results.append(await write(item))
+        except Exception as exc:
+            results.append(exc)
+    return results
+
+
+@final
 class Messages(_Repository):
     """Inbound and outbound WhatsApp messages."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        #: While :meth:`grouped` is open: inbound inserts and publication marks of many actors,
+        #: each batch written in one statement (docs/data.md#group-commit).
+        self._inserts: GroupCommit[InboundRow, bool] | None = None
+        self._marks: GroupCommit[PublishedMark, int] | None = None
+
+    @asynccontextmanager
+    async def grouped(self, options: GroupCommitOptions | None = None) -> AsyncIterator[None]:
+        """While open, :meth:`insert_inbound` and :meth:`mark_published` calls of many tasks are
+        written together: one statement per batch (docs/data.md#group-commit)."""
+
+        def closed() -> Exception:
+            return StoreUnavailable("the store's group commit has stopped")
+
+        def dropped(marks: Sequence[PublishedMark], error: Exception) -> None:
+            log.warning(
+                "could not record that %d inbound messages were announced (they stay unpublished): %s",
+                sum(len(m.wa_ids) for m in marks), error,
+            )
+
+        inserts = GroupCommit(self.insert_inbound_many, options or GroupCommitOptions(), closed=closed)
+        marks = GroupCommit(self.mark_published_many, options or GroupCommitOptions(), closed=closed, dropped=dropped)
+        async with open_group_commit(inserts), open_group_commit(marks):
+            self._inserts, self._marks = inserts, marks
+            try:
+                yield
+            finally:
+                self._inserts = self._marks = None
+
+    def group_statistics(self) -> dict[str, GroupCommitStatistics]:
+        """The group commits' counts while :meth:`grouped` is open (else empty)."""
+        groups = {"inbound_inserts": self._inserts, "published_marks": self._marks}
+        return {name: group.statistics for name, group in groups.items() if group is not None}
 
     async def insert_inbound(
         self,
@@ -659,8 +772,19 @@ class Messages(_Repository):
         Atomic (``ON CONFLICT DO NOTHING`` on ``(salon_id, direction, wa_id)``): of any number of
         concurrent or repeated deliveries of one WhatsApp message id, exactly one gets True.
         ``peer`` is ``""`` for a sender known only by its LID ``peer_lid`` (docs/data.md#messages).
-        """
+        Within :meth:`grouped`, written in a batch with other salons' messages.
 
+        Raises:
+            Fenced: ``fence`` is not the salon's current one (nothing was written).
+            StoreUnavailable: PostgreSQL cannot be reached (it was not written, or may have been).
+        """
+        row = InboundRow(salon_id, wa_id, peer, text, fence=fence, peer_lid=peer_lid, at=at)
+        inserts = self._inserts
+        if inserts is not None and inserts.running:
+            return await inserts.submit(row)
+        return await self._insert_one(row)
+
+    async def _insert_one(self, row: InboundRow) -> bool:
         async def work(conn: Conn) -> bool:
             inserted = await conn.fetchval(
                 """
@@ -668,12 +792,63 @@ class Messages(_Repository):
                 VALUES ($1, 'in', $2, $3, $4, 'received', COALESCE($5::timestamptz, now()), $6)
                 ON CONFLICT (salon_id, direction, wa_id) DO NOTHING RETURNING id
                 """,
-                salon_id, wa_id, peer, text, at, peer_lid,
+                row.salon_id, row.wa_id, row.peer, row.text, row.at, row.peer_lid,
             )
             return inserted is not None
 
         # Not retried: if the first try committed but its answer was lost, a retry would say False.
-        return await _write(self._db, salon_id, fence, work)
+        return await _write(self._db, row.salon_id, row.fence, work)
+
+    async def insert_inbound_many(self, rows: Sequence[InboundRow]) -> list[bool | Exception]:
+        """Store a batch of inbound messages of any salons in one statement; for each, in order: True
+        if it is new, False if it is a duplicate (stored before, or earlier in the batch), or the
+        :class:`Fenced` error its salon's stale fence met — the other salons' rows are written.
+
+        Fences are checked as the triggers check them (docs/cluster.md, fencing), for all the
+        batch's salons at once: their ``salon_owners`` rows are locked ``FOR SHARE`` until the
+        statement commits. A row PostgreSQL rejects (a constraint) makes the batch fall back to one
+        statement per row, so it fails alone.
+
+        Raises:
+            StoreUnavailable: PostgreSQL cannot be reached (nothing of the batch was written, or all).
+        """
+        if not rows:
+            return []
+
+        async def work(conn: Conn) -> list[asyncpg.Record]:
+            return list(await conn.fetch(
+                _FENCED_BATCH + """,
+                stored AS (
+                    INSERT INTO messages (salon_id, direction, wa_id, peer, text, status, at, peer_lid)
+                    SELECT b.salon_id, 'in', b.wa_id, b.peer, b.text, 'received', COALESCE(b.at, now()), b.peer_lid
+                    FROM batch b WHERE NOT EXISTS (SELECT FROM refused r WHERE r.salon_id = b.salon_id
+                                                                           AND r.fence = b.fence)
+                    ORDER BY b.ord
+                    ON CONFLICT (salon_id, direction, wa_id) DO NOTHING
+                    RETURNING salon_id, wa_id
+                )
+                SELECT salon_id, wa_id, NULL::bigint AS fence, NULL AS detail FROM stored
+                UNION ALL SELECT salon_id, NULL, fence, detail FROM refused
+                """,
+                [r.salon_id for r in rows], [r.fence for r in rows], _fenced_salons(rows),
+                [r.wa_id for r in rows], [r.peer for r in rows], [r.text for r in rows],
+                [r.at for r in rows], [r.peer_lid for r in rows],
+            ))
+
+        try:
+            answer = await self._db.run(work)
+        except asyncpg.PostgresError:
+            return await _one_by_one(self._insert_one, rows)
+        new, refused = _read_batch_answer(answer)
+        results: list[bool | Exception] = []
+        for row in rows:
+            if (fenced := refused.get((row.salon_id, row.fence))) is not None:
+                results.append(fenced)
+            else:
+                key = (row.salon_id, row.wa_id)
+                results.append(key in new)
+                new.discard(key)  # a repeat later in the batch is a duplicate
+        return results
 
     async def insert_outbound(self, salon_id: int, idempotency_key: str, to: str, text: str) -> tuple[int, bool]:
         """Record a message to send as ``queued``; returns ``(id, created)``.
@@ -742,20 +917,83 @@ class Messages(_Repository):
         )
 
     async def mark_published(self, salon_id: int, wa_ids: Sequence[str], *, fence: int = 0) -> int:
-        """Mark inbound messages as put on the stream; returns how many changed."""
-        ids = list(wa_ids)
+        """Mark inbound messages as put on the stream; returns how many changed.
 
+        Within :meth:`grouped`, written in a batch with other salons' marks."""
+        mark = PublishedMark(salon_id, tuple(wa_ids), fence)
+        marks = self._marks
+        if marks is not None and marks.running:
+            return await marks.submit(mark)
+        return await self._mark_one(mark)
+
+    async def note_published(self, salon_id: int, wa_ids: Sequence[str], *, fence: int = 0) -> None:
+        """:meth:`mark_published` without waiting for the write, within :meth:`grouped` (there it
+        joins the next batch of marks; one that fails — a stale fence, PostgreSQL down — is logged and
+        its messages stay unpublished); outside it, the same as :meth:`mark_published`."""
+        mark = PublishedMark(salon_id, tuple(wa_ids), fence)
+        marks = self._marks
+        if marks is not None and marks.running:
+            await marks.enqueue(mark)
+            return
+        await self._mark_one(mark)
+
+    async def _mark_one(self, mark: PublishedMark) -> int:
         async def work(conn: Conn) -> int:
             result = await conn.execute(
                 """
                 UPDATE messages SET published_at = now()
                 WHERE salon_id = $1 AND direction = 'in' AND wa_id = ANY($2::text[]) AND published_at IS NULL
                 """,
-                salon_id, ids,
+                mark.salon_id, list(mark.wa_ids),
             )
             return int(result.split()[-1])
 
-        return await _write(self._db, salon_id, fence, work, retry=True)
+        return await _write(self._db, mark.salon_id, mark.fence, work, retry=True)
+
+    async def mark_published_many(self, marks: Sequence[PublishedMark]) -> list[int | Exception]:
+        """:meth:`mark_published` for a batch of marks of any salons in one statement: for each, in
+        order, how many messages changed, or the :class:`Fenced` error its stale fence met (fences
+        checked as in :meth:`insert_inbound_many`)."""
+        if not marks:
+            return []
+        rows = [(m.salon_id, m.fence, wa_id) for m in marks for wa_id in m.wa_ids]
+
+        async def work(conn: Conn) -> list[asyncpg.Record]:
+            return list(await conn.fetch(
+                _FENCED_BATCH + """,
+                marked AS (
+                    -- Each message found by its unique key, then updated by id: a join would hash the
+                    -- whole table once it outgrows the batch (a plan PostgreSQL picks for small tables).
+                    UPDATE messages SET published_at = now()
+                    WHERE id = ANY(ARRAY(
+                        SELECT (SELECT m.id FROM messages m
+                                WHERE m.salon_id = b.salon_id AND m.direction = 'in' AND m.wa_id = b.wa_id)
+                        FROM batch b
+                        WHERE NOT EXISTS (SELECT FROM refused r WHERE r.salon_id = b.salon_id AND r.fence = b.fence)
+                    )) AND published_at IS NULL
+                    RETURNING salon_id, wa_id
+                )
+                SELECT salon_id, wa_id, NULL::bigint AS fence, NULL AS detail FROM marked
+                UNION ALL SELECT salon_id, NULL, fence, detail FROM refused
+                """,
+                [r[0] for r in rows], [r[1] for r in rows], _fenced_salons(marks),
+                [r[2] for r in rows], None, None, None, None,
+            ))
+
+        try:
+            answer = await self._db.run(work, retry=True)  # idempotent: only unmarked messages change
+        except asyncpg.PostgresError:
+            return await _one_by_one(self._mark_one, marks)
+        changed, refused = _read_batch_answer(answer)
+        results: list[int | Exception] = []
+        for mark in marks:
+            if (fenced := refused.get((mark.salon_id, mark.fence))) is not None:
+                results.append(fenced)
+            else:
+                found = {(mark.salon_id, wa_id) for wa_id in mark.wa_ids} & changed
+                changed -= found
+                results.append(len(found))
+        return results
 
     async def get_outbound(self, salon_id: int, idempotency_key: str) -> Message | None:
         """The outbound message a caller recorded under ``idempotency_key``, or None."""

@@ -166,11 +166,16 @@ class MemoryStore:
 
 
 class MemoryInbound:
-    def __init__(self) -> None:
-        self.entries: list[tuple[int, dict[str, str]]] = []
+    """The stream; like a node's announcer it records each announcement in ``store``, when given."""
 
-    async def publish_inbound(self, salon_id: int, fields: Mapping[str, str]) -> str:
+    def __init__(self, store: MemoryStore | None = None) -> None:
+        self.entries: list[tuple[int, dict[str, str]]] = []
+        self.store = store
+
+    async def publish_inbound(self, salon_id: int, fields: Mapping[str, str], *, fence: int = 0) -> str:
         self.entries.append((salon_id, dict(fields)))
+        if self.store is not None:
+            await self.store.messages.mark_published(salon_id, [fields["wa_id"]], fence=fence)
         return f"{len(self.entries)}-0"
 
 

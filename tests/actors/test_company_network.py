@@ -34,8 +34,8 @@ class RecordingInbound(MemoryInbound):
         super().__init__()
         self._changed = trio.Event()
 
-    async def publish_inbound(self, salon_id: int, fields: Mapping[str, str]) -> str:
-        entry_id = await super().publish_inbound(salon_id, fields)
+    async def publish_inbound(self, salon_id: int, fields: Mapping[str, str], *, fence: int = 0) -> str:
+        entry_id = await super().publish_inbound(salon_id, fields, fence=fence)
         self._changed.set()
         self._changed = trio.Event()
         return entry_id

@@ -286,8 +286,10 @@ async def test_sends_are_paced_per_company(node: TestNode) -> None:
 async def test_listing_messages_newest_first_by_direction(node: TestNode) -> None:
     await connect(node, 7)
     node.core.inbound(PHONE, "79005550000", "Здравствуйте! Можно записаться?")
+    # Stored first (its batch may still be on its way when the request below is handled).
+    await eventually(lambda: _count_at_least(node, 7, 1))
     await node.http.post("/admin/companies/7/messages", json=outbound("k-1"), headers=node.admin)
-    await eventually(lambda: _count_at_least(node, 7, 2))  # the actor stores the inbound as it arrives
+    await eventually(lambda: _count_at_least(node, 7, 2))
     both = (await node.http.get("/admin/companies/7/messages", headers=node.admin)).json()["messages"]
     assert [m["direction"] for m in both] == ["out", "in"]
     assert set(both[0]) == {"id", "wa_id", "direction", "peer", "text", "at", "status"}

@@ -49,3 +49,21 @@ async def test_the_stream_is_trimmed_to_about_maxlen(redis_client: RedisClient) 
 async def test_salon_id_cannot_be_given_twice(redis_client: RedisClient) -> None:
     with pytest.raises(ValueError):
         await InboundStream(redis_client).publish_inbound(1, {"salon_id": "2"})
+
+
+async def test_publish_many_appends_every_message_in_order_in_one_command(redis_client: RedisClient) -> None:
+    stream = InboundStream(redis_client)
+    batch = [
+        (1, {"wa_id": "a", "text": "Здравствуйте! 👋", "peer_lid": "123@lid"}),
+        (2, {"wa_id": "b", "text": "", "n": 5}),
+        (1, {"wa_id": "c", "text": "line\nbreak \"quoted\""}),
+    ]
+    ids = await stream.publish_many(batch)
+    entries = await redis_client.execute("XRANGE", stream.name, "-", "+")
+    assert [entry_id for entry_id, _ in entries] == ids
+    assert [fields for _, fields in entries] == [
+        {"salon_id": "1", "wa_id": "a", "text": "Здравствуйте! 👋", "peer_lid": "123@lid"},
+        {"salon_id": "2", "wa_id": "b", "text": "", "n": "5"},
+        {"salon_id": "1", "wa_id": "c", "text": "line\nbreak \"quoted\""},
+    ]
+    assert await stream.publish_many([]) == []

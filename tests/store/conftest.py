@@ -53,3 +53,14 @@ def _stop_leftover(data_dir: Path) -> None:
     if leftover.is_running():  # a failed test must not leave a server behind
         leftover.start()
         leftover.stop()
+
+
+@pytest.fixture
+def own_server(pg_cluster_dir: Path) -> Iterator[EmbeddedPostgres]:
+    """A private embedded server this test may stop and start (never the shared one)."""
+    server = EmbeddedPostgres(pg_cluster_dir, fast_unsafe=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

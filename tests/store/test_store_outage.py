@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import asyncpg
 import pytest
 import trio
@@ -70,15 +67,6 @@ async def test_cancelled_query_leaves_the_store_usable(store: Store, pg_dsn: str
     assert await store.companies.get(1) is not None
 
 
-@pytest.fixture
-def own_server(pg_cluster_dir: Path) -> Iterator[EmbeddedPostgres]:
-    """A private embedded server this test may stop and start (never the shared one)."""
-    server = EmbeddedPostgres(pg_cluster_dir, fast_unsafe=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_server_stop_gives_store_unavailable_and_start_recovers(

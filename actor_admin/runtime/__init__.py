@@ -21,6 +21,7 @@ from ._supervisor import (
     SupervisorStatistics,
     open_supervisor,
 )
+from ._timers import TimerHandle, TimerWheel
 
 __all__ = [
     "Actor",
@@ -43,6 +44,8 @@ __all__ = [
     "SupervisorClosed",
     "SupervisorPolicy",
     "SupervisorStatistics",
+    "TimerHandle",
+    "TimerWheel",
     "open_supervisor",
     "sole_exception",
 ]

@@ -18,7 +18,7 @@ import trio
 from actor_admin.cluster import Here, Location
 from actor_admin.json_types import JSON
 from actor_admin.logs import about_salon
-from actor_admin.runtime import ActorContext, MailboxClosed, MailboxFull, Request
+from actor_admin.runtime import ActorContext, MailboxClosed, MailboxFull, Request, TimerHandle, TimerWheel
 from actor_admin.session import Alert as AlertEffect
 from actor_admin.session import (
     AskPairingCode,
@@ -138,6 +138,8 @@ class SessionDeps:
     #: The node's view of WhatsApp: outage detection, one probe (docs/whatsapp.md#upstream-outage).
     #: None: every session dials on its own.
     upstream: UpstreamWatch | None = None
+    #: The node's actor timers: one task for all (docs/architecture.md#qr-latency).
+    timers: TimerWheel = attrs.field(factory=TimerWheel)
 
 
 class CompanySession:
@@ -149,7 +151,7 @@ class CompanySession:
         self.state = SessionState()
         self.link: Link | None = None
         self.generation = 0
-        self.timers: dict[str, trio.CancelScope] = {}
+        self.timers: dict[str, TimerHandle] = {}
         self.waiting: dict[int, Request[CompanyMessage]] = {}
         self.request_ids = itertools.count(1)
         self.send_channel: trio.MemorySendChannel[SendMessage] | None = None
@@ -194,6 +196,9 @@ class CompanySession:
                     except Fenced:
                         await self._lost_salon()
             finally:
+                for timer in self.timers.values():
+                    timer.cancel()
+                self.timers.clear()
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
                     await self._close_link()
                 self._clear_view()
@@ -352,9 +357,9 @@ class CompanySession:
             case SetTimer(name=name, at=at):
                 self._set_timer(name, at)
             case CancelTimer(name=name):
-                scope = self.timers.pop(name, None)
-                if scope is not None:
-                    scope.cancel()
+                timer = self.timers.pop(name, None)
+                if timer is not None:
+                    timer.cancel()
             case Reply(request_id=request_id, outcome=outcome):
                 request = self.waiting.pop(request_id, None) if request_id is not None else None
                 if request is not None:
@@ -463,16 +468,12 @@ class CompanySession:
         old = self.timers.pop(name, None)
         if old is not None:
             old.cancel()
-        scope = trio.CancelScope(deadline=at)
-        self.timers[name] = scope
-        self.nursery.start_soon(self._timer, name, scope)
+        self.timers[name] = self.deps.timers.call_at(at, lambda: self._timer_due(name))
 
-    async def _timer(self, name: str, scope: trio.CancelScope) -> None:
-        with scope:
-            await trio.sleep_forever()
-        if scope.cancelled_caught and self.timers.get(name) is scope and trio.current_time() >= scope.deadline:
-            del self.timers[name]
-            self._feed(Timer(name))
+    def _timer_due(self, name: str) -> None:
+        # A replaced or cancelled timer never fires, so the one due is the one in ``timers``.
+        del self.timers[name]
+        self._feed(Timer(name))
 
     def _feed(self, event: Event) -> None:
         try:

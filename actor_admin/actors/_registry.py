@@ -42,7 +42,12 @@ class Registry:
     def __init__(self) -> None:
         self._views: dict[int, SessionView] = {}
         self._counts: Counter[str] = Counter()  # sessions by state, kept as views change
-        self._changed = trio.Event()
+        # Waiters are woken by the change they wait for: one salon's waiters by that salon's changes,
+        # ``wait_for``'s by any. A single event for all would wake every waiter on every change —
+        # 500 pages waiting for their QR at once are 500 wake-ups per change of any salon.
+        # Events are made only when someone waits: an update nobody waits for costs no allocation.
+        self._changed: trio.Event | None = None
+        self._salon_changed: dict[int, trio.Event] = {}
         self.messages = MessageCounts()
 
     def update(self, salon_id: int, state: StateName, phone: str | None, reason: str | None) -> None:
@@ -54,13 +59,13 @@ class Registry:
         if old is not None:
             self._counts[old.state] -= 1
         self._counts[state] += 1
-        self._notify()
+        self._notify(salon_id)
 
     def forget(self, salon_id: int) -> None:
         old = self._views.pop(salon_id, None)
         if old is not None:
             self._counts[old.state] -= 1
-            self._notify()
+            self._notify(salon_id)
 
     def count(self, state: StateName) -> int:
         """How many sessions are in ``state`` now (O(1))."""
@@ -76,16 +81,25 @@ class Registry:
             view = self._views.get(salon_id)
             if view is not None and accept(view):
                 return view
-            await self._changed.wait()
+            changed = self._salon_changed.get(salon_id)
+            if changed is None:
+                changed = self._salon_changed[salon_id] = trio.Event()
+            await changed.wait()
 
     async def wait_for(self, probe: Callable[[], bool]) -> None:
         """Wait until ``probe()`` (re-checked after every change of any view) is true."""
         while not probe():
+            if self._changed is None:
+                self._changed = trio.Event()
             await self._changed.wait()
 
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+    def _notify(self, salon_id: int) -> None:
+        changed = self._salon_changed.pop(salon_id, None)
+        if changed is not None:
+            changed.set()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     def get(self, salon_id: int) -> SessionView | None:
         return self._views.get(salon_id)

@@ -22,6 +22,7 @@ from ._supervisor import (
     SupervisorStatistics,
     open_supervisor,
 )
+from ._timers import TimerHandle, TimerWheel
 
 __all__ = [
     "Actor",
@@ -47,6 +48,8 @@ __all__ = [
     "SupervisorClosed",
     "SupervisorPolicy",
     "SupervisorStatistics",
+    "TimerHandle",
+    "TimerWheel",
     "WriteMany",
     "open_group_commit",
     "open_supervisor",

@@ -59,6 +59,7 @@ from actor_admin.whatsapp import TransportError
 from ._devices_file import StoredDevice, load_devices, save_devices
 
 _T = TypeVar("_T")
+_K = TypeVar("_K")
 
 PAIRING_CODE_TTL_S: Final = 60.0
 #: The longest outage the control API accepts (about 31 years: "until told otherwise").
@@ -257,6 +258,12 @@ class SimulatorCore:
             DevicesFileError: ``devices_file`` exists but is damaged.
         """
         self._connections: dict[int, ServerConnection] = {}
+        # Indexes of the live connections by salon and by device, and of the devices by phone, so
+        # that an inbound message or a log-in costs the same with 10,000 salons as with one
+        # (the simulator runs on the node's own loop in dev and in the benchmarks).
+        self._by_salon: dict[int, dict[int, ServerConnection]] = {}
+        self._by_device: dict[str, dict[int, ServerConnection]] = {}
+        self._by_phone: dict[str, list[_Device]] = {}
         self._next_connection_id = 1
         self._devices: dict[str, _Device] = {}
         self._device_numbers: dict[str, int] = {}
@@ -264,6 +271,8 @@ class SimulatorCore:
         if devices_file is not None:
             stored, self._device_numbers = load_devices(devices_file)
             self._devices = {d.device_id: _Device(d.device_id, d.phone, d.secret) for d in stored}
+            for device in self._devices.values():
+                self._by_phone.setdefault(device.phone, []).append(device)
         self._qrs: dict[str, ServerConnection] = {}
         self._codes: dict[str, ServerConnection] = {}
         self._bans: dict[str, float] = {}
@@ -291,6 +300,7 @@ class SimulatorCore:
         self._next_connection_id += 1
         self._connections_total += 1
         self._connections[connection.connection_id] = connection
+        self._by_salon.setdefault(salon_id, {})[connection.connection_id] = connection
         self._notify()
         if self.unreachable:
             self._end(connection, Disconnected(NETWORK_ERROR, "WhatsApp is unreachable (outage)"))
@@ -630,8 +640,9 @@ class SimulatorCore:
         self._device_numbers[phone] = number
         device = _Device(f"{phone}:{number}", phone, secrets.token_urlsafe(32))
         self._devices[device.device_id] = device
+        self._by_phone.setdefault(phone, []).append(device)
         self._save_devices()
-        connection.device = device
+        self._attach(connection, device)
         credentials = json.dumps(
             {"v": CREDENTIALS_VERSION, "device": device.device_id, "secret": device.secret},
             separators=(",", ":"),
@@ -661,10 +672,10 @@ class SimulatorCore:
         if ban_expires_at is not None and trio.current_time() < ban_expires_at:
             self._end(connection, self._ban_event(ban_expires_at))
             return
-        older = [c for c in self._connections.values() if c.device is device and c is not connection]
+        older = [c for c in self._connections_of(device) if c is not connection]
         # Counted before the kick on purpose: a double connection must be visible as 2.
         self._max_live_per_device = max(self._max_live_per_device, len(older) + 1)
-        connection.device = device
+        self._attach(connection, device)
         connection.connected = True
         for other in older:
             self._replaced_total += 1
@@ -680,13 +691,13 @@ class SimulatorCore:
         device.linked = False
         device.pending.clear()
         self._save_devices()
-        for connection in [c for c in self._connections.values() if c.device is device]:
+        for connection in self._connections_of(device):
             self._end(connection, Disconnected(LOGGED_OUT, detail))
         self._notify()
 
     def _flush(self, device: _Device) -> None:
         """Hand the device's waiting messages to its live, answering connections."""
-        targets = [c for c in self._connections.values() if c.device is device and c.connected and not c.stalled]
+        targets = [c for c in self._connections_of(device) if c.connected and not c.stalled]
         if not targets or not device.pending:
             return
         waiting, device.pending = device.pending, []
@@ -711,6 +722,9 @@ class SimulatorCore:
         self._connections.pop(connection.connection_id, None)
         self._forget_codes(connection)
         device = connection.device
+        _discard(self._by_salon, connection.salon_id, connection.connection_id)
+        if device is not None:
+            _discard(self._by_device, device.device_id, connection.connection_id)
         if device is not None and device.linked and connection.unacked:
             # Not acknowledged by the client: WhatsApp delivers these again on the next connection.
             device.pending[:0] = list(connection.unacked.values())
@@ -727,7 +741,16 @@ class SimulatorCore:
         save_devices(self._devices_file, linked, self._device_numbers)
 
     def _linked_devices(self, phone: str) -> list[_Device]:
-        return [d for d in self._devices.values() if d.phone == phone and d.linked]
+        return [d for d in self._by_phone.get(phone, ()) if d.linked]
+
+    def _attach(self, connection: ServerConnection, device: _Device) -> None:
+        connection.device = device
+        if connection.live:
+            self._by_device.setdefault(device.device_id, {})[connection.connection_id] = connection
+
+    def _connections_of(self, device: _Device) -> list[ServerConnection]:
+        """The device's live connections, oldest first."""
+        return list(self._by_device.get(device.device_id, {}).values())
 
     def _devices_of(self, phone: str) -> list[_Device]:
         """``phone``'s linked devices, for a control call that needs one."""
@@ -744,13 +767,12 @@ class SimulatorCore:
         return connections
 
     def _live_of_phone(self, phone: str) -> list[ServerConnection]:
-        return [
-            c for c in self._connections.values() if c.connected and c.device is not None and c.device.phone == phone
-        ]
+        found = [c for device in self._by_phone.get(phone, ()) for c in self._connections_of(device) if c.connected]
+        return sorted(found, key=lambda c: c.connection_id)
 
     def _live_of_salon(self, salon_id: int) -> Iterator[ServerConnection]:
         # Newest first: if a salon ever had two attempts at once, the latest one is what its page shows.
-        return (c for c in reversed(self._connections.values()) if c.salon_id == salon_id)
+        return reversed(list(self._by_salon.get(salon_id, {}).values()))
 
     def _notify(self) -> None:
         if self._changed is not None:
@@ -787,3 +809,11 @@ def _qr_payload() -> str:
     """
     ref = "2@" + _b64(60).rstrip("=")
     return ",".join((ref, _b64(32), _b64(32), _b64(32)))
+
+
+def _discard(index: dict[_K, dict[int, ServerConnection]], key: _K, connection_id: int) -> None:
+    entries = index.get(key)
+    if entries is not None:
+        entries.pop(connection_id, None)
+        if not entries:
+            del index[key]

@@ -11,7 +11,8 @@ mypy checks it against the ports the actor declares (``make lint`` includes this
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 
 import attrs
 
@@ -114,6 +115,11 @@ class _Messages:
         self.inbound_lids: dict[tuple[int, str], str] = {}
         self.published: list[tuple[int, str]] = []
         self.outcomes: dict[tuple[int, str], tuple[str | None, str | None]] = {}
+
+    @asynccontextmanager
+    async def grouped(self, options: object = None) -> AsyncIterator[None]:
+        """The node opens a group commit around its actors; in memory every write is already one."""
+        yield
 
     async def insert_inbound(
         self,

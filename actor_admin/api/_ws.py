@@ -354,14 +354,24 @@ class Viewer:
             return [state_frame(state), _error(unavailable(exc))]
 
     async def _forward(self, frames: Subscription) -> None:
-        try:
-            async for frame in frames:
-                # The bus's own object, unchanged: the FrameEncoder then encodes it once for all viewers.
-                await self.send(frame)
-                if frame.get("type") == "qr":
-                    self._qr_delivered()
-        except SubscriberTooSlow:
-            raise _Closing(CloseReason.TRY_AGAIN_LATER, "fell behind; reconnect") from None
+        # Every frame of a fan-out takes this path once per viewer. One cancel scope for the whole
+        # stream, its deadline armed around each send, bounds a send as ``send`` does at half the
+        # cost of a scope per frame (docs/websocket.md#limits).
+        with trio.CancelScope() as scope:
+            try:
+                async for frame in frames:
+                    if self.closed:  # as ``send``: nothing after the close frame
+                        continue
+                    scope.deadline = trio.current_time() + SEND_TIMEOUT_S
+                    # The bus's own object, unchanged: the FrameEncoder encodes it once for all viewers.
+                    await websocket.send(self.encoder.encode(frame))
+                    scope.deadline = math.inf
+                    if frame.get("type") == "qr":
+                        self._qr_delivered()
+            except SubscriberTooSlow:
+                raise _Closing(CloseReason.TRY_AGAIN_LATER, "fell behind; reconnect") from None
+        if scope.cancelled_caught:
+            raise _Closing(CloseReason.TRY_AGAIN_LATER, "too slow")
         raise _Closing(CloseReason.GOING_AWAY, "the bus closed")
 
     def _qr_delivered(self) -> None:

@@ -95,9 +95,10 @@ def qr_frame(seq: int) -> dict[str, Any]:
 
 async def run_round(publish: Any, companies: int, period: float, template: dict[str, Any], seq: int) -> None:
     """Publish one frame per company, spread evenly over ``period`` seconds (under cProfile, its
-    statistics written to the file ``BENCH_WS_PROFILE`` names, when that is set)."""
+    statistics written to the file ``BENCH_WS_PROFILE`` names, when that is set; timed by the
+    thread's CPU clock: on a shared machine wall time also counts other processes' turns)."""
     profile_to = os.environ.get("BENCH_WS_PROFILE")
-    profiler = cProfile.Profile() if profile_to else None
+    profiler = cProfile.Profile(time.thread_time) if profile_to else None
     if profiler is not None:
         profiler.enable()
     start = trio.current_time()

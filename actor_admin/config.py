@@ -117,6 +117,10 @@ class Settings:
     #: ``GC_THRESHOLDS``: the garbage collector's thresholds, set by the node at start-up
     #: (docs/websocket.md#garbage-collection).
     gc_thresholds: tuple[int, int, int] = DEFAULT_GC_THRESHOLDS
+    #: When the node collects the garbage it froze with its salons' actors: once the actor runs ended
+    #: since its last full collection reach this share of the actors running (not an environment
+    #: setting; docs/capacity.md#garbage-collection). A quarter, as Python's own rule for full collections.
+    gc_refreeze_share: float = 0.25
     #: The company actors' supervisor; its defaults are documented on :class:`SupervisorPolicy`.
     supervision: SupervisorPolicy = attrs.field(factory=SupervisorPolicy)
     #: The ownership protocol's numbers, shared by every node of a cluster.

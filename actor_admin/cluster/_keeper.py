@@ -94,6 +94,11 @@ class Keeper:
         nudge: tells another node to plan now (a hint: ``NodeRpc.nudge``, a Redis publish); None: it
             plans at its next heartbeat or quiet round. May be bound after construction
             (``keeper.nudge_other``), because the node's RPC listener opens after the keeper.
+        settled: told how many actors this node started since it was last told, after every planning
+            round and whenever the actors a round claimed have all been started (a restore round
+            included): the node's collector policy freezes the heap then
+            (``actor_admin.node.CollectorPolicy``, docs/capacity.md#garbage-collection). It must not
+            block or raise.
     """
 
     def __init__(
@@ -106,6 +111,7 @@ class Keeper:
         *,
         restore_per_second: float = 20.0,
         nudge: Callable[[str], Awaitable[object]] | None = None,
+        settled: Callable[[int], object] | None = None,
     ) -> None:
         self.ownership = ownership
         self.member = member
@@ -114,6 +120,8 @@ class Keeper:
         self.wanted = wanted
         self.restore_interval_s = 1.0 / restore_per_second
         self.nudge_other = nudge
+        self.settled = settled
+        self._started_unsettled = 0  # actors started since ``settled`` was last told
         self.observer = Observer(member.node_id, timings)
         self.lease = NodeLease(timings)
         #: salon → fence of every actor this node runs or is about to start.
@@ -379,6 +387,12 @@ class Keeper:
         except StoreError as exc:
             log.warning("ownership round interrupted: %s", exc)
         self.planned.set()
+        self._settle()
+
+    def _settle(self) -> None:
+        if self.settled is not None:
+            started, self._started_unsettled = self._started_unsettled, 0
+            self.settled(started)
 
     async def _perform(self, actions: Plan) -> None:
         member = self.member
@@ -433,6 +447,8 @@ class Keeper:
         next_at = trio.current_time()
         while True:
             while not self._pending:
+                if self._started_unsettled:
+                    self._settle()  # a round's actors are all started: the heap they made has settled
                 self._idle.set()
                 await self._wake.wait()
                 self._wake = trio.Event()
@@ -449,4 +465,5 @@ class Keeper:
             assert self.actors is not None
             if await self.actors.start(salon_id):
                 self.started_total += 1
+                self._started_unsettled += 1
 

@@ -303,7 +303,19 @@ class Supervisor(Generic[K, M]):
         self._random = random if random is not None else _random.Random().random
         self._entries: dict[K, _Entry[K, M]] = {}
         self._restarts_total = 0
+        self._retired_total = 0
         self._closing = False
+
+    @property
+    def actors(self) -> int:
+        """How many keys have an actor now, in any state (O(1), unlike :meth:`statistics`)."""
+        return len(self._entries)
+
+    @property
+    def ended_total(self) -> int:
+        """Actor runs ended since the supervisor started: keys retired (stopped, or failed for good)
+        and restarts (O(1); the node's collector policy reads it, docs/capacity.md#garbage-collection)."""
+        return self._retired_total + self._restarts_total
 
     @property
     def policy(self) -> SupervisorPolicy:
@@ -525,6 +537,7 @@ class Supervisor(Generic[K, M]):
         entry.set_state(ActorState.STOPPING)
         if self._entries.get(entry.key) is entry:
             del self._entries[entry.key]
+            self._retired_total += 1
         entry.mailbox.close()
         _set_ready(entry)
         for event in (entry.exited, entry.done):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -32,7 +33,7 @@ import trio
 import trio_asyncio
 
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
-from actor_admin.node import Parts, open_services
+from actor_admin.node import CollectorPolicy, Parts, open_services
 from actor_admin.session import CredsUpdated
 from actor_admin.store import Keyring, Member, Store
 from tests._pg import TEST_CREDENTIALS_KEY
@@ -100,10 +101,18 @@ async def _reset(store: Store) -> None:
 
 
 async def _restore(
-    dsn: str, core: SimulatorCore, nodes: int, salons: int, *, per_second: float = RESTORE_PER_SECOND
+    dsn: str,
+    core: SimulatorCore,
+    nodes: int,
+    salons: int,
+    *,
+    per_second: float = RESTORE_PER_SECOND,
+    collector: Callable[[], CollectorPolicy | None] = lambda: None,
+    within_s: float | None = None,
 ) -> tuple[float, float]:
     """Start ``nodes`` nodes together, each restoring ``per_second`` salons a second; seconds until
-    ``salons`` salons are connected, and this process's CPU milliseconds per salon meanwhile."""
+    ``salons`` salons are connected, and this process's CPU milliseconds per salon meanwhile.
+    ``collector`` makes each node's collector policy (None: the heap is not frozen, as in tests)."""
     async with AsyncExitStack() as stack:
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)
@@ -115,14 +124,16 @@ async def _restore(
             store = await Store.open(dsn, credentials_keys=Keyring(TEST_CREDENTIALS_KEY))
             stack.push_async_callback(store.aclose)
             member = Member.new(f"restore-{n}", "bench")
-            parts = Parts(store=store, transport=SimulatorTransport(core), simulator=core, member=member)
+            parts = Parts(
+                store=store, transport=SimulatorTransport(core), simulator=core, member=member, collector=collector()
+            )
             await stack.enter_async_context(open_services(settings, parts))
             assert parts.keeper is not None
             keepers.append(parts.keeper)
         started, cpu = trio.current_time(), time.process_time()
         for keeper in keepers:
             nursery.start_soon(keeper.run)
-        with trio.fail_after(10 + 3 * salons / per_second + salons * 0.05):
+        with trio.fail_after(within_s or 10 + 3 * salons / per_second + salons * 0.05):
             while core.stats()["live_sessions"] < salons:  # noqa: ASYNC110 - the simulator offers no event per count
                 await trio.sleep(0.05)
         took, cpu = trio.current_time() - started, time.process_time() - cpu

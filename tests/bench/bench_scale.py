@@ -34,6 +34,20 @@ restore 10,000 salons after a restart.
   explain) + 10,000 / min(rate, 1,000 / ``restore_cpu_ms_per_salon``): the pacing holds unless the
   node's one core cannot keep up with it. ``restore_paced_per_s`` is ``RESTORE_PACED`` /
   ``restore_paced_s``. Needs ``DATABASE_URL``; skipped without it.
+* ``gc_longest_pause_ms_restore_10k`` — the longest garbage collection (this thread's CPU time,
+  any generation) while one node restores ``GC_SALONS`` (10,000) salons through its ownership keeper,
+  unpaced, with the node's :class:`~actor_admin.node.CollectorPolicy` bound as ``serve`` binds it (in
+  a fresh process, ``--probe gc N on``; the keeper claims from the in-memory ownership model of
+  tests/cluster, the store is the in-memory one). ``gc_full_pause_ms_10k``: what a full collection
+  costs once the restore has settled and the keeper planned once more (the steady state: when one
+  comes depends on what the node allocates, so it is forced and timed), and
+  ``gc_full_pause_ms_10k_unfrozen`` the same without the policy (``--probe gc N off``: only the
+  start-up freeze). ``gc_frozen_garbage_bytes_per_left_salon``: after ``GC_LEAVING`` salons stop, what
+  each left frozen in reference cycles (``sys.getsizeof`` of what the unfreeze-and-collect found:
+  a lower bound), and ``gc_refreeze_pause_ms_10k`` that unfreeze-and-collect. With ``DATABASE_URL``,
+  ``gc_full_pause_ms_restore_pg`` / ``…_unfrozen``: a full collection after ``bench_restore``'s
+  unpaced restore of ``GC_PG_SALONS`` salons through PostgreSQL, with and without the policy
+  (``--probe gcpg N on|off``).
 
 The machine is shared: each progress line carries the 1-minute load average when it was measured.
 """
@@ -58,9 +72,11 @@ import trio_asyncio
 
 from actor_admin.actors._router import RESTORE_PER_SECOND
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
-from actor_admin.node import Parts, open_services
+from actor_admin.node import CollectorPolicy, Parts, freeze_start_up, open_services, tune_gc
+from actor_admin.store import Member
 from tests.actors.memory_store import MemoryStore
 from tests.api.conftest import free_port, node_settings
+from tests.cluster._ownership_model import OwnershipModel
 
 from ._cluster_db import StatementCounter, add_salons, bench_database, counting_store
 from .bench_restore import _link, _reset, _restore
@@ -77,6 +93,9 @@ VIEWER_PROCS = 2
 RESTORE_PACED = 500  # 25 s at the default 20 a second
 RESTORE_UNPACED = 2_000
 RESTORE_TARGET = 10_000
+GC_SALONS = 10_000
+GC_LEAVING = 1_000
+GC_PG_SALONS = 1_200  # unpaced through PostgreSQL: ≈ 60 s on the shared machine
 _ROOT = Path(__file__).resolve().parents[2]
 _SIMULATOR_CODE = f"{os.sep}actor_admin{os.sep}doubles{os.sep}"
 
@@ -295,6 +314,159 @@ def _restore_figures(results: dict[str, float]) -> None:
     )
 
 
+# -- garbage collection during and after a restore (in a probe process) -----------------------------
+
+
+class _Pauses:
+    """Every collection's CPU time (this thread's), the longest by generation."""
+
+    def __init__(self) -> None:
+        self.longest = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            took = time.thread_time() - self._started
+            self.count[info["generation"]] += 1
+            self.longest[info["generation"]] = max(self.longest[info["generation"]], took)
+
+    def take(self) -> dict[str, Any]:
+        taken = {"count": self.count, "longest_ms": [round(x * 1000, 1) for x in self.longest]}
+        self.longest, self.count = [0.0, 0.0, 0.0], [0, 0, 0]
+        return taken
+
+
+class _ModelOwnership:
+    """The keeper's ownership store over the in-memory model; a claim sets the memory store's fence."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.model = OwnershipModel()
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.model, {"nodes": "nodes_list", "owners": "owners_now"}.get(name, name))
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await trio.lowlevel.checkpoint()
+            result = method(*args, **kwargs)
+            if name == "claim":
+                self.store.fences.update(result)
+            return result
+
+        return call
+
+
+def _timed_full_collection() -> float:
+    started = time.thread_time()
+    gc.collect()
+    return (time.thread_time() - started) * 1000
+
+
+async def _gc_probe(count: int, policy_on: bool) -> None:
+    core = SimulatorCore()
+    store = MemoryStore()
+
+    async def company(salon_id: int) -> None:
+        return None
+
+    store.companies.get = company  # type: ignore[attr-defined]  # the in-memory store lacks it
+    ownership = store.ownership = _ModelOwnership(store)  # type: ignore[attr-defined]
+    settings = node_settings(free_port())
+    tune_gc(settings)
+    salons = range(1, count + 1)
+    await _link_salons(core, store, salons)
+    ownership.model.companies.update(salons)
+    collector = CollectorPolicy.from_settings(settings) if policy_on else None
+    member = Member.new("gc-probe", "bench")
+    parts = Parts(store=store, transport=SimulatorTransport(core), simulator=core, member=member,  # type: ignore[arg-type]
+                  collector=collector)
+    async with open_services(settings, parts) as services, trio.open_nursery() as nursery:
+        keeper = parts.keeper
+        assert keeper is not None
+        keeper.restore_interval_s = 1e-6  # unpaced: the question is the heap, not the pacing
+        keeper.wanted = lambda: _wanted(salons)
+        if collector is not None:
+            collector.start_up()
+        else:
+            freeze_start_up()
+        pauses, rss, cpu = _Pauses(), _rss_bytes(), time.process_time()
+        nursery.start_soon(keeper.run)
+        await keeper.restore()
+        await _wait_connected(services.registry, count, poll_s=0.05)
+        measured: dict[str, Any] = {"restore": pauses.take(), "restore_cpu_s": time.process_time() - cpu}
+        planned = keeper._last_plan
+        while keeper._last_plan == planned:  # noqa: ASYNC110 - the keeper offers no event per round
+            await trio.sleep(0.1)  # the round after the restore: the policy's second freeze
+        await trio.testing.wait_all_tasks_blocked()
+        measured["rss_mib"] = (_rss_bytes() - rss) / 2**20
+        measured["frozen"] = gc.get_freeze_count()
+        measured["full_ms"] = _timed_full_collection()
+        for salon_id in range(1, GC_LEAVING + 1):
+            await services.router.stop(salon_id)
+        await trio.testing.wait_all_tasks_blocked()
+        measured["left_collected"] = gc.collect()  # what leaving salons left unfrozen in cycles
+        gc.unfreeze()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        measured["refreeze_ms"] = _timed_full_collection()
+        measured["left_frozen_objects"] = len(gc.garbage)
+        measured["left_frozen_bytes"] = sum(sys.getsizeof(o) for o in gc.garbage)
+        if collector is not None:
+            measured["policy"] = {"freezes": collector.freezes, "refreezes": collector.refreezes}
+        _finish(measured)
+
+
+async def _wanted(salons: range) -> set[int]:
+    return set(salons)
+
+
+async def _gc_pg_probe(dsn: str, count: int, policy_on: bool) -> dict[str, Any]:
+    """The same through PostgreSQL: ``bench_restore``'s unpaced restore of ``count`` salons."""
+    async with trio_asyncio.open_loop():
+        async with counting_store(dsn, StatementCounter()) as store:
+            await add_salons(store, 1, count)
+            core = SimulatorCore()
+            await _link(store, core, range(1, count + 1))
+            settings = node_settings(free_port())
+            tune_gc(settings)
+            freeze_start_up()
+            pauses = _Pauses()
+            took, _ = await _restore(
+                dsn, core, 1, count, per_second=1e6, within_s=10 + count * 0.5,
+                collector=lambda: CollectorPolicy.from_settings(settings) if policy_on else None,
+            )
+            return {"restore": pauses.take(), "took_s": took, "full_ms": _timed_full_collection()}
+
+
+def _gc_figures(results: dict[str, float]) -> None:
+    on, off = _probe("gc", str(GC_SALONS), "on"), _probe("gc", str(GC_SALONS), "off")
+    if os.environ.get("DATABASE_URL"):
+        pg_on, pg_off = _probe("gcpg", str(GC_PG_SALONS), "on"), _probe("gcpg", str(GC_PG_SALONS), "off")
+        results["gc_full_pause_ms_restore_pg"] = pg_on["full_ms"]
+        results["gc_full_pause_ms_restore_pg_unfrozen"] = pg_off["full_ms"]
+        for name, probe in (("policy", pg_on), ("start-up freeze only", pg_off)):
+            _say(
+                f"gc, {GC_PG_SALONS:,} salons through PostgreSQL, {name}: restore {probe['restore']} "
+                f"in {probe['took_s']:.0f} s; then a full collection {probe['full_ms']:.0f} ms"
+            )
+    results["gc_longest_pause_ms_restore_10k"] = max(on["restore"]["longest_ms"])
+    results["gc_full_pause_ms_10k"] = on["full_ms"]
+    results["gc_full_pause_ms_10k_unfrozen"] = off["full_ms"]
+    results["gc_refreeze_pause_ms_10k"] = on["refreeze_ms"]
+    results["gc_frozen_garbage_bytes_per_left_salon"] = on["left_frozen_bytes"] / GC_LEAVING
+    for name, probe in (("policy", on), ("start-up freeze only", off)):
+        _say(
+            f"gc, {GC_SALONS:,} salons, {name}: restore {probe['restore']} in {probe['restore_cpu_s']:.1f} s CPU; "
+            f"then {probe['frozen']:,} frozen, RSS +{probe['rss_mib']:.0f} MiB, a full collection "
+            f"{probe['full_ms']:.0f} ms; {GC_LEAVING:,} leave: {probe['left_collected']:,} collected unfrozen, "
+            f"{probe['left_frozen_objects']:,} objects ({probe['left_frozen_bytes'] / 1024:.0f} KiB) left frozen, "
+            f"unfreeze + collect {probe['refreeze_ms']:.0f} ms; {probe.get('policy')}"
+        )
+
+
 # -- entry points -------------------------------------------------------------------------------------
 
 
@@ -311,7 +483,10 @@ def _probe(*arguments: str) -> dict[str, Any]:
 
 
 def run(results: dict[str, float]) -> None:
-    """``python -m tests.bench --only scale``."""
+    """``python -m tests.bench --only scale`` (``BENCH_SCALE_ONLY=gc``: the collector's figures alone)."""
+    if os.environ.get("BENCH_SCALE_ONLY") == "gc":
+        _gc_figures(results)
+        return
     for count in IDLE_SIZES:
         idle = _probe("idle", str(count))
         results[f"idle_session_bytes_{count // 1000}k"] = idle["rss_per_salon"]
@@ -332,6 +507,7 @@ def run(results: dict[str, float]) -> None:
         _say(f"{title}: {json.dumps(heap[title])}")
 
     results["idle_viewer_bytes"] = _viewer_bytes()
+    _gc_figures(results)
     _restore_figures(results)
 
 
@@ -339,7 +515,14 @@ def _main(argv: list[str]) -> None:
     """Only the probe: the whole module runs as ``python -m tests.bench --only scale``."""
     if len(argv) >= 3 and argv[:2] == ["--probe", "idle"]:
         trio.run(_idle_probe, int(argv[2]), argv[3:] == ["heap"])
-    raise SystemExit("usage: python -m tests.bench.bench_scale --probe idle COUNT [heap]")
+    if len(argv) == 4 and argv[:2] == ["--probe", "gc"]:
+        trio.run(_gc_probe, int(argv[2]), argv[3] == "on")
+    if len(argv) == 4 and argv[:2] == ["--probe", "gcpg"]:
+        with bench_database() as dsn:  # not _finish: the throwaway database is dropped on the way out
+            assert dsn is not None
+            print(json.dumps(trio.run(_gc_pg_probe, dsn, int(argv[2]), argv[3] == "on")), flush=True)
+        raise SystemExit(0)
+    raise SystemExit("usage: python -m tests.bench.bench_scale --probe idle COUNT [heap] | --probe gc COUNT on|off")
 
 
 if __name__ == "__main__":

@@ -159,6 +159,8 @@ class Cluster:
     deliver_nudges: bool = True
     timings: OwnershipTimings = TIMINGS
     nudges_sent: int = 0
+    #: node → what its keeper told ``settled`` (how many actors it started since the last time).
+    told: dict[str, list[int]] = attrs.field(factory=dict)
 
     async def nudge(self, node_id: str) -> None:
         """A Redis publish on ``node_id``'s channel, as ``NodeRpc.nudge`` does: one hop, maybe lost."""
@@ -174,7 +176,10 @@ class Cluster:
         async def wanted() -> set[int]:
             return set(SALONS)
 
-        keeper = Keeper(store, Member.new(node_id, "1.0"), self.timings, actors, wanted, nudge=self.nudge)
+        told = self.told[node_id] = []
+        keeper = Keeper(
+            store, Member.new(node_id, "1.0"), self.timings, actors, wanted, nudge=self.nudge, settled=told.append
+        )
         node = self.nodes[node_id] = Node(keeper, store, actors)
 
         async def run() -> None:
@@ -362,3 +367,27 @@ async def test_locate_claims_a_salon_placed_here_on_demand(autojump_clock: MockC
         assert not await node.keeper.owns(500, fence + 1)
         nursery.cancel_scope.cancel()
 
+
+
+async def test_the_keeper_says_when_a_restore_or_claim_round_has_started_its_actors(autojump_clock: MockClock) -> None:
+    """The node's collector policy freezes the heap on ``settled`` (docs/capacity.md#garbage-collection):
+    it must be told once a restore round's actors are all started — before ``restore`` returns — and
+    again after the round that takes over a killed node's salons."""
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        cluster.model.companies.update(SALONS)
+        a = cluster.start("a")
+        assert await a.keeper.restore() == len(SALONS)
+        assert sum(cluster.told["a"]) == len(SALONS) and cluster.told["a"][-1] > 0
+
+        cluster.start("b")
+        await cluster.wait(cluster.settled, within=60)
+        moved = {s for s, holder in cluster.whatsapp.live.items() if holder == "b"}
+        assert moved, "placement gave b no salon: the test would prove nothing"
+        told_a = len(cluster.told["a"])
+        cluster.kill("b")
+        await cluster.wait(cluster.settled, within=60)
+        await trio.sleep(TIMINGS.heartbeat_interval_s)  # the starter drains after the last connect
+        assert sum(cluster.told["a"][told_a:]) == len(moved)
+        assert cluster.told["a"][-1] == 0  # later rounds: nothing new started, still told (the bound's check)
+        nursery.cancel_scope.cancel()

@@ -260,6 +260,20 @@ async def test_statistics_aggregate_states_restarts_and_depth(
     assert {s.key for s in supervisor.actor_statistics()} == {"a", "b"}
 
 
+async def test_ended_total_counts_each_run_that_ended_restarts_and_stops_alike(
+    supervisor: Supervisor[Hashable, Any], autojump_clock: trio.abc.Clock, probe: Probe
+) -> None:
+    """The collector policy's count of actors whose frozen garbage waits (docs/capacity.md#garbage-collection)."""
+    probe.crash_on_start["b"] = 1
+    await supervisor.ensure("a")
+    await supervisor.ensure("b")
+    assert (supervisor.actors, supervisor.ended_total) == (2, 0)
+    await trio.sleep(1)
+    await _settle()
+    assert (supervisor.actors, supervisor.ended_total) == (2, 1)  # b's crashed run, restarted
+    assert await supervisor.stop("a")
+    assert (supervisor.actors, supervisor.ended_total) == (1, 2)
+
 async def test_ensure_after_close_is_refused(probe: Probe, autojump_clock: trio.abc.Clock) -> None:
     async with open_supervisor(probe.factory) as supervisor:
         await supervisor.aclose()

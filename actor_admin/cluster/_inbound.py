@@ -32,11 +32,16 @@ DEFAULT_INBOUND_MAXLEN: Final = 100_000
 # A batch of messages appended by one command, one argument: redis-py encodes every argument in
 # Python, and a JSON array of the batch costs far less than its fields one by one (nor is there a
 # reply per message to read, as a pipeline has). ARGV[1]: the cap; ARGV[2]: [[field, value, …], …].
-# Answers the stream ids in order; atomic, so a batch's messages stand together on the stream.
+# Answers the stream ids in order, or (ARGV[3] = "count") only how many were added: the announcer
+# needs no ids, and reading 500 of them is redis-py parsing 500 replies in Python. Atomic, so a
+# batch's messages stand together on the stream.
 _XADD_MANY = """
 local ids = {}
 for i, entry in ipairs(cjson.decode(ARGV[2])) do
     ids[i] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(entry))
+end
+if ARGV[3] == 'count' then
+    return #ids
 end
 return ids
 """
@@ -78,9 +83,13 @@ class InboundStream:
             xadd = ("XADD", self.name, "MAXLEN", "~", self.maxlen, "*")
             replies = [await self._client.execute(*xadd, *entry) for entry in entries]
         else:
-            batch = json.dumps([[_text(value) for value in entry] for entry in entries], ensure_ascii=False)
-            replies = await self._xadd_many([self.name], [self.maxlen, batch])
+            replies = await self._xadd_many([self.name], [self.maxlen, _json(entries), "ids"])
         return [str(stream_id) for stream_id in replies]
+
+    async def append_many(self, messages: Sequence[tuple[int, Mapping[str, FieldValue]]]) -> None:
+        """:meth:`publish_many` without reading the stream ids back (the announcer's batch)."""
+        if messages:
+            await self._xadd_many([self.name], [self.maxlen, _json([_entry(s, f) for s, f in messages]), "count"])
 
     async def length(self) -> int:
         """XLEN of the stream (for ``/status`` and tests)."""
@@ -96,6 +105,10 @@ def _entry(salon_id: int, fields: Mapping[str, FieldValue]) -> list[FieldValue]:
     return entry
 
 
+def _json(entries: Sequence[Sequence[FieldValue]]) -> str:
+    return json.dumps([[_text(value) for value in entry] for entry in entries], ensure_ascii=False)
+
+
 def _text(value: FieldValue) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
@@ -105,7 +118,9 @@ def _text(value: FieldValue) -> str:
 class PublishedLog(Protocol):
     """Where an announcement is recorded (the store's messages: ``published_at``)."""
 
-    async def note_published(self, salon_id: int, wa_ids: Sequence[str], *, fence: int = 0) -> object: ...
+    async def note_published_many(self, marks: Sequence[tuple[int, Sequence[str], int]]) -> object:
+        """Record each ``(salon_id, wa_ids, fence)`` as announced (queued for writing, or written)."""
+        ...
 
 
 @final
@@ -159,14 +174,13 @@ class InboundAnnouncer:
         await self._announce([announcement])
 
     async def _announce(self, batch: Sequence[_Announcement]) -> list[Exception | None]:
-        await self.stream.publish_many([(a.salon_id, a.fields) for a in batch])
+        await self.stream.append_many([(a.salon_id, a.fields) for a in batch])
         marks: dict[tuple[int, int], list[str]] = {}
         for a in batch:
             wa_id = a.fields.get("wa_id")
             if isinstance(wa_id, str):
                 marks.setdefault((a.salon_id, a.fence), []).append(wa_id)
-        for (salon_id, fence), wa_ids in marks.items():
-            await self._published.note_published(salon_id, wa_ids, fence=fence)
+        await self._published.note_published_many([(salon, wa_ids, fence) for (salon, fence), wa_ids in marks.items()])
         return [None] * len(batch)
 
     def _dropped(self, batch: Sequence[_Announcement], error: Exception) -> None:

@@ -937,6 +937,16 @@ class Messages(_Repository):
             return
         await self._mark_one(mark)
 
+    async def note_published_many(self, marks: Sequence[tuple[int, Sequence[str], int]]) -> None:
+        """:meth:`note_published` for each ``(salon_id, wa_ids, fence)``, in order; within :meth:`grouped`
+        all queued at once, without a task switch for each (the inbound announcer's batch)."""
+        group = self._marks
+        if group is not None and group.running:
+            await group.enqueue_many(PublishedMark(salon_id, tuple(wa_ids), fence) for salon_id, wa_ids, fence in marks)
+            return
+        for salon_id, wa_ids, fence in marks:
+            await self._mark_one(PublishedMark(salon_id, tuple(wa_ids), fence))
+
     async def _mark_one(self, mark: PublishedMark) -> int:
         async def work(conn: Conn) -> int:
             result = await conn.execute(

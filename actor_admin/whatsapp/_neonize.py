@@ -493,7 +493,7 @@ class NeonizeLink:
         return await self._call(self._client.send_text, to, text, bound_s=self._call_timeout_s)
 
     async def received(self, wa_id: str) -> None:
-        await trio.lowlevel.checkpoint()  # whatsmeow sends WhatsApp's receipts itself
+        """Nothing to do: whatsmeow sends WhatsApp's receipts itself (no checkpoint: see Link.received)."""
 
     async def logout(self) -> None:
         """Unlink the device from the phone, then close. Nothing is reported afterwards.

@@ -45,7 +45,9 @@ class Link(Protocol):
         """The inbound message ``wa_id`` this link delivered is stored: it need not come again.
 
         Until then the server delivers it again on the next connection, so a node killed or paused
-        between delivery and storage loses nothing (docs/cluster.md#why-it-holds).
+        between delivery and storage loses nothing (docs/cluster.md#why-it-holds). A link with
+        nothing to send returns without a checkpoint: the actor calls this once per inbound message
+        and yields soon after anyway (docs/capacity.md#inbound-messages).
         """
 
     async def logout(self) -> None:

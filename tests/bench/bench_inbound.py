@@ -8,12 +8,18 @@
   real clock, real store and Redis, the node's wiring) each receive ``PER_ROUND`` messages at once,
   ``ROUNDS`` times. The simulator's own bookkeeping while it hands the messages over (its lookup of
   the account's devices is a scan of all of them) runs before any actor does and is left out of the
-  time; it is reported as ``inbound_simulator_s``.
+  time; it is reported as ``inbound_simulator_s``. The probe runs with the node's garbage collector
+  settings (``tune_gc``, and ``freeze_start_up`` before the salons start, as ``serve`` does).
 * ``inbound_bare_msgs_per_s`` — the same number of messages written by a bare asyncio script
   (plain asyncpg and redis.asyncio, in a subprocess) in batches of ``BARE_BATCH``: one multi-row
-  ``INSERT … ON CONFLICT DO NOTHING`` and one pipeline of XADDs per batch, into the same table and
-  stream of the same servers.
+  ``INSERT … ON CONFLICT DO NOTHING``, one pipeline of XADDs and one ``UPDATE … SET published_at``
+  of the inserted ids per batch, into the same table and stream of the same servers: the same rows
+  and entries ours leaves (ours also checks each salon's fence, which the bare script does not).
 * ``inbound_ratio`` — the first over the second (target ≥ 0.5).
+* ``inbound_bare_unmarked_msgs_per_s`` and ``inbound_ratio_unmarked`` — the same without the bare
+  script's ``published_at`` update (how the ratio was measured before; ours still sets it).
+* ``inbound_cpu_us_per_msg`` — the probe process's CPU time (``process_time``) while the messages
+  were on their way, per message: less noisy than the rate on a shared machine.
 * ``inbound_loadavg_1m`` — the machine's load when the run started (the machine is shared).
 
 Uses ``DATABASE_URL`` (as an admin DSN: a throwaway database is made on that server) and ``REDIS_URL``
@@ -24,6 +30,7 @@ other :class:`~actor_admin.runtime.GroupCommitOptions` than the node's.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import secrets
@@ -43,8 +50,9 @@ import trio_asyncio
 
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory
 from actor_admin.cluster import Here, LocalBus, Location, RedisClient
+from actor_admin.config import DEFAULT_GC_THRESHOLDS
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
-from actor_admin.node import open_inbound_path
+from actor_admin.node import freeze_start_up, open_inbound_path
 from actor_admin.runtime import GroupCommitOptions, open_supervisor
 from actor_admin.store import Claim, EmbeddedPostgres, Keyring, Member, Store, open_store
 from actor_admin.store._migrations import migrate_aio
@@ -87,6 +95,7 @@ class _Owned:
 
 async def _ours(dsn: str, redis_url: str, salons: int, per_round: int, rounds: int) -> None:
     salon_ids = range(1, salons + 1)
+    gc.set_threshold(*DEFAULT_GC_THRESHOLDS)  # the node's collector settings (tune_gc)
     async with trio_asyncio.open_loop():
         async with (
             open_store(dsn, pool_size=10, credentials_keys=Keyring(os.urandom(32))) as store,
@@ -109,6 +118,7 @@ async def _ours(dsn: str, redis_url: str, salons: int, per_round: int, rounds: i
                     transport=SimulatorTransport(core), store=store, bus=LocalBus(), registry=registry,
                     inbound=inbound, ownership=owned,
                 )
+                freeze_start_up()  # as serve does once started, before it restores the salons
                 async with open_supervisor(company_actor_factory(deps)) as supervisor:
                     router = Router(supervisor)
                     await router.restore(salon_ids, per_second=1e9)
@@ -170,7 +180,9 @@ INSERT = '''
     ON CONFLICT (salon_id, direction, wa_id) DO NOTHING RETURNING id
 '''
 
-async def main(dsn, url, stream, total, batch):
+MARK = "UPDATE messages SET published_at = now() WHERE id = ANY($1::bigint[])"
+
+async def main(dsn, url, stream, total, batch, mark, prefix):
     conn = await asyncpg.connect(dsn)
     client = aioredis.Redis.from_url(url)
     stored = 0
@@ -178,15 +190,18 @@ async def main(dsn, url, stream, total, batch):
     for first in range(0, total, batch):
         numbers = range(first, min(first + batch, total))
         salons = [10_000_000 + n % 500 for n in numbers]
-        ids = [f"bare-{n}" for n in numbers]
+        ids = [f"{prefix}-{n}" for n in numbers]
         peers = ["79990001122"] * len(ids)
         texts = [f"привет {n}" for n in numbers]
-        stored += len(await conn.fetch(INSERT, salons, ids, peers, texts))
+        rows = [r["id"] for r in await conn.fetch(INSERT, salons, ids, peers, texts)]
+        stored += len(rows)
         async with client.pipeline(transaction=False) as pipe:
             for salon, wa_id, peer, text in zip(salons, ids, peers, texts):
                 pipe.xadd(stream, {"salon_id": salon, "wa_id": wa_id, "peer": peer, "text": text},
                           maxlen=100_000, approximate=True)
             await pipe.execute()
+        if mark:
+            await conn.execute(MARK, rows)
     elapsed = time.perf_counter() - started
     assert stored == total, stored
     await client.delete(stream)
@@ -194,14 +209,17 @@ async def main(dsn, url, stream, total, batch):
     await conn.close()
     print(total / elapsed)
 
-asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])))
+dsn, url, stream, total, batch, mark, prefix = sys.argv[1:]
+asyncio.run(main(dsn, url, stream, int(total), int(batch), mark == "mark", prefix))
 """
 
 
-def _bare(dsn: str, redis_url: str, total: int) -> float:
-    stream = f"actor-admin-bench:{secrets.token_hex(4)}:inbound"
+def _bare(dsn: str, redis_url: str, total: int, *, mark: bool = True) -> float:
+    token = secrets.token_hex(4)
+    stream = f"actor-admin-bench:{token}:inbound"
     out = subprocess.run(
-        [sys.executable, "-c", _BARE, dsn, redis_url, stream, str(total), str(BARE_BATCH)],
+        [sys.executable, "-c", _BARE, dsn, redis_url, stream, str(total), str(BARE_BATCH), "mark" if mark else "-",
+         f"bare-{token}"],
         check=True, capture_output=True, text=True, timeout=600,
     )
     return float(out.stdout.strip())
@@ -251,14 +269,19 @@ def run(results: dict[str, float]) -> None:
         ).stdout
         ours = json.loads(output.strip().splitlines()[-1])
         bare = _bare(dsn, redis_url, int(ours["messages"]))
+        unmarked = _bare(dsn, redis_url, int(ours["messages"]), mark=False)
     results["inbound_msgs_per_s"] = ours["msgs_per_s"]
     results["inbound_bare_msgs_per_s"] = bare
     results["inbound_ratio"] = ours["msgs_per_s"] / bare
+    results["inbound_bare_unmarked_msgs_per_s"] = unmarked
+    results["inbound_ratio_unmarked"] = ours["msgs_per_s"] / unmarked
     results["inbound_simulator_s"] = ours["simulator_s"]
+    results["inbound_cpu_us_per_msg"] = 1e6 * ours["cpu_share"] * ours["busy_s"] / ours["messages"]
     _progress(
         f"{int(ours['messages']):,} messages from {INBOUND_SALONS:,} salons in {ours['busy_s']:.2f} s "
         f"(+ {ours['simulator_s']:.2f} s in the simulator): {ours['msgs_per_s']:,.0f}/s; "
-        f"bare batched script {bare:,.0f}/s; the node's process on the CPU {ours['cpu_share']:.0%} of the time; "
+        f"bare batched script {bare:,.0f}/s ({unmarked:,.0f}/s without marking published_at); "
+        f"the node's process on the CPU {ours['cpu_share']:.0%} of the time; "
         f"load {results['inbound_loadavg_1m']:.2f}"
     )
 

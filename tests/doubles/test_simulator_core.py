@@ -518,6 +518,24 @@ async def test_inbound_reaches_the_live_link(
     assert recorder.last == MessageReceived("ABC1", PEER, "hello", trio.current_time())
 
 
+async def test_acknowledging_an_inbound_message_costs_no_task_switch(
+    core: SimulatorCore, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The actor acknowledges every inbound message; with nothing to send that is no scheduler pass
+    # (docs/capacity.md#inbound-messages).
+    link, _ = await connected_link(core, nursery)
+    wa_id = core.inbound(PHONE, PEER, "hello")
+    others_ran = False
+
+    async def other() -> None:
+        nonlocal others_ran
+        others_ran = True
+
+    nursery.start_soon(other)
+    await link.received(wa_id)
+    assert not others_ran
+
+
 async def test_inbound_while_offline_is_delivered_after_connected(
     core: SimulatorCore, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:

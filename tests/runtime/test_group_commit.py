@@ -158,3 +158,24 @@ async def test_enqueued_requests_are_not_waited_for_and_their_errors_go_to_dropp
     assert dropped[0] == ([-2], "bad -2")  # alone: its batch was written
     assert sorted(n for requests, _ in dropped[1:] for n in requests) == [3, 4]  # the batch (or two) that failed
     assert {error for _, error in dropped[1:]} == {"the server is down"}
+
+
+async def test_queueing_while_there_is_room_costs_no_task_switch(autojump_clock: trio.testing.MockClock) -> None:
+    # Each switch is a pass of trio's scheduler, once per message on the inbound path
+    # (docs/capacity.md#inbound-messages): enqueuing a whole batch and submitting queue without one.
+    writer = Writer()
+    group = GroupCommit(writer.write)
+    async with open_group_commit(group), trio.open_nursery() as nursery:
+        others_ran = 0
+
+        async def other() -> None:
+            nonlocal others_ran
+            others_ran += 1
+
+        nursery.start_soon(other)
+        await group.enqueue_many([1, 2])
+        await group.enqueue(3)
+        assert others_ran == 0  # the caller went on without yielding
+        assert await group.submit(4) == 8  # waiting for the answer is the switch
+        assert others_ran == 1
+    assert [n for batch in writer.batches for n in batch] == [1, 2, 3, 4]

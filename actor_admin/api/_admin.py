@@ -9,14 +9,16 @@ A company is shown as ``{"salon_id", "title", "integration_status", "state", "ph
 "whatsapp_connected", "connected_at", "node", "restarts", "last_error", "since"}``: the first fields
 from PostgreSQL, ``state`` / ``node`` / ``restarts`` / ``last_error`` / ``since`` from this node's
 supervisor and session registry, as ``/status`` shows them. A company without a session on this node
-has ``state``, ``node`` and ``since`` null and ``restarts`` 0. Times are ISO 8601 in UTC.
+has ``restarts`` 0 and ``since`` null; owned by a node (``salon_owners``), ``node`` is that owner and
+``state`` its stored connection (``connected`` or ``disconnected``), else both are null. Times are ISO
+8601 in UTC.
 
 ``GET /admin/companies?state=S&page=N&per_page=M``: ``state`` filters on ``integration_status`` when
 ``S`` is one (``pending_whatsapp activating active activation_failed frozen uninstalled`` — so
-``frozen`` and ``uninstalled``, which are both, mean the integration status), otherwise on the live
-session state of this node (``idle starting qr pairing_code connecting connected reconnecting
-logged_out conflict failed``); any other value is 422. Pages start at 1, ``per_page`` 1..200
-(default 50).
+``frozen`` and ``uninstalled``, which are both, mean the integration status), otherwise on the session
+state (``idle starting qr pairing_code connecting connected reconnecting logged_out conflict
+failed``) as ``/status/companies`` filters it: ``connected`` across the cluster, the other states of
+this node's sessions; any other value is 422. Pages start at 1, ``per_page`` 1..200 (default 50).
 
 The other routes, each 404 ``unknown_salon`` for a salon we never saw:
 
@@ -54,7 +56,7 @@ from actor_admin.store import INTEGRATION_STATUSES, Company, Direction
 from actor_admin.yclients import activation_payload
 
 from ._http import fail, json_object
-from ._ops import admin_refusal, company_records
+from ._ops import admin_refusal, companies_in_state, company_records, stored_state
 from ._services import Services
 from ._tokens import LIFETIME_S, mint_onboarding_token
 from ._webhook import storable_text
@@ -105,17 +107,19 @@ def blueprint(services: Services) -> Blueprint:
     def live_records() -> dict[int, JSON]:
         return {int(r["salon_id"]): r for r in company_records(services)}
 
-    def company_json(company: Company, live: Mapping[int, JSON]) -> JSON:
+    def company_json(company: Company, live: Mapping[int, JSON], owners: Mapping[int, str]) -> JSON:
         record = live.get(company.salon_id)
+        owner = owners.get(company.salon_id)
+        elsewhere = None if owner is None else stored_state(company.whatsapp_connected)  # runs on its owner
         return {
             "salon_id": company.salon_id,
             "title": company.title,
             "integration_status": company.integration_status,
-            "state": None if record is None else record["state"],
+            "state": elsewhere if record is None else record["state"],
             "phone": company.whatsapp_phone or (None if record is None else record["phone"]),
             "whatsapp_connected": company.whatsapp_connected,
             "connected_at": _iso(company.connected_at),
-            "node": None if record is None else record["node"],
+            "node": owner if record is None else record["node"],
             "restarts": 0 if record is None else record["restarts"],
             "last_error": None if record is None else record["last_error"],
             "since": None if record is None else record["since"],
@@ -128,7 +132,8 @@ def blueprint(services: Services) -> Blueprint:
         return company
 
     async def one(salon_id: int) -> JSON:
-        return company_json(await company_or_404(salon_id), live_records())
+        company = await company_or_404(salon_id)
+        return company_json(company, live_records(), await store.ownership.owners_of([salon_id]))
 
     # -- companies ----------------------------------------------------------------------------
 
@@ -143,14 +148,12 @@ def blueprint(services: Services) -> Blueprint:
         if state is None or state in INTEGRATION_STATUSES:
             companies, total = await store.companies.list(integration_status=state, page=page, page_size=per_page)
         elif state in SESSION_STATES:
-            ids = sorted(salon_id for salon_id, record in live.items() if record["state"] == state)
-            total = len(ids)
-            chunk = ids[(page - 1) * per_page : page * per_page]
-            companies = [c for c in [await store.companies.get(salon_id) for salon_id in chunk] if c is not None]
+            companies, total = await companies_in_state(services, live, state, page=page, per_page=per_page)
         else:
             known = ", ".join([*INTEGRATION_STATUSES, *sorted(SESSION_STATES)])
             fail(422, "invalid_query", f"state must be one of: {known}")
-        return {"companies": [company_json(c, live) for c in companies], "page": page, "total": total}
+        owners = await store.ownership.owners_of(c.salon_id for c in companies)
+        return {"companies": [company_json(c, live, owners) for c in companies], "page": page, "total": total}
 
     @bp.get("/companies/<int:salon_id>")
     async def get_company(salon_id: int) -> JSON:

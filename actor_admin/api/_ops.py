@@ -25,6 +25,7 @@ from actor_admin.runtime import ActorState, ActorStatistics
 from actor_admin.session import STATES
 from actor_admin.store import (
     INTEGRATION_STATUSES,
+    Company,
     IntegrationStatus,
     MigrationError,
     NodeRecord,
@@ -252,6 +253,23 @@ def stored_state(connected: bool) -> str:
     """The state shown for a salon whose actor runs on another node: its stored connection, which
     that node's actor keeps current in ``companies`` (docs/http-api.md#status-companies)."""
     return "connected" if connected else "disconnected"
+
+
+async def companies_in_state(
+    services: Services, live: Mapping[int, JSON], state: str, *, page: int, per_page: int
+) -> tuple[list[Company], int]:
+    """One page of the salons in session state ``state`` across the cluster, in ``salon_id`` order, and
+    how many there are: those running here as their sessions (``live``, this node's records) show them;
+    for ``connected``, also those running on other nodes whose stored connection is up, as their owners
+    keep it in ``companies`` — the only state another node stores (docs/http-api.md#status-companies).
+    ``/status/companies`` and ``/admin/companies`` both filter with this."""
+    matching = {salon_id for salon_id, record in live.items() if record["state"] == state}
+    if state == "connected":
+        matching |= (await services.store.ownership.connected_salons()).keys() - live.keys()
+    ids = sorted(matching)
+    chunk = ids[(page - 1) * per_page : page * per_page]
+    companies = [c for c in [await services.store.companies.get(salon_id) for salon_id in chunk] if c is not None]
+    return companies, len(ids)
 
 
 def company_row(company: Any, record: Mapping[str, Any] | None, owner: str | None = None) -> JSON:
@@ -576,14 +594,7 @@ def blueprint(services: Services) -> Blueprint:
         live = {int(r["salon_id"]): r for r in company_records(services)}
         store = services.store
         if session_state is not None:
-            matching = {salon_id for salon_id, r in live.items() if r["state"] == session_state}
-            if session_state == "connected":
-                # The whole cluster: salons running elsewhere count as their owners last stored them.
-                matching |= (await store.ownership.connected_salons()).keys() - live.keys()
-            ids = sorted(matching)
-            total = len(ids)
-            chunk = ids[(page - 1) * per_page : page * per_page]
-            companies = [c for c in [await store.companies.get(salon_id) for salon_id in chunk] if c is not None]
+            companies, total = await companies_in_state(services, live, session_state, page=page, per_page=per_page)
         else:
             companies, total = await store.companies.list(
                 integration_status=integration_status, page=page, page_size=per_page

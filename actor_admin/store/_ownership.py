@@ -15,6 +15,7 @@ order — so concurrent claims, releases, takeovers and replacements queue up in
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
@@ -50,6 +51,21 @@ class Fenced(StoreError):
                          + (f" ({detail})" if detail else ""))
         self.salon_id = salon_id
         self.fence = fence
+
+
+#: How PostgreSQL words a refusal (actor_admin_check_fence, ``sql/006_row_fence.sql``): the salon and the
+#: fence its writer stated, which a statement writing for many salons needs to know which one was refused.
+_REFUSAL = re.compile(r"salon (\d+) is fenced: fence (\d+) is not its current one")
+
+
+def refusal(exc: asyncpg.PostgresError) -> Fenced | None:
+    """The :class:`Fenced` refusal ``exc`` is, named by PostgreSQL's words; None for any other error."""
+    if getattr(exc, "sqlstate", None) != FENCED_SQLSTATE:
+        return None
+    found = _REFUSAL.match(str(getattr(exc, "message", "")))
+    if found is None:
+        return None
+    return Fenced(int(found[1]), int(found[2]), getattr(exc, "detail", None))
 
 
 class NodeSuperseded(StoreError):

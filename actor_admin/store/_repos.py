@@ -41,7 +41,7 @@ from ._models import (
     OutboxStats,
     from_row,
 )
-from ._ownership import Fenced, run_fenced
+from ._ownership import Fenced, refusal, run_fenced
 
 log = logging.getLogger("actor_admin.store")
 
@@ -69,26 +69,32 @@ _ENQUEUE = """
 _APPEND_EVENT = "INSERT INTO company_events (salon_id, type, data) VALUES ($1, $2, $3) RETURNING id"
 _DELETE_CREDENTIALS = "DELETE FROM whatsapp_credentials WHERE salon_id = $1"
 _OUTBOUND = "SELECT * FROM messages WHERE salon_id = $1 AND idempotency_key = $2"
-# The start of a statement that writes a batch of rows of many salons, each with its writer's fence
-# ($1 salon ids, $2 fences, $3 the fenced salons, $4… the rows' fields). ``refused`` holds each
-# (salon, fence) the batch must not write for: the check of actor_admin_check_fence (sql/002_cluster.sql)
-# for all the salons at once, their owner rows locked FOR SHARE until the statement commits.
+# The start of a statement that writes a batch of rows of many salons, each row stating its writer's
+# fence ($1 salon ids, $2 fences — NULL: none —, $3… the rows' fields). The statement gives each row its
+# fence as ``stated_fence``, which the fence trigger checks: one rule for every fenced write
+# (sql/006_row_fence.sql, docs/cluster.md#fencing-who-may-write-what-with-which-fence). It must read
+# ``locked`` or ``checked`` before it writes.
 _FENCED_BATCH = """
     WITH batch AS (
-        SELECT * FROM unnest($1::bigint[], $2::bigint[], $4::text[], $5::text[], $6::text[],
-                             $7::timestamptz[], $8::text[])
+        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                             $6::timestamptz[], $7::text[])
             WITH ORDINALITY AS b(salon_id, fence, wa_id, peer, text, at, peer_lid, ord)
-    ),
-    owners AS (
-        SELECT salon_id, fence FROM salon_owners
-        WHERE salon_id = ANY($3::bigint[]) AND node_id IS NOT NULL
-        FOR SHARE
-    ),
-    refused AS (
-        SELECT DISTINCT b.salon_id, b.fence, format('current fence %s', COALESCE(o.fence::text, 'none')) AS detail
-        FROM batch b LEFT JOIN owners o USING (salon_id)
-        WHERE b.fence <> 0 AND o.fence IS DISTINCT FROM b.fence
+    ),"""
+# Every row of an insert reaches the trigger (BEFORE INSERT fires before ON CONFLICT looks), so the
+# statement only takes the owner rows' locks up front, in salon order: the lock order of salon_owners
+# (docs/cluster.md), so the triggers' locks, taken in the batch's order, never wait behind an ownership
+# change that waits for them.
+_LOCKED = """
+    locked AS (
+        SELECT count(*) FROM (
+            SELECT FROM salon_owners WHERE salon_id = ANY(ARRAY(SELECT salon_id FROM batch WHERE fence IS NOT NULL))
+            ORDER BY salon_id FOR SHARE
+        ) AS owners
     )"""
+# A mark may change no row, which no trigger would see: its (salon, fence) is checked up front, in salon
+# order, as a fenced transaction's is (actor_admin_check_fences).
+_CHECKED = """
+    checked AS (SELECT actor_admin_check_fences($1::bigint[], $2::bigint[]))"""
 
 
 def _check_status(status: str) -> None:
@@ -690,20 +696,31 @@ class PublishedMark:
     fence: int = 0
 
 
-def _fenced_salons(items: Sequence[InboundRow] | Sequence[PublishedMark]) -> list[int]:
-    return sorted({item.salon_id for item in items if item.fence})
+Batched = TypeVar("Batched", InboundRow, PublishedMark)
 
 
-def _read_batch_answer(answer: Sequence[asyncpg.Record]) -> tuple[set[tuple[int, str]], dict[tuple[int, int], Fenced]]:
-    """A fenced batch statement's rows: the (salon, wa_id) it wrote, and the refusal of each (salon,
-    fence) it did not write for."""
-    written = {(r["salon_id"], r["wa_id"]) for r in answer if r["wa_id"] is not None}
-    refused = {
-        (r["salon_id"], r["fence"]): Fenced(r["salon_id"], r["fence"], r["detail"])
-        for r in answer
-        if r["wa_id"] is None
-    }
-    return written, refused
+async def _fenced_batch(
+    items: Sequence[Batched], write: Callable[[Sequence[Batched]], Awaitable[list[asyncpg.Record]]]
+) -> tuple[set[tuple[int, str]], dict[tuple[int, int], Fenced]]:
+    """``write`` the items in one statement, whose triggers check each row's fence. A stale fence fails
+    the statement as a whole, naming its salon: that (salon, fence) is left out and the rest written
+    again — one more statement per stale salon, which only a salon that just changed owner costs.
+
+    Returns the (salon, wa_id) written and the refusal of each (salon, fence) left out. Any other
+    error of PostgreSQL is raised.
+    """
+    refused: dict[tuple[int, int], Fenced] = {}
+    while todo := [item for item in items if (item.salon_id, item.fence) not in refused]:
+        try:
+            answer = await write(todo)
+        except asyncpg.PostgresError as exc:
+            fenced = refusal(exc)
+            if fenced is None or not any((i.salon_id, i.fence) == (fenced.salon_id, fenced.fence) for i in todo):
+                raise
+            refused[fenced.salon_id, fenced.fence] = fenced
+        else:
+            return {(r["salon_id"], r["wa_id"]) for r in answer}, refused
+    return set(), refused
 
 
 async def _one_by_one(write: Callable[[T], Awaitable[R]], items: Sequence[T]) -> list[R | Exception]:
@@ -804,9 +821,9 @@ class Messages(_Repository):
         if it is new, False if it is a duplicate (stored before, or earlier in the batch), or the
         :class:`Fenced` error its salon's stale fence met — the other salons' rows are written.
 
-        Fences are checked as the triggers check them (docs/cluster.md, fencing), for all the
-        batch's salons at once: their ``salon_owners`` rows are locked ``FOR SHARE`` until the
-        statement commits. A row PostgreSQL rejects (a constraint) makes the batch fall back to one
+        Each row states its own fence to the fence triggers (docs/cluster.md, fencing), which check
+        it as they check any fenced write; a salon whose fence is stale is left out of the batch. A
+        row PostgreSQL rejects for another reason (a constraint) makes the batch fall back to one
         statement per row, so it fails alone.
 
         Raises:
@@ -815,31 +832,29 @@ class Messages(_Repository):
         if not rows:
             return []
 
-        async def work(conn: Conn) -> list[asyncpg.Record]:
-            return list(await conn.fetch(
-                _FENCED_BATCH + """,
-                stored AS (
-                    INSERT INTO messages (salon_id, direction, wa_id, peer, text, status, at, peer_lid)
-                    SELECT b.salon_id, 'in', b.wa_id, b.peer, b.text, 'received', COALESCE(b.at, now()), b.peer_lid
-                    FROM batch b WHERE NOT EXISTS (SELECT FROM refused r WHERE r.salon_id = b.salon_id
-                                                                           AND r.fence = b.fence)
+        async def write(batch: Sequence[InboundRow]) -> list[asyncpg.Record]:
+            async def work(conn: Conn) -> list[asyncpg.Record]:
+                return list(await conn.fetch(
+                    _FENCED_BATCH + _LOCKED + """
+                    INSERT INTO messages (salon_id, direction, wa_id, peer, text, status, at, peer_lid, stated_fence)
+                    SELECT b.salon_id, 'in', b.wa_id, b.peer, b.text, 'received', COALESCE(b.at, now()), b.peer_lid,
+                           b.fence
+                    FROM locked, batch b
                     ORDER BY b.ord
                     ON CONFLICT (salon_id, direction, wa_id) DO NOTHING
                     RETURNING salon_id, wa_id
-                )
-                SELECT salon_id, wa_id, NULL::bigint AS fence, NULL AS detail FROM stored
-                UNION ALL SELECT salon_id, NULL, fence, detail FROM refused
-                """,
-                [r.salon_id for r in rows], [r.fence for r in rows], _fenced_salons(rows),
-                [r.wa_id for r in rows], [r.peer for r in rows], [r.text for r in rows],
-                [r.at for r in rows], [r.peer_lid for r in rows],
-            ))
+                    """,
+                    [r.salon_id for r in batch], [r.fence or None for r in batch],
+                    [r.wa_id for r in batch], [r.peer for r in batch], [r.text for r in batch],
+                    [r.at for r in batch], [r.peer_lid for r in batch],
+                ))
+
+            return await self._db.run(work)
 
         try:
-            answer = await self._db.run(work)
+            new, refused = await _fenced_batch(rows, write)
         except asyncpg.PostgresError:
             return await _one_by_one(self._insert_one, rows)
-        new, refused = _read_batch_answer(answer)
         results: list[bool | Exception] = []
         for row in rows:
             if (fenced := refused.get((row.salon_id, row.fence))) is not None:
@@ -966,35 +981,36 @@ class Messages(_Repository):
         checked as in :meth:`insert_inbound_many`)."""
         if not marks:
             return []
-        rows = [(m.salon_id, m.fence, wa_id) for m in marks for wa_id in m.wa_ids]
 
-        async def work(conn: Conn) -> list[asyncpg.Record]:
-            return list(await conn.fetch(
-                _FENCED_BATCH + """,
-                marked AS (
-                    -- Each message found by its unique key, then updated by id: a join would hash the
-                    -- whole table once it outgrows the batch (a plan PostgreSQL picks for small tables).
-                    UPDATE messages SET published_at = now()
-                    WHERE id = ANY(ARRAY(
+        async def write(batch: Sequence[PublishedMark]) -> list[asyncpg.Record]:
+            rows = [(m.salon_id, m.fence or None, wa_id) for m in batch for wa_id in m.wa_ids]
+
+            async def work(conn: Conn) -> list[asyncpg.Record]:
+                return list(await conn.fetch(
+                    _FENCED_BATCH + _CHECKED + """,
+                    targets AS (
+                        -- Each message found by its unique key, then updated by id: a join would hash the
+                        -- whole table once it outgrows the batch (a plan PostgreSQL picks for small tables).
                         SELECT (SELECT m.id FROM messages m
-                                WHERE m.salon_id = b.salon_id AND m.direction = 'in' AND m.wa_id = b.wa_id)
-                        FROM batch b
-                        WHERE NOT EXISTS (SELECT FROM refused r WHERE r.salon_id = b.salon_id AND r.fence = b.fence)
-                    )) AND published_at IS NULL
+                                WHERE m.salon_id = b.salon_id AND m.direction = 'in' AND m.wa_id = b.wa_id) AS id,
+                               b.fence
+                        FROM checked, batch b
+                    ),
+                    fences AS (SELECT jsonb_object_agg(id, fence) AS by_id FROM targets WHERE id IS NOT NULL)
+                    UPDATE messages SET published_at = now(),
+                                        stated_fence = ((SELECT by_id FROM fences) ->> id::text)::bigint
+                    WHERE id = ANY(ARRAY(SELECT id FROM targets)) AND published_at IS NULL
                     RETURNING salon_id, wa_id
-                )
-                SELECT salon_id, wa_id, NULL::bigint AS fence, NULL AS detail FROM marked
-                UNION ALL SELECT salon_id, NULL, fence, detail FROM refused
-                """,
-                [r[0] for r in rows], [r[1] for r in rows], _fenced_salons(marks),
-                [r[2] for r in rows], None, None, None, None,
-            ))
+                    """,
+                    [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], None, None, None, None,
+                ))
+
+            return await self._db.run(work, retry=True)  # idempotent: only unmarked messages change
 
         try:
-            answer = await self._db.run(work, retry=True)  # idempotent: only unmarked messages change
+            changed, refused = await _fenced_batch(marks, write)
         except asyncpg.PostgresError:
             return await _one_by_one(self._mark_one, marks)
-        changed, refused = _read_batch_answer(answer)
         results: list[int | Exception] = []
         for mark in marks:
             if (fenced := refused.get((mark.salon_id, mark.fence))) is not None:

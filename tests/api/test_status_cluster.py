@@ -136,9 +136,12 @@ async def test_the_status_page_listing_names_each_salons_owner_wherever_it_runs(
     assert history.json()["company"]["node"] == "node-b"
 
 
+@pytest.mark.parametrize("listing", ["/status/companies", "/admin/companies"])
 async def test_the_connected_filter_lists_the_salons_connected_on_every_node_from_either_node(
     keeper_cluster: tuple[TestNode, TestNode],  # noqa: F811 - the imported fixture
+    listing: str,
 ) -> None:
+    """The supervisor's list and the admin API filter with one function (companies_in_state)."""
     a, b = keeper_cluster
     on_a = placed_on("node-a", range(9400, 9500))[0]
     on_b, idle_on_b = placed_on("node-b", range(9400, 9500))[:2]
@@ -156,12 +159,12 @@ async def test_the_connected_filter_lists_the_salons_connected_on_every_node_fro
 
     await eventually(stored_connected)
     for asked in (a, b):
-        listing = await asked.http.get("/status/companies?state=connected", headers=asked.admin)
-        assert listing.status_code == 200
-        body = listing.json()
+        answer = await asked.http.get(f"{listing}?state=connected", headers=asked.admin)
+        assert answer.status_code == 200
+        body = answer.json()
         rows = [(c["salon_id"], c["state"], c["node"], c["phone"]) for c in body["companies"]]
         expected = [(on_a, "connected", "node-a", "79001110001"), (on_b, "connected", "node-b", "79001110002")]
         assert rows == sorted(expected)
         assert body["total"] == 2
-    everything = (await a.http.get("/status/companies", headers=a.admin)).json()["companies"]
+    everything = (await a.http.get(listing, headers=a.admin)).json()["companies"]
     assert {c["salon_id"]: (c["state"], c["node"]) for c in everything}[idle_on_b] == ("disconnected", "node-b")

@@ -106,6 +106,44 @@ async def test_a_fence_covers_only_its_own_salon(store: Store, pg_dsn: str) -> N
     assert await _write_with_fence(pg_dsn, current, other) == FENCED_SQLSTATE
 
 
+# A fence stated on the row itself, as a statement writing for many salons states it (sql/006_row_fence.sql).
+ROW_WRITES = {
+    "insert": "INSERT INTO messages (salon_id, direction, wa_id, peer, text, status, stated_fence) "
+              "VALUES ($1, 'in', 'WA-2', '79001112233', 'hi', 'received', $2)",
+    "update": "UPDATE messages SET published_at = now(), stated_fence = $2 WHERE salon_id = $1",
+}
+
+
+@pytest.mark.parametrize("write", list(ROW_WRITES))
+async def test_a_fence_stated_on_the_row_is_checked_by_the_trigger_and_never_stored(
+    store: Store, pg_dsn: str, write: str
+) -> None:
+    stale, current = await _owned_twice(store, pg_dsn)
+    with pytest.raises(asyncpg.PostgresError) as refused:
+        await sql(pg_dsn, ROW_WRITES[write], SALON, stale)
+    assert refused.value.sqlstate == FENCED_SQLSTATE
+    assert f"salon {SALON} is fenced: fence {stale} " in str(refused.value)  # how the store learns which salon
+    assert (await sql(pg_dsn, "SELECT count(*) FROM messages WHERE published_at IS NOT NULL"))[0][0] == 0
+    await sql(pg_dsn, ROW_WRITES[write], SALON, current)
+    (row,) = await sql(
+        pg_dsn,
+        "SELECT count(*) AS rows, count(published_at) AS published, count(stated_fence) AS kept FROM messages",
+    )
+    assert dict(row) == ({"rows": 2, "published": 0, "kept": 0} if write == "insert"
+                         else {"rows": 1, "published": 1, "kept": 0})
+
+
+async def test_the_batch_check_refuses_a_stale_fence_before_writing_even_where_nothing_would_change(
+    store: Store, pg_dsn: str
+) -> None:
+    stale, current = await _owned_twice(store, pg_dsn)
+    check = "SELECT actor_admin_check_fences($1::bigint[], $2::bigint[])"
+    await sql(pg_dsn, check, [SALON, SALON, SALON + 1], [current, current, None])
+    with pytest.raises(asyncpg.PostgresError) as refused:
+        await sql(pg_dsn, check, [SALON + 1, SALON], [None, stale])
+    assert refused.value.sqlstate == FENCED_SQLSTATE
+
+
 async def test_a_released_salon_refuses_its_last_owners_fence(store: Store, pg_dsn: str) -> None:
     _, current = await _owned_twice(store, pg_dsn)
     await store.ownership.release(A, {SALON: current})

@@ -109,20 +109,22 @@ async def test_concurrent_redeliveries_through_the_group_commit_yield_one_new(gr
 
 
 async def test_a_stale_fence_refuses_its_own_salon_and_no_other(store: Store, pg_dsn: str) -> None:
-    fences = await _own(store, pg_dsn, [1, 2, 3])
+    fences = await _own(store, pg_dsn, [1, 2, 3, 5])
     stale = fences[2]
-    await store.ownership.release(NODE, {2: stale})  # salon 2 moved on: its fence is stale now
+    await store.ownership.release(NODE, {2: stale, 5: fences[5]})  # salons 2 and 5 moved on: stale fences now
     batch = [
         InboundRow(1, "a", PEER, "ok", fence=fences[1]),
         InboundRow(2, "b", PEER, "stale", fence=stale),
         InboundRow(3, "c", PEER, "ok", fence=fences[3]),
         InboundRow(4, "d", PEER, "unfenced writer"),
         InboundRow(2, "e", PEER, "stale again", fence=stale),
+        InboundRow(5, "f", PEER, "another stale salon", fence=fences[5]),
     ]
     results = await store.messages.insert_inbound_many(batch)
     assert results[0] is True and results[2] is True and results[3] is True
     for refused in (results[1], results[4]):
         assert isinstance(refused, Fenced) and (refused.salon_id, refused.fence) == (2, stale)
+    assert isinstance(results[5], Fenced) and (results[5].salon_id, results[5].fence) == (5, fences[5])
     assert [(s, wa) for s, wa, _ in await _rows(pg_dsn)] == [(1, "a"), (3, "c"), (4, "d")]
 
     marks = [

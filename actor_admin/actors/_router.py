@@ -24,7 +24,7 @@ import attrs
 import trio
 
 from actor_admin.cluster import Here, Locator, OwnerUnreachable, SoleNode, There, Unavailable
-from actor_admin.runtime import ActorFailed, AskTimeout, MailboxClosed, Supervisor
+from actor_admin.runtime import ActorFailed, AskTimeout, MailboxClosed, Supervisor, SupervisorClosed
 from actor_admin.session import Command, Frame, Freeze, Outcome, Start, Uninstall
 
 from ._company import CompanyMessage, GetSnapshot, Snapshot
@@ -176,6 +176,9 @@ class Router:
             await ref.send(Start())
         except (ActorFailed, MailboxClosed) as exc:
             log.warning("could not start salon %s: %s", salon_id, exc, extra={"salon_id": salon_id})
+            return False
+        except SupervisorClosed:  # the node is shutting down (a drain that ran out of time)
+            log.info("salon %s not started: the node is stopping", salon_id, extra={"salon_id": salon_id})
             return False
         return True
 

@@ -109,7 +109,7 @@ async def _link_salons(core: SimulatorCore, store: MemoryStore, salon_ids: range
     as if every salon had been onboarded before this process started."""
     for salon_id in salon_ids:
         sink = _PairingSink()
-        core.accept(salon_id, None, sink)
+        core.accept(salon_id, None, sink, qr_at_once=True)
         assert sink.qr is not None
         core.scan(sink.qr, f"7900{salon_id:07d}")
         assert sink.credentials is not None

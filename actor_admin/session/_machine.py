@@ -194,15 +194,19 @@ class _Step:
             self.emit(CancelTimer(name))
             self.update(timers={k: v for k, v in self.state.timers.items() if k != name})
 
-    def enter(self, name: StateName, *, reason: str | None) -> None:
-        """Move to ``name``: drop what does not belong there, tell viewers if anything changed."""
+    def enter(self, name: StateName, *, reason: str | None, qr: CurrentQr | None = None) -> None:
+        """Move to ``name``: drop what does not belong there, tell viewers if anything changed.
+        ``qr``: a new QR to show, set in the same copy of the state."""
         for timer in sorted(set(self.state.timers) - _TIMERS_OF[name]):
             self.cancel_timer(timer)
         if name not in LINKING_STATES:
             self.drop_pairing(LINKING_ENDED)
             self.update(qr=None)
         old = self.state
-        self.update(name=name, reason=reason)
+        if qr is None:
+            self.update(name=name, reason=reason)
+        else:
+            self.update(name=name, reason=reason, qr=qr)
         frame = state_frame(self.state.name, self.state.phone, self.state.reason)
         if frame != state_frame(old.name, old.phone, old.reason):
             # A new state, or ``reconnecting`` for another reason (e.g. onto the slow cadence).
@@ -441,10 +445,10 @@ def _on_qr(b: _Step, event: QrIssued) -> None:
     if b.state.name not in LINKING_STATES:
         return
     qr = CurrentQr(event.code, event.seq, b.now + event.ttl_s)
-    b.update(qr=qr)
     if b.state.name == "pairing_code":
+        b.update(qr=qr)
         return  # keep the code on screen; the QR is there if the code expires
-    b.enter("qr", reason=None)
+    b.enter("qr", reason=None, qr=qr)
     b.emit(Publish(qr_frame(qr, b.now)))
 
 

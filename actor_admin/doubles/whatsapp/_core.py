@@ -204,23 +204,24 @@ class ServerConnection:
     next_tag: int = 1
     #: A new device's first QR is due: the server sends it once the handshake is over, in ``serve()``.
     qr_due: bool = False
-    _scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     _timer_scope: trio.CancelScope | None = None
 
     async def serve(self) -> None:
         """Send the first QR if one is due, then run this connection's timers until it ends; if
         cancelled first, the client is gone."""
+        # One cancel scope at a time, the timer's: ending the connection cancels it too (``cancel``),
+        # and ``live`` tells the two apart. The simulator shares the node's loop in dev and in the
+        # benchmarks, where every connection's first step is in the QR's path (docs/architecture.md#qr-latency).
         try:
-            with self._scope:
-                if self.qr_due:
-                    self.core._issue_first_qr(self)
-                while self.live:
-                    with trio.CancelScope(deadline=self.deadline) as timer:
-                        self._timer_scope = timer
-                        await trio.sleep_forever()
-                    self._timer_scope = None
-                    if self.live and trio.current_time() >= self.deadline:
-                        self.core._timer_fired(self)
+            if self.qr_due:
+                self.core._issue_first_qr(self)
+            while self.live:
+                with trio.CancelScope(deadline=self.deadline) as timer:
+                    self._timer_scope = timer
+                    await trio.sleep_forever()
+                self._timer_scope = None
+                if self.live and trio.current_time() >= self.deadline:
+                    self.core._timer_fired(self)
         finally:
             self.core.close(self)
 
@@ -230,7 +231,9 @@ class ServerConnection:
             self._timer_scope.deadline = deadline
 
     def cancel(self) -> None:
-        self._scope.cancel()
+        """The connection ended (``live`` is already false): ``serve()`` returns at its next step."""
+        if self._timer_scope is not None:
+            self._timer_scope.cancel()
 
     def request_pairing_code(self, phone: str) -> PairingCodeIssued:
         """See :meth:`SimulatorCore.request_pairing_code`."""

@@ -182,6 +182,11 @@ class _Step:
     def reply(self, request_id: int | None, outcome: Outcome) -> None:
         self.emit(Reply(request_id, outcome))
 
+    def reply_before(self, kind: type[Effect], request_id: int | None, outcome: Outcome) -> None:
+        """Answer ahead of this step's first ``kind`` effect (at the end if there is none)."""
+        at = next((i for i, effect in enumerate(self.effects) if isinstance(effect, kind)), len(self.effects))
+        self.effects.insert(at, Reply(request_id, outcome))
+
     def log(self, type: str, **data: str | int | float | None) -> None:
         self.emit(LogEvent(type, data))
 
@@ -609,10 +614,14 @@ def _on_request_qr(b: _Step, request_id: int | None) -> None:
     if refused is not None:
         b.reply(request_id, refused)
         return
-    if s.name in ("idle", "logged_out", "failed"):
-        _reset_history(b)
-        _begin(b)
-    b.reply(request_id, status_of(b.state, b.now))
+    if s.name not in ("idle", "logged_out", "failed"):
+        b.reply(request_id, status_of(b.state, b.now))
+        return
+    _reset_history(b)
+    _begin(b)
+    # Answered before the link is opened: the asker (a viewer's page) waits for no dial, and is
+    # woken outside the first QR's path (docs/architecture.md#qr-latency). The answer is the same.
+    b.reply_before(Connect, request_id, status_of(b.state, b.now))
 
 
 _PAIRABLE_STATES: Final = LINKING_STATES | {"idle", "logged_out", "failed"}

@@ -301,6 +301,9 @@ class CompanySession:
             case Reply(request_id=request_id, outcome=outcome):
                 request = self.waiting.pop(request_id, None) if request_id is not None else None
                 if request is not None:
+                    # An answer may come before the step's last effect (request_qr's, before the dial):
+                    # whoever asked must not then find an older state in the registry.
+                    self._publish_view()
                     request.reply(outcome)
             case Connect(with_credentials=with_credentials):
                 await self._open_link(with_credentials)

@@ -234,24 +234,31 @@ class CompanySession:
         before = self.state.name
         self.state, effects = step(self.state, event, trio.current_time(), policy=self.deps.policy)
         if self.state.name != before:
-            # One line per transition, with what caused it: operators grep a salon's history by salon_id.
-            log.log(
-                _TRANSITION_LEVEL.get(self.state.name, logging.INFO),
-                "session %s -> %s",
-                before,
-                self.state.name,
-                extra={
-                    "salon_id": self.salon_id,
-                    "state": self.state.name,
-                    "reason": self.state.reason,
-                    "cause": _cause(event),
-                },
-            )
+            self._log_transition(before, event)
         for effect in effects:
             await self.perform(effect)
         self._publish_view()
         if self.deps.upstream is not None and self.state.name != before:
             self._tell_upstream(self.deps.upstream, before)
+
+    def _log_transition(self, before: StateName, event: Event) -> None:
+        """One line per transition, with what caused it: operators grep a salon's history by salon_id.
+        Its fields are not even gathered when the level is off (docs/architecture.md#qr-latency)."""
+        level = _TRANSITION_LEVEL.get(self.state.name, logging.INFO)
+        if not log.isEnabledFor(level):
+            return
+        log.log(
+            level,
+            "session %s -> %s",
+            before,
+            self.state.name,
+            extra={
+                "salon_id": self.salon_id,
+                "state": self.state.name,
+                "reason": self.state.reason,
+                "cause": _cause(event),
+            },
+        )
 
     def _tell_upstream(self, upstream: UpstreamWatch, before: StateName) -> None:
         """Report what the node's outage detector needs: connections made, lost, dials that failed."""
@@ -281,7 +288,23 @@ class CompanySession:
             return
         # Only effects that write nothing get past the guard above without a fence; 0 would state none.
         fence = self.fence if self.fence is not None else 0
+        # A match tries its cases in order: the effects of nearly every step come first.
         match effect:
+            case Publish(frame=frame):
+                await self._publish(frame)
+            case SetTimer(name=name, at=at):
+                self._set_timer(name, at)
+            case CancelTimer(name=name):
+                timer = self.timers.pop(name, None)
+                if timer is not None:
+                    timer.cancel()
+            case Reply(request_id=request_id, outcome=outcome):
+                request = self.waiting.pop(request_id, None) if request_id is not None else None
+                if request is not None:
+                    # An answer may come before the step's last effect (request_qr's, before the dial):
+                    # whoever asked must not then find an older state in the registry.
+                    self._publish_view()
+                    request.reply(outcome)
             case Connect(with_credentials=with_credentials):
                 await self._open_link(with_credentials)
             case Disconnect():
@@ -352,18 +375,6 @@ class CompanySession:
                 ownership = self.deps.ownership
                 owned = ownership is None or (self.fence is not None and await ownership.owns(salon_id, self.fence))
                 self._feed(OwnershipChecked(owned))
-            case Publish(frame=frame):
-                await self._publish(frame)
-            case SetTimer(name=name, at=at):
-                self._set_timer(name, at)
-            case CancelTimer(name=name):
-                timer = self.timers.pop(name, None)
-                if timer is not None:
-                    timer.cancel()
-            case Reply(request_id=request_id, outcome=outcome):
-                request = self.waiting.pop(request_id, None) if request_id is not None else None
-                if request is not None:
-                    request.reply(outcome)
 
     def _activation_payload(self) -> ActivationPayload | None:
         make = self.deps.activation_payload

@@ -182,6 +182,11 @@ class _Step:
     def reply(self, request_id: int | None, outcome: Outcome) -> None:
         self.emit(Reply(request_id, outcome))
 
+    def reply_before(self, kind: type[Effect], request_id: int | None, outcome: Outcome) -> None:
+        """Answer ahead of this step's first ``kind`` effect (at the end if there is none)."""
+        at = next((i for i, effect in enumerate(self.effects) if isinstance(effect, kind)), len(self.effects))
+        self.effects.insert(at, Reply(request_id, outcome))
+
     def log(self, type: str, **data: str | int | float | None) -> None:
         self.emit(LogEvent(type, data))
 
@@ -194,15 +199,19 @@ class _Step:
             self.emit(CancelTimer(name))
             self.update(timers={k: v for k, v in self.state.timers.items() if k != name})
 
-    def enter(self, name: StateName, *, reason: str | None) -> None:
-        """Move to ``name``: drop what does not belong there, tell viewers if anything changed."""
+    def enter(self, name: StateName, *, reason: str | None, qr: CurrentQr | None = None) -> None:
+        """Move to ``name``: drop what does not belong there, tell viewers if anything changed.
+        ``qr``: a new QR to show, set in the same copy of the state."""
         for timer in sorted(set(self.state.timers) - _TIMERS_OF[name]):
             self.cancel_timer(timer)
         if name not in LINKING_STATES:
             self.drop_pairing(LINKING_ENDED)
             self.update(qr=None)
         old = self.state
-        self.update(name=name, reason=reason)
+        if qr is None:
+            self.update(name=name, reason=reason)
+        else:
+            self.update(name=name, reason=reason, qr=qr)
         frame = state_frame(self.state.name, self.state.phone, self.state.reason)
         if frame != state_frame(old.name, old.phone, old.reason):
             # A new state, or ``reconnecting`` for another reason (e.g. onto the slow cadence).
@@ -441,10 +450,10 @@ def _on_qr(b: _Step, event: QrIssued) -> None:
     if b.state.name not in LINKING_STATES:
         return
     qr = CurrentQr(event.code, event.seq, b.now + event.ttl_s)
-    b.update(qr=qr)
     if b.state.name == "pairing_code":
+        b.update(qr=qr)
         return  # keep the code on screen; the QR is there if the code expires
-    b.enter("qr", reason=None)
+    b.enter("qr", reason=None, qr=qr)
     b.emit(Publish(qr_frame(qr, b.now)))
 
 
@@ -605,10 +614,14 @@ def _on_request_qr(b: _Step, request_id: int | None) -> None:
     if refused is not None:
         b.reply(request_id, refused)
         return
-    if s.name in ("idle", "logged_out", "failed"):
-        _reset_history(b)
-        _begin(b)
-    b.reply(request_id, status_of(b.state, b.now))
+    if s.name not in ("idle", "logged_out", "failed"):
+        b.reply(request_id, status_of(b.state, b.now))
+        return
+    _reset_history(b)
+    _begin(b)
+    # Answered before the link is opened: the asker (a viewer's page) waits for no dial, and is
+    # woken outside the first QR's path (docs/architecture.md#qr-latency). The answer is the same.
+    b.reply_before(Connect, request_id, status_of(b.state, b.now))
 
 
 _PAIRABLE_STATES: Final = LINKING_STATES | {"idle", "logged_out", "failed"}

@@ -106,6 +106,15 @@ async def test_viewer_receives_state_qr_as_the_raw_payload_and_connected_frames(
     assert connected["phone"] == PHONE
 
 
+async def test_the_registry_is_never_older_than_an_answer(harness: Harness, autojump_clock: MockClock) -> None:
+    # request_qr is answered before the link opens; whoever asked must not then find the old state
+    # in the registry (the asker and the actor run in either order in the next round: several salons).
+    for salon_id in range(201, 209):
+        answer = await harness.router.ask(salon_id, RequestQr())
+        assert answer == Status("starting")
+        assert harness.state(salon_id) == "starting"
+
+
 async def test_whole_qr_batch_ends_idle_with_qr_expired_and_no_new_qr_until_asked(
     harness: Harness, autojump_clock: MockClock
 ) -> None:

@@ -78,7 +78,7 @@ async def _link(store: Store, core: SimulatorCore, salon_ids: range) -> None:
     async with trio.open_nursery() as nursery:
         for salon_id in salon_ids:
             sink = _Sink()
-            core.accept(salon_id, None, sink)
+            core.accept(salon_id, None, sink, qr_at_once=True)
             qr = core.qr_for(salon_id)
             assert qr is not None
             core.scan(qr, f"7900{salon_id:07d}")

@@ -8,7 +8,8 @@
   once, each with one viewer subscribed on a ``LocalBus``: from the moment the simulator hands the
   QR to the link (a wrapping transport timestamps ``QrIssued`` as it passes ``deliver``) to the
   moment that salon's viewer receives the ``qr`` frame (the raw payload: the page draws it).
-  Target p99 ≤ 50 ms. ``qr_to_viewer_cpu_p50_ms`` / ``…_cpu_p99_ms``: the same run timed by this
+  Target p99 ≤ 50 ms. The probe runs the garbage collector as a node does (its thresholds, start-up
+  frozen). ``qr_to_viewer_cpu_p50_ms`` / ``…_cpu_p99_ms``: the same run timed by this
   process's CPU clock (``time.process_time``) instead: the wait a viewer would see on a core of its
   own, which a shared, busy machine's wall clock hides under other processes' work.
 * ``restore_10k_virtual_s`` — **virtual** seconds (``MockClock(autojump_threshold=0)``) to bring
@@ -20,10 +21,17 @@
 
 Also, for context, ``qr_to_viewer_p50_ms_100`` / ``qr_to_viewer_p99_ms_100``: the QR latency when
 100 salons, not 1,000, ask at once.
+
+Just the QR probes, without the minutes of the restore: ``python -m tests.bench.bench_sessions --qr
+[RUNS]`` runs the 1,000-salon probe RUNS times (default 4) on each clock, alternating, and prints
+each run and the best and median p99 (nothing is written to ``.bench/results.json``). ``--probe
+qr-rounds 1000`` prints where the CPU of the window goes: thread CPU per task step, summed by
+scheduling round (from the round of the first QR's issue) and by task (docs/architecture.md#qr-latency).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import statistics
@@ -41,7 +49,9 @@ import trio.testing
 from actor_admin.actors import Registry, Router, SessionDeps, company_actor_factory
 from actor_admin.actors._router import RESTORE_PER_SECOND
 from actor_admin.cluster import LocalBus
+from actor_admin.config import DEFAULT_GC_THRESHOLDS
 from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
+from actor_admin.node import freeze_start_up
 from actor_admin.runtime import open_supervisor
 from actor_admin.session import CredsUpdated, Disconnected, MessageReceived, QrIssued, RequestQr, TransportEvent
 from actor_admin.whatsapp import Link, LinkSpec, Transport
@@ -109,7 +119,7 @@ async def _link_salons(core: SimulatorCore, store: MemoryStore, salon_ids: range
     as if every salon had been onboarded before this process started."""
     for salon_id in salon_ids:
         sink = _PairingSink()
-        core.accept(salon_id, None, sink)
+        core.accept(salon_id, None, sink, qr_at_once=True)
         assert sink.qr is not None
         core.scan(sink.qr, f"7900{salon_id:07d}")
         assert sink.credentials is not None
@@ -148,7 +158,11 @@ class _TimingTransport:
         return await self.inner.open(nursery, attrs.evolve(spec, deliver=timed))
 
 
-async def _qr_probe(count: int, clock: Callable[[], float] = trio.current_time) -> None:
+async def _qr_probe(
+    count: int,
+    clock: Callable[[], float] = trio.current_time,
+    finish: Callable[[dict[str, float]], NoReturn] | None = None,
+) -> None:
     core = SimulatorCore()
     timing = _TimingTransport(SimulatorTransport(core), clock)
     bus = LocalBus()
@@ -181,7 +195,7 @@ async def _qr_probe(count: int, clock: Callable[[], float] = trio.current_time) 
         elapsed = time.perf_counter() - started
         assert len(latencies) == count
         latencies.sort()
-        _finish(
+        (finish or _finish)(
             {
                 "p50_ms": statistics.median(latencies) * 1e3,
                 "p99_ms": latencies[int(0.99 * (count - 1))] * 1e3,
@@ -189,6 +203,62 @@ async def _qr_probe(count: int, clock: Callable[[], float] = trio.current_time) 
                 "all_shown_s": elapsed,
             }
         )
+
+
+class _RoundsInstrument(trio.abc.Instrument):
+    """Thread CPU of every task step, with the scheduling round it ran in (a round ends at each
+    I/O wait); steps are kept once ``recording`` is set."""
+
+    def __init__(self) -> None:
+        self.round = 0
+        self.recording = False
+        self.steps: list[tuple[int, str, float]] = []  # (round, task kind, seconds)
+        self._started = 0.0
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.round += 1
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._started = time.thread_time()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.recording:
+            # "actor 17", "…viewer": the kind of task, without the salon.
+            kind = task.name.rsplit(".", 1)[-1].rstrip("0123456789 ")
+            self.steps.append((self.round, kind, time.thread_time() - self._started))
+
+
+def _qr_rounds(count: int) -> None:
+    """Run the QR probe under :class:`_RoundsInstrument` and print the window's CPU by round and task."""
+    instrument = _RoundsInstrument()
+    first_issue: list[int] = []  # index of the step that issued the first QR
+
+    def clock() -> float:
+        if not first_issue:
+            first_issue.append(len(instrument.steps))
+        return time.process_time()
+
+    def report(measured: dict[str, float]) -> NoReturn:
+        steps = instrument.steps[first_issue[0] :]
+        first_round = steps[0][0]
+        cpu: dict[tuple[int, str], float] = {}
+        tasks: dict[tuple[int, str], int] = {}
+        for round_, kind, seconds in steps:
+            key = (round_ - first_round, kind)
+            cpu[key] = cpu.get(key, 0.0) + seconds
+            tasks[key] = tasks.get(key, 0) + 1
+        for (round_, kind), seconds in sorted(cpu.items()):
+            steps_of, per = tasks[round_, kind], seconds / tasks[round_, kind] * 1e6
+            print(f"round +{round_}  {kind:<12} {steps_of:>5} steps  {seconds * 1e3:6.1f} ms  {per:5.1f} µs each")
+        print(f"window: {sum(cpu.values()) * 1e3:.1f} ms of task steps; probe (process CPU): {json.dumps(measured)}")
+        sys.stdout.flush()
+        os._exit(0)
+
+    async def main() -> None:
+        instrument.recording = True
+        await _qr_probe(count, clock, finish=report)
+
+    trio.run(main, instruments=[instrument])
 
 
 # -- restore pacing -------------------------------------------------------------------------------
@@ -264,6 +334,27 @@ def run(results: dict[str, float]) -> None:
     )
 
 
+def _qr_runs(runs: int) -> None:
+    """The 1,000-salon QR probe ``runs`` times on each clock, alternating; each run and the summary."""
+    p99: dict[str, list[float]] = {"cpu": [], "wall": []}
+    for _ in range(runs):
+        for clock in p99:
+            qr = _probe("qr", QR_SALONS, clock)
+            p99[clock].append(qr["p99_ms"])
+            print(f"{clock:>4} clock: p50 {qr['p50_ms']:6.1f} ms  p99 {qr['p99_ms']:6.1f} ms", flush=True)
+    for clock, values in p99.items():
+        print(f"{clock:>4} p99: best {min(values):.1f} ms, median {statistics.median(values):.1f} ms over {runs} runs")
+
+
+def _node_gc() -> None:
+    """The collector as a node runs it: the default ``GC_THRESHOLDS`` (``tune_gc``) and the start-up's
+    objects frozen (``freeze_start_up``; docs/websocket.md#garbage-collection). With Python's own
+    thresholds a 1,000-salon QR window held ≈ 20 young and 2 middle collections that a node does not
+    run at that rate."""
+    gc.set_threshold(*DEFAULT_GC_THRESHOLDS)
+    freeze_start_up()
+
+
 def _finish(measured: dict[str, float]) -> NoReturn:
     """Print a probe's numbers for the parent and leave at once, from inside the run: tearing down
     thousands of actors would only cost time."""
@@ -274,20 +365,27 @@ def _finish(measured: dict[str, float]) -> NoReturn:
 def _main(argv: list[str]) -> None:
     if len(argv) >= 3 and argv[0] == "--probe":
         kind, count = argv[1], int(argv[2])
-        if kind == "qr":
+        if kind in ("qr", "qr-rounds"):
+            _node_gc()
+        if kind == "qr-rounds":
+            _qr_rounds(count)
+        elif kind == "qr":
             trio.run(_qr_probe, count, time.process_time if argv[3:] == ["cpu"] else trio.current_time)
         elif kind == "restore":
             trio.run(_restore_probe, count, clock=trio.testing.MockClock(autojump_threshold=0))
         elif kind == "restore-real":
             trio.run(_restore_probe, count, float(argv[3]))
         raise SystemExit(f"unknown probe {kind!r} (or it ended without numbers)")
+    if argv[:1] == ["--qr"] and len(argv) <= 2:
+        _qr_runs(int(argv[1]) if len(argv) == 2 else 4)
+        return
     if not argv:
         measured_all: dict[str, float] = {}
         run(measured_all)
         for name, value in sorted(measured_all.items()):
             print(f"{name}: {value:,.3f}")
         return
-    raise SystemExit("usage: python -m tests.bench.bench_sessions [--probe KIND COUNT [PER_SECOND]]")
+    raise SystemExit("usage: python -m tests.bench.bench_sessions [--qr [RUNS] | --probe KIND COUNT [PER_SECOND]]")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from actor_admin.doubles.whatsapp import (
     PAIRING_CODE_ALPHABET,
@@ -77,10 +78,12 @@ def core() -> SimulatorCore:
 async def open_link(
     core: SimulatorCore, nursery: trio.Nursery, credentials: bytes | None = None, salon_id: int = SALON
 ) -> tuple[Link, Recorder]:
+    """Open a link and wait for its first event (a new device's first QR comes after ``open``)."""
     recorder = Recorder()
     link = await SimulatorTransport(core).open(
         nursery, LinkSpec(salon_id=salon_id, credentials=credentials, deliver=recorder)
     )
+    await core.wait_for(lambda: recorder.events)
     return link, recorder
 
 
@@ -115,6 +118,37 @@ async def test_qr_batch_is_six_codes_60s_then_20s_each_then_408(
     assert offsets == [0, 60, 80, 100, 120, 140, 160]
     assert recorder.last == Disconnected(CONNECTION_LOST, "QR refs attempts ended")
     assert len(recorder.of(Disconnected)) == 1
+
+
+async def test_the_first_qr_comes_after_open_from_the_connections_task(
+    core: SimulatorCore, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # WhatsApp sends QR refs after the handshake, not as its answer: the client's connect returns
+    # first (on one trio loop, its caller's work stays out of the QR's path).
+    recorder = Recorder()
+    start = trio.current_time()
+    await SimulatorTransport(core).open(nursery, LinkSpec(salon_id=SALON, credentials=None, deliver=recorder))
+    assert recorder.events == []
+    assert core.qr_for(SALON) is None
+    qr = await core.wait_qr(SALON)
+    assert trio.current_time() == start
+    assert recorder.events == [QrIssued(qr, 60, 1)]
+
+
+async def test_a_pairing_code_asked_for_before_the_first_qr_is_not_replaced_by_it(
+    core: SimulatorCore, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    recorder = Recorder()
+    link = await SimulatorTransport(core).open(
+        nursery, LinkSpec(salon_id=SALON, credentials=None, deliver=recorder)
+    )
+    # The server's side, synchronously: the link's own call checkpoints first, and the connection's
+    # task may send the QR in that round.
+    link.connection.request_pairing_code(PHONE)  # type: ignore[attr-defined]
+    await trio.testing.wait_all_tasks_blocked()
+    assert [type(e) for e in recorder.events] == [PairingCodeIssued]
+    assert core.qr_for(SALON) is None
+    assert core.pairing_code_for(SALON) == recorder.events[0].code  # type: ignore[union-attr]
 
 
 async def test_qr_payloads_are_unique_and_shaped_like_whatsapps(

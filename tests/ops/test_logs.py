@@ -171,6 +171,22 @@ def test_text_written_to_stderr_warnings_hypercorn_and_uncaught_errors_become_js
     assert priority == 2 and "Traceback" in uncaught["exc"]
 
 
+def test_records_skip_the_caller_thread_and_process_lookups_nobody_writes() -> None:
+    """They were a third of a JSON line's CPU, and a thousand salons shown a QR at once log a line each."""
+    script = (
+        "import logging, sys\n"
+        "from actor_admin import logs\n"
+        "logs.configure_before_settings('json', None)\n"
+        "record = logging.getLogger('x').makeRecord('x', logging.INFO, '', 0, 'm', (), None)\n"
+        "logging.getLogger('x').info('m')\n"
+        "flags = (logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing)\n"
+        "print(flags, record.thread, record.process, file=sys.__stdout__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "(None, False, False, False) None None"
+    assert json.loads(done.stderr.strip().splitlines()[-1])["msg"] == "m"
+
+
 # -- a real serve process ----------------------------------------------------------------------
 
 

@@ -184,8 +184,9 @@ class _PairingCode:
 class ServerConnection:
     """The server's side of one connection; a front keeps it and drives it through the core.
 
-    ``serve()`` runs the connection's timers (QR rotation, pairing-code expiry) and returns when
-    the connection ends for whatever reason; cancelling it is the client vanishing.
+    ``serve()`` sends a new device's first QR, then runs the connection's timers (QR rotation,
+    pairing-code expiry) and returns when the connection ends for whatever reason; cancelling it is
+    the client vanishing.
     """
 
     core: SimulatorCore
@@ -201,20 +202,26 @@ class ServerConnection:
     deadline: float = float("inf")
     unacked: dict[int, _Inbound] = attrs.field(factory=dict)
     next_tag: int = 1
-    _scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    #: A new device's first QR is due: the server sends it once the handshake is over, in ``serve()``.
+    qr_due: bool = False
     _timer_scope: trio.CancelScope | None = None
 
     async def serve(self) -> None:
-        """Run this connection's timers until it ends; if cancelled first, the client is gone."""
+        """Send the first QR if one is due, then run this connection's timers until it ends; if
+        cancelled first, the client is gone."""
+        # One cancel scope at a time, the timer's: ending the connection cancels it too (``cancel``),
+        # and ``live`` tells the two apart. The simulator shares the node's loop in dev and in the
+        # benchmarks, where every connection's first step is in the QR's path (docs/architecture.md#qr-latency).
         try:
-            with self._scope:
-                while self.live:
-                    with trio.CancelScope(deadline=self.deadline) as timer:
-                        self._timer_scope = timer
-                        await trio.sleep_forever()
-                    self._timer_scope = None
-                    if self.live and trio.current_time() >= self.deadline:
-                        self.core._timer_fired(self)
+            if self.qr_due:
+                self.core._issue_first_qr(self)
+            while self.live:
+                with trio.CancelScope(deadline=self.deadline) as timer:
+                    self._timer_scope = timer
+                    await trio.sleep_forever()
+                self._timer_scope = None
+                if self.live and trio.current_time() >= self.deadline:
+                    self.core._timer_fired(self)
         finally:
             self.core.close(self)
 
@@ -224,7 +231,9 @@ class ServerConnection:
             self._timer_scope.deadline = deadline
 
     def cancel(self) -> None:
-        self._scope.cancel()
+        """The connection ended (``live`` is already false): ``serve()`` returns at its next step."""
+        if self._timer_scope is not None:
+            self._timer_scope.cancel()
 
     def request_pairing_code(self, phone: str) -> PairingCodeIssued:
         """See :meth:`SimulatorCore.request_pairing_code`."""
@@ -290,11 +299,18 @@ class SimulatorCore:
 
     # -- fronts -------------------------------------------------------------------------------
 
-    def accept(self, salon_id: int, credentials: bytes | None, sink: ConnectionSink) -> ServerConnection:
-        """A client connects: run the handshake now and return the connection.
+    def accept(
+        self, salon_id: int, credentials: bytes | None, sink: ConnectionSink, *, qr_at_once: bool = False
+    ) -> ServerConnection:
+        """A client connects: run the handshake now and return the connection; the front must then
+        run ``serve()``.
 
-        Its first events (the first QR, ``Connected``, or an immediate ``Disconnected``) are pushed
-        into ``sink`` before this returns; the front must then run ``serve()``.
+        The handshake's answer (``Connected``, or an immediate ``Disconnected``) is pushed into
+        ``sink`` before this returns. A connection without credentials gets its first QR later,
+        from ``serve()``'s first step, as WhatsApp sends QR refs in a message of their own after the
+        handshake (docs/doubles.md#whatsapp-simulator): the client's connect does not wait for it.
+        ``qr_at_once``: push that QR before returning too, for a caller that never runs ``serve()``
+        (linking devices without a page, e.g. a benchmark's set-up).
         """
         connection = ServerConnection(self, self._next_connection_id, salon_id, sink)
         self._next_connection_id += 1
@@ -307,7 +323,9 @@ class SimulatorCore:
         elif self._outdated:
             self._end(connection, Disconnected(CLIENT_OUTDATED, "client outdated"))
         elif credentials is None:
-            self._issue_qr(connection, seq=1)
+            connection.qr_due = True
+            if qr_at_once:
+                self._issue_first_qr(connection)
         else:
             self._log_in(connection, credentials)
         return connection
@@ -573,6 +591,7 @@ class SimulatorCore:
         except SimulatorInputError as exc:
             raise TransportError(exc.message) from None
         self._forget_codes(connection)
+        connection.qr_due = False  # asked for before the first QR came: the code is shown instead
         code = "".join(secrets.choice(PAIRING_CODE_ALPHABET) for _ in range(8))
         expires_at = trio.current_time() + PAIRING_CODE_TTL_S
         connection.pairing_code = _PairingCode(code, phone, expires_at)
@@ -615,6 +634,12 @@ class SimulatorCore:
             self._issue_qr(connection, seq=connection.qr.seq + 1)
         else:
             self._end(connection, Disconnected(CONNECTION_LOST, "QR refs attempts ended"))
+
+    def _issue_first_qr(self, connection: ServerConnection) -> None:
+        if connection.qr_due:
+            connection.qr_due = False
+            if connection.live:
+                self._issue_qr(connection, seq=1)
 
     def _issue_qr(self, connection: ServerConnection, *, seq: int) -> None:
         self._forget_codes(connection)

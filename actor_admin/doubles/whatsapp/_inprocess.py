@@ -2,8 +2,9 @@
 
 Used by actor and session tests under ``MockClock`` and by ``actor-admin dev`` without a standalone
 simulator. ``open`` runs the connection handshake before it returns, so right after
-``await transport.open(...)`` the first QR (or ``Connected``) has already been delivered and
-:meth:`SimulatorCore.qr_for` answers — no waiting needed in tests.
+``await transport.open(...)`` a log-in's ``Connected`` (or a refusal) has already been delivered. A new
+device's first QR comes from the connection's task, after the handshake, as from WhatsApp
+(docs/doubles.md#whatsapp-simulator): wait for it (:meth:`SimulatorCore.wait_qr`).
 """
 
 from __future__ import annotations

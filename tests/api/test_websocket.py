@@ -479,6 +479,27 @@ async def test_a_viewer_that_never_reads_is_cut_off_while_the_others_get_every_f
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+async def test_a_viewer_that_fell_behind_but_reads_again_gets_1013_after_the_frames_it_was_sent(
+    node: TestNode,
+) -> None:
+    """Cut off by the bus while its socket was full, a viewer that reads again in time gets the
+    close frame 1013, not an aborted connection (docs/websocket.md#limits)."""
+    bus = node.services.bus
+    big = "x" * 64 * 1024
+    async with viewer(node.ws_url, node.token(745), message_queue_size=1) as lagging:
+        await frame_of(lagging, "state")
+        with trio.fail_after(10):
+            n = 0
+            while not bus.statistics().subscribers_dropped_total:
+                await bus.publish(745, {"type": "test", "n": n, "pad": big})
+                n += 1
+                await trio.lowlevel.checkpoint()  # let the forwarder write until the socket is full
+        code, frames = await close_code(lagging, within=10)
+
+    assert code == 1013
+    assert [frame["n"] for frame in frames] == list(range(len(frames)))
+
+
 async def test_closing_the_page_releases_the_subscription_and_the_counter_and_leaves_the_session(
     node: TestNode,
 ) -> None:

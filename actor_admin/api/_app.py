@@ -13,6 +13,7 @@ from actor_admin._resources import web_dir
 from actor_admin.actors import OWNER_UNREACHABLE, SessionUnavailable
 
 from . import _admin, _dev, _marketplace, _ops, _pages, _webhook, _ws
+from ._connection import KeepConnection
 from ._http import ApiError, BodyLimit, content_security_policy, error_response, http_error_response
 from ._services import Services
 
@@ -65,5 +66,6 @@ def create_app(services: Services) -> QuartTrio:
         headers.setdefault("Content-Security-Policy", content_security_policy())
         return response
 
-    app.asgi_app = BodyLimit(app.asgi_app)  # type: ignore[method-assign,assignment,arg-type]
+    # KeepConnection lets a websocket whose peer stopped reading be aborted (docs/websocket.md#limits).
+    app.asgi_app = KeepConnection(BodyLimit(app.asgi_app))  # type: ignore[method-assign,assignment,arg-type]
     return app

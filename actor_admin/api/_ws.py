@@ -10,7 +10,9 @@ it. A viewer never owns anything: closing the tab cancels this handler and relea
 subscription; the actor does not notice.
 
 Close codes: 4401 bad/missing token; 1008 a flood of frames (policy); 1009 a frame over 16 KiB;
-1013 the viewer fell too far behind (reconnect for fresh state); 1001 the node is going away.
+1013 the viewer fell too far behind (reconnect for fresh state); 1001 the node is going away. A
+close whose frames cannot go out in CLOSE_TIMEOUT_S — the peer stopped reading — aborts the
+connection instead (docs/websocket.md#limits).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import Final, TypeVarTuple
 from urllib.parse import urlsplit
 
@@ -42,6 +45,7 @@ from actor_admin.session import (
     state_frame,
 )
 
+from ._connection import SCOPE_KEY, Connection
 from ._http import error_response
 from ._onboarding import inactive_status, request_pairing_code, request_qr, unavailable, verify_token
 from ._services import Services
@@ -59,9 +63,10 @@ FLOOD_FRAMES: Final = 30
 FLOOD_WINDOW_S: Final = 10.0
 CONNECTS_PER_IP: Final = 10
 CONNECTS_WINDOW_S: Final = 60.0
-# A viewer whose socket takes longer than this to take one frame is cut off: it holds a task and
-# its subscription for nothing.
+# A viewer whose connection has had a frame waiting to go out for this long straight is cut off: it
+# holds a task, its subscription and a socket for nothing (docs/websocket.md#limits).
 SEND_TIMEOUT_S: Final = 10.0
+# The close frame's own bound; past it the connection is aborted.
 CLOSE_TIMEOUT_S: Final = 2.0
 
 # The standard's close codes are wsproto's CloseReason; this one is ours (docs/websocket.md).
@@ -191,12 +196,13 @@ def _error(refused: Refused) -> Frame:
 
 
 class _Closing(Exception):
-    """Raised inside the viewer to end it with a close code."""
+    """Raised inside the viewer to end it with a close code (after ``farewell``, if any)."""
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, farewell: Frame | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.farewell = farewell
 
 
 def _first(group: BaseExceptionGroup[_Closing]) -> _Closing:
@@ -244,12 +250,14 @@ class Viewer:
         "closed",
         "command_running",
         "encoder",
-        "expires_at",
+        "expiry",
         "nursery",
         "qr_asked_at",
         "recent",
         "salon_id",
+        "sending",
         "services",
+        "watch",
     )
 
     def __init__(self, services: Services, encoder: FrameEncoder, client: str = "unknown") -> None:
@@ -258,8 +266,13 @@ class Viewer:
         #: The client's address (as the rate limit sees it), for the log line of a refusal.
         self.client = client
         self.salon_id = 0
-        self.expires_at = 0.0
+        #: When the token expires, on trio's clock.
+        self.expiry = math.inf
         self.closed = False
+        #: Writes in flight, and the watcher's scope: its deadline is the token's expiry, or
+        #: SEND_TIMEOUT_S after the writes in flight began (``_write``).
+        self.sending = 0
+        self.watch: trio.CancelScope | None = None
         self.bad_frames = 0
         #: When the client's recent frames arrived (the flood limit); made at its first frame.
         self.recent: collections.deque[float] | None = None
@@ -271,36 +284,61 @@ class Viewer:
     async def send(self, frame: Frame) -> None:
         """Send one frame, unless the close frame went first. Frames leave in the order their
         sends began: hypercorn queues writers to a connection in turn."""
-        if self.closed:
-            return
-        with trio.move_on_after(SEND_TIMEOUT_S) as scope:
-            await websocket.send(self.encoder.encode(frame))
-        if scope.cancelled_caught:
-            raise _Closing(CloseReason.TRY_AGAIN_LATER, "too slow")
+        if not self.closed:
+            await self._write(self.encoder.encode(frame))
 
-    async def close(self, code: int, reason: str) -> None:
-        """Send the close frame once (bounded: the peer may not be reading at all)."""
+    async def _write(self, text: str) -> None:
+        """Write one frame, watched. hypercorn writes under a shielded scope, so no timeout here
+        could end a write the peer does not take; ``_watch`` notices instead, its deadline moved
+        to SEND_TIMEOUT_S after each start of writing, and has the connection aborted
+        (docs/websocket.md#limits)."""
+        watch = self.watch
+        if not self.sending and watch is not None:
+            watch.deadline = min(trio.current_time() + SEND_TIMEOUT_S, self.expiry)
+        self.sending += 1
+        try:
+            await websocket.send(text)
+        finally:
+            self.sending -= 1
+
+    async def close(self, closing: _Closing) -> None:
+        """Send the farewell frame, if any, and the close frame, once. Bounded whatever the peer
+        does: when they are not out within CLOSE_TIMEOUT_S the connection is aborted, which also
+        ends any write of ours stuck under it; nothing cancels this meanwhile."""
         if self.closed:
             return
         self.closed = True
-        with trio.move_on_after(CLOSE_TIMEOUT_S):
-            await websocket.close(code, reason)
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_abort_after, CLOSE_TIMEOUT_S)
+                if closing.farewell is not None:
+                    await websocket.send(self.encoder.encode(closing.farewell))
+                await websocket.close(closing.code, closing.reason)
+                nursery.cancel_scope.cancel()
 
     async def run(self) -> None:
         try:
             if not await self._authenticate():
                 return
-            async with self.services.bus.subscribe(self.salon_id) as frames:
+            async with self.services.bus.subscribe(self.salon_id) as frames, trio.open_nursery() as nursery:
+                self.nursery = nursery
+                self.watch = trio.CancelScope(deadline=self.expiry)
+                nursery.start_soon(self._closing_first, self._watch)
                 for frame in await self._initial_frames():
                     await self.send(frame)
-                async with trio.open_nursery() as nursery:
-                    self.nursery = nursery
-                    nursery.start_soon(self._forward, frames)
-                    nursery.start_soon(self._read)
-                    nursery.start_soon(self._watch)
+                nursery.start_soon(self._closing_first, partial(self._forward, frames))
+                nursery.start_soon(self._closing_first, self._read)
         except* _Closing as group:
-            closing = _first(group)
-            await self.close(closing.code, closing.reason)
+            await self.close(_first(group))
+
+    async def _closing_first(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the viewer's tasks; the one that ends the viewer closes the connection before
+        the others are cancelled, since one of them may be in a write only that close ends."""
+        try:
+            await task()
+        except _Closing as closing:
+            await self.close(closing)
+            raise
 
     # -- authentication ------------------------------------------------------------------------------
 
@@ -313,7 +351,7 @@ class Viewer:
             await self._refuse()
             return False
         self.salon_id = claims.salon_id
-        self.expires_at = claims.expires_at
+        self.expiry = trio.current_time() + max(0.0, claims.expires_at - self.services.wall_clock())
         return True
 
     async def _auth_frame(self) -> str | None:
@@ -331,8 +369,7 @@ class Viewer:
     async def _refuse(self) -> None:
         if self.services.metrics is not None:
             self.services.metrics.count_websocket_refusal("unauthorized")
-        await self.send(error_frame("unauthorized", UNAUTHORIZED_MESSAGE))
-        raise _Closing(CLOSE_UNAUTHORIZED, "unauthorized")
+        raise _Closing(CLOSE_UNAUTHORIZED, "unauthorized", error_frame("unauthorized", UNAUTHORIZED_MESSAGE))
 
     # -- server → client ---------------------------------------------------------------------------
 
@@ -354,24 +391,18 @@ class Viewer:
             return [state_frame(state), _error(unavailable(exc))]
 
     async def _forward(self, frames: Subscription) -> None:
-        # Every frame of a fan-out takes this path once per viewer. One cancel scope for the whole
-        # stream, its deadline armed around each send, bounds a send as ``send`` does at half the
-        # cost of a scope per frame (docs/websocket.md#limits).
-        with trio.CancelScope() as scope:
-            try:
-                async for frame in frames:
-                    if self.closed:  # as ``send``: nothing after the close frame
-                        continue
-                    scope.deadline = trio.current_time() + SEND_TIMEOUT_S
-                    # The bus's own object, unchanged: the FrameEncoder encodes it once for all viewers.
-                    await websocket.send(self.encoder.encode(frame))
-                    scope.deadline = math.inf
-                    if frame.get("type") == "qr":
-                        self._qr_delivered()
-            except SubscriberTooSlow:
-                raise _Closing(CloseReason.TRY_AGAIN_LATER, "fell behind; reconnect") from None
-        if scope.cancelled_caught:
-            raise _Closing(CloseReason.TRY_AGAIN_LATER, "too slow")
+        # Every frame of a fan-out takes this path once per viewer: one write, whose time the
+        # watcher bounds with one deadline move, no cancel scope of its own (docs/websocket.md#limits).
+        try:
+            async for frame in frames:
+                if self.closed:  # as ``send``: nothing after the close frame
+                    continue
+                # The bus's own object, unchanged: the FrameEncoder encodes it once for all viewers.
+                await self._write(self.encoder.encode(frame))
+                if frame.get("type") == "qr":
+                    self._qr_delivered()
+        except SubscriberTooSlow:
+            raise _Closing(CloseReason.TRY_AGAIN_LATER, "fell behind; reconnect") from None
         raise _Closing(CloseReason.GOING_AWAY, "the bus closed")
 
     def _qr_delivered(self) -> None:
@@ -382,15 +413,24 @@ class Viewer:
             metrics.observe_qr_latency(trio.current_time() - asked)
 
     async def _watch(self) -> None:
-        """End the connection when the node shuts down, or when the onboarding token expires: it
-        opens the page for one hour (YClients' activation window), and an open connection ends
-        with it as a fresh one would be refused. One task for both: a task is many objects, and a
-        node holds thousands of viewers."""
-        with trio.move_on_after(max(0.0, self.expires_at - self.services.wall_clock())):
-            await self.services.shutting_down.wait()
-            raise _Closing(CloseReason.GOING_AWAY, "server shutting down")
-        await self.send(error_frame("token_expired", TOKEN_EXPIRED_MESSAGE))
-        raise _Closing(CLOSE_UNAUTHORIZED, "token expired")
+        """End the connection when the node shuts down; when the onboarding token expires (it
+        opens the page for one hour, YClients' activation window, and an open connection ends with
+        it as a fresh one would be refused); or when writes have been waiting SEND_TIMEOUT_S
+        straight (``_write``). One task for all three: a task is many objects, and a node holds
+        thousands of viewers."""
+        watch = self.watch
+        assert watch is not None  # made by ``run`` before this starts
+        while True:
+            with watch:
+                await self.services.shutting_down.wait()
+                raise _Closing(CloseReason.GOING_AWAY, "server shutting down")
+            if trio.current_time() >= self.expiry:
+                expired = error_frame("token_expired", TOKEN_EXPIRED_MESSAGE)
+                raise _Closing(CLOSE_UNAUTHORIZED, "token expired", expired)
+            if self.sending:  # the deadline was SEND_TIMEOUT_S after these writes began
+                raise _Closing(CloseReason.TRY_AGAIN_LATER, "too slow")
+            # The writes that moved the deadline ended in time: wait again (a scope that fired is spent).
+            watch = self.watch = trio.CancelScope(deadline=self.expiry)
 
     # -- client → server ---------------------------------------------------------------------------
 
@@ -483,6 +523,16 @@ class Viewer:
             await self.send(_error(outcome))
         else:
             await self.send(pairing_code_frame(outcome.code, outcome.expires_in))
+
+
+async def _abort_after(seconds: float) -> None:
+    """Abort the current websocket's connection after ``seconds`` (unless cancelled first)."""
+    await trio.sleep(seconds)
+    connection = websocket.scope.get(SCOPE_KEY)
+    if isinstance(connection, Connection):
+        await connection.abort()
+    else:
+        log.warning("cannot abort a websocket served without KeepConnection")
 
 
 # -- the blueprint -----------------------------------------------------------------------------------

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
 from trio_websocket import ConnectionRejected
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Message, Request, TextMessage
 
 from actor_admin.api import _ws
 from actor_admin.api._ws import client_ip, origin_allowed
@@ -409,6 +415,89 @@ async def test_a_slow_viewer_does_not_stall_another_viewer(node: TestNode) -> No
 
     assert seen == list(range(count))
     assert bus.statistics().subscribers_dropped_total == 1
+
+
+@asynccontextmanager
+async def silent_viewer(node: TestNode, salon_id: int) -> AsyncIterator[trio.SocketStream]:
+    """A raw websocket client with a tiny receive buffer that reads the handshake and the salon's
+    state frame, then never reads again: a tab frozen in the background, a phone gone dark."""
+    sock = trio.socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", node.settings.port))
+    stream = trio.SocketStream(sock)
+    client = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(client.send(Request(host=f"127.0.0.1:{node.settings.port}", target=_ws.WS_PATH)))
+    state_seen = False
+    with trio.fail_after(5):
+        while not state_seen:
+            client.receive_data(await stream.receive_some(65536))
+            for event in client.events():
+                if isinstance(event, AcceptConnection):
+                    auth = json.dumps({"type": "auth", "token": node.token(salon_id)})
+                    await stream.send_all(client.send(Message(data=auth)))
+                elif isinstance(event, TextMessage):
+                    state_seen = json.loads(event.data)["type"] == "state"
+    async with stream:
+        yield stream
+
+
+async def test_a_viewer_that_never_reads_is_cut_off_while_the_others_get_every_frame(
+    node: TestNode, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once the kernel's buffers toward a viewer that stopped reading are full, the write under
+    hypercorn does not end by itself; the node must still let that viewer go within about
+    SEND_TIMEOUT_S (docs/websocket.md#limits), and not hold up the salon's other viewers."""
+    monkeypatch.setattr(_ws, "SEND_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(_ws, "CLOSE_TIMEOUT_S", 0.5)
+    bus, counters = node.services.bus, node.services.counters
+    big = "x" * 64 * 1024
+    sent: list[int] = []
+    seen: list[int] = []
+    async with viewer(node.ws_url, node.token(744)) as fast, silent_viewer(node, 744) as silent:
+        await frame_of(fast, "state")
+        assert counters.websockets_open == 2
+        # Enough frames to fill the node's send buffer (up to tcp_wmem's 4 MiB) many times over,
+        # paced by the reading viewer: a real socket's real time, bounded.
+        with trio.fail_after(15):
+            for n in range(1000):
+                await bus.publish(744, {"type": "test", "n": n, "pad": big})
+                sent.append(n)
+                seen.append((await frame_of(fast, "test"))["n"])
+                if counters.websockets_open == 1 and bus.statistics().subscribers == 1:
+                    break
+        assert counters.websockets_open == 1  # the silent viewer's handler ended: task, subscription, counter
+        assert bus.statistics().subscribers == 1
+        # The node let go of the socket too: what it had queued drains, then the connection ends.
+        with trio.fail_after(10):
+            while await silent.receive_some(1 << 20):
+                pass
+        await bus.publish(744, {"type": "test", "n": len(sent), "pad": ""})
+        sent.append(len(sent))
+        seen.append((await frame_of(fast, "test"))["n"])
+
+    assert seen == sent
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_viewer_that_fell_behind_but_reads_again_gets_1013_after_the_frames_it_was_sent(
+    node: TestNode,
+) -> None:
+    """Cut off by the bus while its socket was full, a viewer that reads again in time gets the
+    close frame 1013, not an aborted connection (docs/websocket.md#limits)."""
+    bus = node.services.bus
+    big = "x" * 64 * 1024
+    async with viewer(node.ws_url, node.token(745), message_queue_size=1) as lagging:
+        await frame_of(lagging, "state")
+        with trio.fail_after(10):
+            n = 0
+            while not bus.statistics().subscribers_dropped_total:
+                await bus.publish(745, {"type": "test", "n": n, "pad": big})
+                n += 1
+                await trio.lowlevel.checkpoint()  # let the forwarder write until the socket is full
+        code, frames = await close_code(lagging, within=10)
+
+    assert code == 1013
+    assert [frame["n"] for frame in frames] == list(range(len(frames)))
 
 
 async def test_closing_the_page_releases_the_subscription_and_the_counter_and_leaves_the_session(

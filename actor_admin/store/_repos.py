@@ -91,6 +91,23 @@ _FENCED_BATCH = """
     )"""
 
 
+# Unpublished inbound rows within retention ($1 days; 0: kept forever, the cutoff store/_retention.py
+# prunes at), read through the partial index on (salon_id, id) of sql/006_unpublished_by_salon.sql.
+_UNPUBLISHED = """m.direction = 'in' AND m.published_at IS NULL
+    AND ($1::int = 0 OR m.at >= now() - make_interval(days => $1::int))"""
+_UNPUBLISHED_SALONS = f"""
+    SELECT m.salon_id, count(*) AS n, min(m.id) AS first_id FROM messages m
+    WHERE {_UNPUBLISHED} GROUP BY m.salon_id"""
+_UNPUBLISHED_OWNED_SALONS = f"""
+    SELECT m.salon_id, count(*) AS n, min(m.id) AS first_id
+    FROM salon_owners o JOIN messages m ON m.salon_id = o.salon_id
+    WHERE o.node_id = $2 AND {_UNPUBLISHED} GROUP BY m.salon_id"""
+_UNPUBLISHED_OF = f"""
+    SELECT m.* FROM messages m
+    WHERE m.salon_id = ANY($2::bigint[]) AND {_UNPUBLISHED}
+    ORDER BY m.id LIMIT $3"""
+
+
 def _check_status(status: str) -> None:
     if status not in INTEGRATION_STATUSES:
         raise ValueError(f"unknown integration_status {status!r}")
@@ -690,6 +707,26 @@ class PublishedMark:
     fence: int = 0
 
 
+@final
+@attrs.frozen
+class UnpublishedSalon:
+    """A salon with inbound messages not yet on the stream: how many, and the oldest one's id."""
+
+    salon_id: int
+    count: int
+    first_id: int
+
+
+@final
+@attrs.frozen
+class Unpublished:
+    """A batch of unpublished inbound messages, oldest first, each with its salon's current fence (0:
+    unfenced), and which of the salons asked about the node owns (all of them without a node)."""
+
+    messages: tuple[tuple[Message, int], ...]
+    owned: frozenset[int]
+
+
 def _fenced_salons(items: Sequence[InboundRow] | Sequence[PublishedMark]) -> list[int]:
     return sorted({item.salon_id for item in items if item.fence})
 
@@ -915,6 +952,63 @@ class Messages(_Repository):
             """,
             salon_id, limit,
         )
+
+    async def unpublished_salons(
+        self, *, node_id: str | None, retention_days: int
+    ) -> tuple[builtins.list[UnpublishedSalon], int]:
+        """The salons (those ``node_id`` owns; without it, all) with inbound messages not yet on the
+        stream and still within retention (``retention_days``, 0: forever), and the newest message id
+        of the table (0 when empty): a later call takes rows at or below it as left over, not in flight
+        (docs/data.md#reannouncing)."""
+
+        async def work(conn: Conn) -> tuple[builtins.list[UnpublishedSalon], int]:
+            sql = _UNPUBLISHED_SALONS if node_id is None else _UNPUBLISHED_OWNED_SALONS
+            args: tuple[object, ...] = (retention_days,) if node_id is None else (retention_days, node_id)
+            rows = await conn.fetch(sql, *args)
+            newest = await conn.fetchval("SELECT COALESCE(max(id), 0) FROM messages")
+            return [UnpublishedSalon(r["salon_id"], r["n"], r["first_id"]) for r in rows], int(newest)
+
+        return await self._db.run(work, retry=True)
+
+    async def unpublished_waiting(self, *, retention_days: int, older_than_s: float) -> tuple[int, float | None]:
+        """How many inbound messages of salons a node owns, within retention, have waited more than
+        ``older_than_s`` seconds (by ``at``) to be announced, and the oldest one's wait (doctor's
+        ``inbound`` line; a salon no node owns is not re-announced, docs/data.md#reannouncing)."""
+
+        async def work(conn: Conn) -> tuple[int, float | None]:
+            row = await conn.fetchrow(
+                f"""
+                SELECT count(*) AS n, EXTRACT(EPOCH FROM now() - min(m.at))::float8 AS oldest_s
+                FROM salon_owners o JOIN messages m ON m.salon_id = o.salon_id
+                WHERE o.node_id IS NOT NULL AND {_UNPUBLISHED} AND m.at < now() - make_interval(secs => $2)
+                """,
+                retention_days, older_than_s,
+            )
+            return int(row["n"]), row["oldest_s"]
+
+        return await self._db.run(work, retry=True)
+
+    async def unpublished_of(
+        self, salons: Collection[int], *, node_id: str | None, retention_days: int, limit: int
+    ) -> Unpublished:
+        """At most ``limit`` unpublished inbound messages of ``salons`` that ``node_id`` owns (without
+        it: of every one of ``salons``, unfenced), oldest first, each with its salon's current fence,
+        within retention as :meth:`unpublished_salons`."""
+        wanted = sorted(salons)
+
+        async def work(conn: Conn) -> Unpublished:
+            if node_id is None:
+                rows = await conn.fetch(_UNPUBLISHED_OF, retention_days, wanted, limit)
+                return Unpublished(tuple((from_row(Message, r), 0) for r in rows), frozenset(wanted))
+            owned = await conn.fetch(
+                "SELECT salon_id, fence FROM salon_owners WHERE node_id = $1 AND salon_id = ANY($2::bigint[])",
+                node_id, wanted,
+            )
+            fences = {r["salon_id"]: r["fence"] for r in owned}
+            rows = await conn.fetch(_UNPUBLISHED_OF, retention_days, sorted(fences), limit)
+            return Unpublished(tuple((from_row(Message, r), fences[r["salon_id"]]) for r in rows), frozenset(fences))
+
+        return await self._db.run(work, retry=True)
 
     async def mark_published(self, salon_id: int, wa_ids: Sequence[str], *, fence: int = 0) -> int:
         """Mark inbound messages as put on the stream; returns how many changed.

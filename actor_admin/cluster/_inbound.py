@@ -216,7 +216,9 @@ class InboundAnnouncer:
     async def _announce(self, batch: Sequence[_Announcement]) -> list[Exception | None]:
         if self.held:  # a salon held since its message was queued: the re-announcer has it now
             kept = [a for a in batch if a.salon_id not in self.held]
-            self.hold({a.salon_id for a in batch if a.salon_id in self.held})
+            if len(kept) < len(batch):
+                self.hold({a.salon_id for a in batch if a.salon_id in self.held})
+                self.on_held()
         else:
             kept = list(batch)
         if not kept:

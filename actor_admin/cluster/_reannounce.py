@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from actor_admin.backoff import Backoff
-from actor_admin.store import Message, PublishedMark, Unpublished, UnpublishedSalon
+from actor_admin.store import Fenced, Message, PublishedMark, Unpublished, UnpublishedSalon
 
 from ._inbound import InboundAnnouncer, inbound_fields
 
@@ -192,8 +192,10 @@ class Reannouncer:
         )
         marked = 0
         for (salon_id, _), result in zip(marks, results, strict=True):
-            if isinstance(result, Exception):  # the salon changed owner: its new owner announces it
+            if isinstance(result, Fenced):  # the salon changed owner: its new owner announces it
                 log.warning("inbound: re-announced messages not marked: %s", result, extra={"salon_id": salon_id})
+            elif isinstance(result, Exception):  # PostgreSQL failed: the salon stays held, the pass is retried
+                raise result
             else:
                 marked += result
         log.info("inbound: re-announced %d stored message(s)", len(entries))

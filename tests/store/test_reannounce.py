@@ -21,7 +21,7 @@ from actor_admin.cluster import (
     inbound_fields,
 )
 from actor_admin.runtime import GroupCommitOptions
-from actor_admin.store import Claim, Member, PublishedMark, Store, Unpublished, UnpublishedSalon
+from actor_admin.store import Claim, Member, PublishedMark, Store, StoreUnavailable, Unpublished, UnpublishedSalon
 
 from ._ownership_helpers import add_companies, sql
 
@@ -241,3 +241,31 @@ async def test_a_check_takes_rows_unpublished_since_the_previous_check_not_newer
     assert set(announcer.held) == {1}
     assert await reannouncer.drain() == 1
     assert await _on_stream(redis_client) == [(1, "left")] and reannouncer.backlog == 0
+
+
+async def test_marks_postgresql_refused_keep_the_salon_held_and_the_message_is_announced_again(
+    store: Store, pg_dsn: str, redis_client: RedisClient
+) -> None:
+    """XADD, then the marks fail (PostgreSQL down): the pass fails, the salon stays held, and the
+    next pass announces the message again — at least once, never lost (docs/data.md#inbound-stream)."""
+    fences = await _own(store, pg_dsn, NODE_A, [1])
+    assert await store.messages.insert_inbound(1, "m", PEER, "x", fence=fences[1])
+
+    class MarksFailOnce(Watched):
+        failed = False
+
+        async def mark_published_many(self, marks: Sequence[PublishedMark]) -> list[int | Exception]:
+            if not self.failed:
+                self.failed = True
+                return [StoreUnavailable("PostgreSQL is down") for _ in marks]
+            return await super().mark_published_many(marks)
+
+    announcer = InboundAnnouncer(InboundStream(redis_client), store.messages)
+    reannouncer = Reannouncer(announcer, MarksFailOnce(store), node_id=NODE_A.node_id, retention_days=90)
+    await reannouncer.start_up()
+    with pytest.raises(StoreUnavailable):
+        await reannouncer.drain()
+    assert set(announcer.held) == {1} and await _unpublished(pg_dsn) == ["m"]
+    assert await reannouncer.drain() == 1
+    assert not announcer.held and await _unpublished(pg_dsn) == []
+    assert await _on_stream(redis_client) == [(1, "m"), (1, "m")]

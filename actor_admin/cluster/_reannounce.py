@@ -158,21 +158,25 @@ class Reannouncer:
             self.announcer.hold(s.salon_id for s in found if s.first_id <= previous)
 
     async def drain(self) -> int:
-        """Announce the held salons' messages this node owns, batch by batch, oldest first, marking
-        each batch with its salons' fences; release each salon found drained. How many went out."""
+        """Announce the held salons' messages this node owns, batch by batch, each salon's oldest
+        first, marking each batch with its salons' fences; release each salon found drained. How many
+        went out."""
         sent = 0
-        while self.announcer.held:
+        salons: Collection[int] = list(self.announcer.held)
+        while salons:
             since = self.announcer.tick
             found = await self._messages.unpublished_of(
-                list(self.announcer.held), node_id=self.node_id, retention_days=self.retention_days,
-                limit=self.options.batch,
+                salons, node_id=self.node_id, retention_days=self.retention_days, limit=self.options.batch
             )
             marked = await self._announce(found.messages) if found.messages else 0
             sent += len(found.messages)
-            if len(found.messages) < self.options.batch or not marked:
+            self.announcer.release(found.drained, since)
+            if found.messages and not marked:  # every mark refused: the salons moved; nothing to repeat
                 self.announcer.release(found.owned, since)
                 return sent
-            await trio.sleep(self.options.pause_s)
+            salons = found.owned - found.drained
+            if salons:
+                await trio.sleep(self.options.pause_s)
         return sent
 
     async def _announce(self, batch: Sequence[tuple[Message, int]]) -> int:

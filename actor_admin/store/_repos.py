@@ -7,6 +7,7 @@ Timestamps are the database's ``now()``, so every node agrees on them whatever i
 from __future__ import annotations
 
 import builtins
+import collections
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -102,10 +103,14 @@ _UNPUBLISHED_OWNED_SALONS = f"""
     SELECT m.salon_id, count(*) AS n, min(m.id) AS first_id
     FROM salon_owners o JOIN messages m ON m.salon_id = o.salon_id
     WHERE o.node_id = $2 AND {_UNPUBLISHED} GROUP BY m.salon_id"""
+# Per salon, not "ORDER BY id LIMIT n" over them all: PostgreSQL would walk the primary key backwards
+# through the whole table, filtering, once its statistics counted more unpublished rows than remain.
 _UNPUBLISHED_OF = f"""
-    SELECT m.* FROM messages m
-    WHERE m.salon_id = ANY($2::bigint[]) AND {_UNPUBLISHED}
-    ORDER BY m.id LIMIT $3"""
+    SELECT m.* FROM unnest($2::bigint[]) AS s(salon_id)
+    CROSS JOIN LATERAL (
+        SELECT * FROM messages m WHERE m.salon_id = s.salon_id AND {_UNPUBLISHED} ORDER BY m.id LIMIT $3
+    ) m
+    ORDER BY m.salon_id, m.id"""
 
 
 def _check_status(status: str) -> None:
@@ -720,11 +725,13 @@ class UnpublishedSalon:
 @final
 @attrs.frozen
 class Unpublished:
-    """A batch of unpublished inbound messages, oldest first, each with its salon's current fence (0:
-    unfenced), and which of the salons asked about the node owns (all of them without a node)."""
+    """A batch of unpublished inbound messages, each salon's oldest first, each with its salon's
+    current fence (0: unfenced); which of the salons asked about the node owns (all of them without a
+    node), and which of those the batch took the whole backlog of (as of its read)."""
 
     messages: tuple[tuple[Message, int], ...]
     owned: frozenset[int]
+    drained: frozenset[int]
 
 
 def _fenced_salons(items: Sequence[InboundRow] | Sequence[PublishedMark]) -> list[int]:
@@ -991,22 +998,34 @@ class Messages(_Repository):
     async def unpublished_of(
         self, salons: Collection[int], *, node_id: str | None, retention_days: int, limit: int
     ) -> Unpublished:
-        """At most ``limit`` unpublished inbound messages of ``salons`` that ``node_id`` owns (without
-        it: of every one of ``salons``, unfenced), oldest first, each with its salon's current fence,
-        within retention as :meth:`unpublished_salons`."""
+        """About ``limit`` unpublished inbound messages of ``salons`` that ``node_id`` owns (without
+        it: of every one of ``salons``, unfenced), within retention as :meth:`unpublished_salons`: the
+        oldest of each of at most ``limit`` of those salons, an equal share each, salon by salon.
+
+        One index range scan per salon (the partial index on ``(salon_id, id)``), so a batch costs its
+        salons and its rows, never the whole backlog nor the table (docs/data.md#reannouncing)."""
         wanted = sorted(salons)
 
         async def work(conn: Conn) -> Unpublished:
             if node_id is None:
-                rows = await conn.fetch(_UNPUBLISHED_OF, retention_days, wanted, limit)
-                return Unpublished(tuple((from_row(Message, r), 0) for r in rows), frozenset(wanted))
-            owned = await conn.fetch(
-                "SELECT salon_id, fence FROM salon_owners WHERE node_id = $1 AND salon_id = ANY($2::bigint[])",
-                node_id, wanted,
+                fences = dict.fromkeys(wanted, 0)
+            else:
+                owned = await conn.fetch(
+                    "SELECT salon_id, fence FROM salon_owners WHERE node_id = $1 AND salon_id = ANY($2::bigint[])",
+                    node_id, wanted,
+                )
+                fences = {r["salon_id"]: r["fence"] for r in owned}
+            asked = sorted(fences)[:limit]
+            if not asked:
+                return Unpublished((), frozenset(), frozenset())
+            share = -(-limit // len(asked))
+            rows = await conn.fetch(_UNPUBLISHED_OF, retention_days, asked, share)
+            taken = collections.Counter(r["salon_id"] for r in rows)
+            return Unpublished(
+                tuple((from_row(Message, r), fences[r["salon_id"]]) for r in rows),
+                frozenset(fences),
+                frozenset(s for s in asked if taken[s] < share),
             )
-            fences = {r["salon_id"]: r["fence"] for r in owned}
-            rows = await conn.fetch(_UNPUBLISHED_OF, retention_days, sorted(fences), limit)
-            return Unpublished(tuple((from_row(Message, r), fences[r["salon_id"]]) for r in rows), frozenset(fences))
 
         return await self._db.run(work, retry=True)
 

@@ -49,10 +49,12 @@ from actor_admin.store import (
     Companies,
     Database,
     EmbeddedPostgres,
+    Messages,
     MigrationChecksumMismatch,
     NodeRecord,
     Outbox,
     Ownership,
+    RetentionPolicy,
     SchemaTooNew,
     pending,
 )
@@ -62,6 +64,8 @@ T = TypeVar("T")
 CHECK_TIMEOUT_S = 5.0
 #: An outbox item older than this means the worker is not delivering (the activation window is 1 h).
 OUTBOX_MAX_AGE_S = 600.0
+#: An inbound message not on the stream after this long: its owner is not re-announcing it (Redis down).
+INBOUND_MAX_WAIT_S = 600.0
 DISK_MIN_FREE_BYTES = 1 << 30
 DISK_MIN_FREE_FRACTION = 0.05
 DEFAULT_DEV_URL = "http://127.0.0.1:8000"
@@ -112,6 +116,7 @@ async def _main(environ: Mapping[str, str], url: str | None, out: TextIO) -> int
         ("postgres", _check_postgres),
         ("schema", _check_schema),
         ("outbox", _check_outbox),
+        ("inbound", _check_inbound),
         ("activations", _check_activations),
         ("nodes", _check_nodes),
         ("versions", _check_versions),
@@ -340,6 +345,26 @@ async def _check_outbox(ctx: Context) -> Result:
             "check YCLIENTS_PARTNER_TOKEN / YCLIENTS_API_URL; the outbox retries by itself once YClients answers",
         )
     return Result(True, detail)
+
+
+async def _check_inbound(ctx: Context) -> Result:
+    """Inbound messages the AI product has not been told of (docs/data.md#reannouncing)."""
+    if not ctx.schema_ok:
+        return _SCHEMA_NOT_READY
+    days = ctx.settings.retention.messages_days if ctx.settings else RetentionPolicy().messages_days
+    waiting, oldest = await _read(
+        ctx, lambda db: Messages(db).unpublished_waiting(retention_days=days, older_than_s=INBOUND_MAX_WAIT_S)
+    )
+    if not waiting:
+        return Result(True, f"every inbound message older than {INBOUND_MAX_WAIT_S / 60:.0f} min is on the stream")
+    return Result(
+        False,
+        f"{waiting} inbound message(s) not on the inbound stream, oldest {(oldest or 0) / 60:.0f} min"
+        " — the AI receptionist has not seen them (salons some node owns)",
+        "check doctor's redis line: the salons' owners announce them by themselves once Redis answers; "
+        f"curl -s {ctx.base_url}/metrics | grep actor_admin_inbound_\n"
+        "see ops/RUNBOOK.md §4.4",
+    )
 
 
 async def _check_activations(ctx: Context) -> Result:

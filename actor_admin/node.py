@@ -40,6 +40,7 @@ from actor_admin.cluster import (
     LocalBus,
     Locator,
     RateLimiter,
+    Reannouncer,
     RedisClient,
     open_node_rpc,
     open_redis_bus,
@@ -136,6 +137,11 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
                 settled=None if parts.collector is None else parts.collector.settled,
             )
         inbound = await stack.enter_async_context(open_inbound_path(parts.store, parts.redis))
+        reannouncer = None
+        if inbound is not None:
+            reannouncer = await start_reannouncing(
+                stack, inbound, parts.store, None if parts.member is None else parts.member.node_id, settings
+            )
         deps = SessionDeps(
             transport=parts.transport,
             store=parts.store,
@@ -180,6 +186,7 @@ async def open_services(settings: Settings, parts: Parts, *, locator: Locator | 
             simulator=parts.simulator,
             fake_yclients=parts.fake_yclients,
             upstream=upstream,
+            reannouncer=reannouncer,
         )
         if parts.collector is not None:
             parts.collector.viewers = services.counters
@@ -293,6 +300,23 @@ async def open_inbound_path(
             return
         announcer = InboundAnnouncer(InboundStream(redis), store.messages, options)
         yield await stack.enter_async_context(announcer.running())
+
+
+async def start_reannouncing(
+    stack: AsyncExitStack, inbound: InboundAnnouncer, store: Store, node_id: str | None, settings: Settings
+) -> Reannouncer:
+    """Hold the salons with messages not yet on the inbound stream, then re-announce the node's own
+    in the background (docs/data.md#reannouncing): before the actors start, so none of them
+    overtakes what a crash or a Redis outage left."""
+    reannouncer = Reannouncer(inbound, store.messages, node_id=node_id, retention_days=settings.retention.messages_days)
+    try:
+        await reannouncer.start_up()
+    except StoreError as exc:  # the first check finds the leftovers instead
+        log.warning("inbound: could not look for unpublished messages at start: %s", exc)
+    nursery = await stack.enter_async_context(trio.open_nursery())
+    nursery.start_soon(reannouncer.run)
+    stack.callback(nursery.cancel_scope.cancel)
+    return reannouncer
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:

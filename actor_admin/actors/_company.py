@@ -15,7 +15,7 @@ from typing import Protocol, final
 import attrs
 import trio
 
-from actor_admin.cluster import Here, Location
+from actor_admin.cluster import Here, Location, inbound_fields
 from actor_admin.json_types import JSON
 from actor_admin.logs import about_salon
 from actor_admin.runtime import ActorContext, MailboxClosed, MailboxFull, Request, TimerHandle, TimerWheel
@@ -460,9 +460,7 @@ class CompanySession:
     async def _pass_on_inbound(self, wa_id: str, peer: str, text: str, peer_lid: str | None = None) -> None:
         if self.deps.inbound is None:
             return
-        fields = {"wa_id": wa_id, "peer": peer, "text": text}
-        if peer_lid is not None:
-            fields["peer_lid"] = peer_lid
+        fields = inbound_fields(wa_id, peer, text, peer_lid)
         try:
             # The sink records the announcement too (published_at), with this run's fence.
             await self.deps.inbound.publish_inbound(self.salon_id, fields, fence=self.fence or 0)

@@ -220,6 +220,18 @@ class _StatsCollector(Collector):
             "Inbound messages stored with the sender's LID only: WhatsApp gave no phone number to reply to.",
             value=float(counts.inbound_unresolved_lid),
         )
+        # Re-announcing (docs/data.md#reannouncing): both 0 on a node without Redis.
+        reannouncer = self._services.reannouncer
+        yield CounterMetricFamily(
+            "actor_admin_inbound_reannounced",
+            "Stored inbound messages this node put on the inbound stream late (Redis was down, or a crash).",
+            value=float(reannouncer.reannounced_total if reannouncer is not None else 0),
+        )
+        yield GaugeMetricFamily(
+            "actor_admin_inbound_unpublished",
+            "Inbound messages of this node's salons stored but not on the inbound stream yet, at the last check.",
+            value=float(reannouncer.backlog if reannouncer is not None else 0),
+        )
 
     def _sessions(self) -> Iterator[Metric]:
         registry = self._services.registry

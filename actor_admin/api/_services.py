@@ -15,7 +15,7 @@ import attrs
 import trio
 
 from actor_admin.actors import Registry, Router, UpstreamWatch
-from actor_admin.cluster import Bus, OwnershipChanges, RateLimiter, RedisClient
+from actor_admin.cluster import Bus, OwnershipChanges, RateLimiter, Reannouncer, RedisClient
 from actor_admin.config import Settings
 from actor_admin.doubles.whatsapp import SimulatorCore
 from actor_admin.doubles.yclients import FakeYClients
@@ -63,6 +63,8 @@ class Services:
     outbox_worker: OutboxWorker | None = None
     #: The retention job (docs/data.md#retention); set by ``node._start_workers``.
     pruner: Pruner | None = None
+    #: Re-announces inbound messages not yet on the stream (docs/data.md#reannouncing); None without Redis.
+    reannouncer: Reannouncer | None = None
     counters: Counters = attrs.field(factory=Counters)
     #: Requests turned away by cause (bad tokens, origins, rate limits): counted and logged, rate-limited.
     refusals: Refusals = attrs.field(factory=Refusals)

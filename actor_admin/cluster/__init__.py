@@ -18,13 +18,14 @@ from ._changes import OWNERSHIP_CHANGE_CAUSES, OwnershipChangeCause, OwnershipCh
 from ._client import RedisClient
 from ._embedded import EmbeddedRedis, EmbeddedRedisError
 from ._errors import RedisUnavailable
-from ._inbound import DEFAULT_INBOUND_MAXLEN, InboundAnnouncer, InboundStream, PublishedLog
+from ._inbound import DEFAULT_INBOUND_MAXLEN, InboundAnnouncer, InboundStream, PublishedLog, inbound_fields
 from ._keeper import Actors, Keeper, OwnershipStore
 from ._limiter import Decision, RateLimiter
 from ._location import Here, Location, Locator, SoleNode, There, Unavailable
 from ._membership import Membership, NodeLease, Observer, OwnershipTimings
 from ._placement import Placement, place, placement_weight
 from ._planner import ClusterView, HandOver, Plan, Release, Start, Stop, placement_for, plan
+from ._reannounce import ReannounceOptions, Reannouncer, UnpublishedLog
 from ._rpc import NodeRpc, OwnerUnreachable, RpcStatistics, open_node_rpc
 
 __all__ = [
@@ -58,6 +59,8 @@ __all__ = [
     "Plan",
     "PublishedLog",
     "RateLimiter",
+    "ReannounceOptions",
+    "Reannouncer",
     "RedisBus",
     "RedisClient",
     "RedisUnavailable",
@@ -70,6 +73,8 @@ __all__ = [
     "Subscription",
     "There",
     "Unavailable",
+    "UnpublishedLog",
+    "inbound_fields",
     "open_node_rpc",
     "open_redis_bus",
     "place",

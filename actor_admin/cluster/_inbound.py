@@ -7,14 +7,16 @@ cheaper than an exact cap and keeps at least ``maxlen`` entries.
 
 On a node the actors announce through an :class:`InboundAnnouncer`: many salons' messages go out in
 one command, and each announcement is recorded in PostgreSQL (``published_at``) after it is on the
-stream (docs/data.md#inbound-stream).
+stream (docs/data.md#inbound-stream). A salon whose messages did not make it (Redis down, a crash) is
+*held*: its messages are left to the :class:`~actor_admin.cluster.Reannouncer`, which announces them
+in the order they were stored (docs/data.md#reannouncing).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Final, Protocol, final
 
@@ -49,7 +51,15 @@ return ids
 FieldValue = str | int | float | bytes
 
 
-@final
+def inbound_fields(wa_id: str, peer: str, text: str, peer_lid: str | None = None) -> dict[str, str]:
+    """A stored inbound message's fields on the stream (besides ``salon_id``): the one shape both the
+    actors' announcements and the re-announcements write (docs/data.md#inbound-stream)."""
+    fields = {"wa_id": wa_id, "peer": peer, "text": text}
+    if peer_lid is not None:
+        fields["peer_lid"] = peer_lid
+    return fields
+
+
 @final
 class InboundStream:
     """Appends inbound messages to the stream ``{prefix}inbound`` (``actor-admin:inbound``)."""
@@ -142,6 +152,11 @@ class InboundAnnouncer:
     each salon's messages reach the stream in the order they were stored. A batch Redis refuses is
     logged and its messages stay unpublished in PostgreSQL. Outside :meth:`running` each message is
     announced and recorded before ``publish_inbound`` returns, and its errors are the caller's.
+
+    A refused batch's salons are *held* (:attr:`held`): their later messages are not announced here
+    but left stored for the re-announcer, which announces a salon's backlog oldest first and then
+    releases the salon (:meth:`release`, docs/data.md#reannouncing): no message overtakes an older
+    one of its salon.
     """
 
     def __init__(
@@ -155,6 +170,13 @@ class InboundAnnouncer:
             closed=lambda: RedisUnavailable("the inbound announcer has stopped"),
             dropped=self._dropped,
         )
+        #: Held salons → the :attr:`tick` of the latest message (or hold) left to the re-announcer.
+        self.held: dict[int, int] = {}
+        #: Counts holds and held-back messages; :meth:`release` compares a salon's with a read of it.
+        self.tick = 0
+        #: Called when a message is held back, and when Redis took a batch (the re-announcer's wake-ups).
+        self.on_held: Callable[[], None] = _nothing
+        self.on_answered: Callable[[], None] = _nothing
 
     @property
     def statistics(self) -> object:
@@ -165,8 +187,26 @@ class InboundAnnouncer:
         async with open_group_commit(self._group):
             yield self
 
+    def hold(self, salons: Iterable[int]) -> None:
+        """Leave ``salons``' messages to the re-announcer until it releases them (:meth:`release`)."""
+        for salon_id in salons:
+            self.tick += 1
+            self.held[salon_id] = self.tick
+
+    def release(self, salons: Iterable[int], since: int) -> None:
+        """Announce ``salons``' messages here again, each unless one was held back after ``since`` (the
+        :attr:`tick` read before the re-announcer's last read of their stored backlog)."""
+        for salon_id in salons:
+            if self.held.get(salon_id, since + 1) <= since:
+                del self.held[salon_id]
+
     async def publish_inbound(self, salon_id: int, fields: Mapping[str, FieldValue], *, fence: int = 0) -> None:
-        """Announce a stored message (its ``fields`` name ``wa_id``) and record that it was."""
+        """Announce a stored message (its ``fields`` name ``wa_id``) and record that it was; for a
+        held salon, leave it stored for the re-announcer instead."""
+        if salon_id in self.held:
+            self.hold((salon_id,))
+            self.on_held()
+            return
         announcement = _Announcement(salon_id, fields, fence)
         if self._group.running:
             await self._group.enqueue(announcement)
@@ -174,17 +214,33 @@ class InboundAnnouncer:
         await self._announce([announcement])
 
     async def _announce(self, batch: Sequence[_Announcement]) -> list[Exception | None]:
-        await self.stream.append_many([(a.salon_id, a.fields) for a in batch])
+        if self.held:  # a salon held since its message was queued: the re-announcer has it now
+            kept = [a for a in batch if a.salon_id not in self.held]
+            if len(kept) < len(batch):
+                self.hold({a.salon_id for a in batch if a.salon_id in self.held})
+                self.on_held()
+        else:
+            kept = list(batch)
+        if not kept:
+            return [None] * len(batch)
+        await self.stream.append_many([(a.salon_id, a.fields) for a in kept])
         marks: dict[tuple[int, int], list[str]] = {}
-        for a in batch:
+        for a in kept:
             wa_id = a.fields.get("wa_id")
             if isinstance(wa_id, str):
                 marks.setdefault((a.salon_id, a.fence), []).append(wa_id)
         await self._published.note_published_many([(salon, wa_ids, fence) for (salon, fence), wa_ids in marks.items()])
+        self.on_answered()
         return [None] * len(batch)
 
     def _dropped(self, batch: Sequence[_Announcement], error: Exception) -> None:
+        self.hold({a.salon_id for a in batch})
         log.warning(
-            "inbound stream unavailable: %d stored messages not announced (they stay unpublished): %s",
+            "inbound stream unavailable: %d stored messages not announced (left to the re-announcer): %s",
             len(batch), error,
         )
+        self.on_held()
+
+
+def _nothing() -> None:
+    return None

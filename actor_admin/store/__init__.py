@@ -59,6 +59,8 @@ from ._repos import (
     Messages,
     Outbox,
     PublishedMark,
+    Unpublished,
+    UnpublishedSalon,
     credentials_by_transport,
 )
 from ._retention import (
@@ -133,6 +135,8 @@ __all__ = [
     "StoredSalon",
     "TableSize",
     "Takeover",
+    "Unpublished",
+    "UnpublishedSalon",
     "credentials_by_transport",
     "load_migrations",
     "migrate",

@@ -7,6 +7,7 @@ Timestamps are the database's ``now()``, so every node agrees on them whatever i
 from __future__ import annotations
 
 import builtins
+import collections
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -95,6 +96,27 @@ _LOCKED = """
 # order, as a fenced transaction's is (actor_admin_check_fences).
 _CHECKED = """
     checked AS (SELECT actor_admin_check_fences($1::bigint[], $2::bigint[]))"""
+
+
+# Unpublished inbound rows within retention ($1 days; 0: kept forever, the cutoff store/_retention.py
+# prunes at), read through the partial index on (salon_id, id) of sql/007_unpublished_by_salon.sql.
+_UNPUBLISHED = """m.direction = 'in' AND m.published_at IS NULL
+    AND ($1::int = 0 OR m.at >= now() - make_interval(days => $1::int))"""
+_UNPUBLISHED_SALONS = f"""
+    SELECT m.salon_id, count(*) AS n, min(m.id) AS first_id FROM messages m
+    WHERE {_UNPUBLISHED} GROUP BY m.salon_id"""
+_UNPUBLISHED_OWNED_SALONS = f"""
+    SELECT m.salon_id, count(*) AS n, min(m.id) AS first_id
+    FROM salon_owners o JOIN messages m ON m.salon_id = o.salon_id
+    WHERE o.node_id = $2 AND {_UNPUBLISHED} GROUP BY m.salon_id"""
+# Per salon, not "ORDER BY id LIMIT n" over them all: PostgreSQL would walk the primary key backwards
+# through the whole table, filtering, once its statistics counted more unpublished rows than remain.
+_UNPUBLISHED_OF = f"""
+    SELECT m.* FROM unnest($2::bigint[]) AS s(salon_id)
+    CROSS JOIN LATERAL (
+        SELECT * FROM messages m WHERE m.salon_id = s.salon_id AND {_UNPUBLISHED} ORDER BY m.id LIMIT $3
+    ) m
+    ORDER BY m.salon_id, m.id"""
 
 
 def _check_status(status: str) -> None:
@@ -699,6 +721,28 @@ class PublishedMark:
 Batched = TypeVar("Batched", InboundRow, PublishedMark)
 
 
+@final
+@attrs.frozen
+class UnpublishedSalon:
+    """A salon with inbound messages not yet on the stream: how many, and the oldest one's id."""
+
+    salon_id: int
+    count: int
+    first_id: int
+
+
+@final
+@attrs.frozen
+class Unpublished:
+    """A batch of unpublished inbound messages, each salon's oldest first, each with its salon's
+    current fence (0: unfenced); which of the salons asked about the node owns (all of them without a
+    node), and which of those the batch took the whole backlog of (as of its read)."""
+
+    messages: tuple[tuple[Message, int], ...]
+    owned: frozenset[int]
+    drained: frozenset[int]
+
+
 async def _fenced_batch(
     items: Sequence[Batched], write: Callable[[Sequence[Batched]], Awaitable[list[asyncpg.Record]]]
 ) -> tuple[set[tuple[int, str]], dict[tuple[int, int], Fenced]]:
@@ -930,6 +974,75 @@ class Messages(_Repository):
             """,
             salon_id, limit,
         )
+
+    async def unpublished_salons(
+        self, *, node_id: str | None, retention_days: int
+    ) -> tuple[builtins.list[UnpublishedSalon], int]:
+        """The salons (those ``node_id`` owns; without it, all) with inbound messages not yet on the
+        stream and still within retention (``retention_days``, 0: forever), and the newest message id
+        of the table (0 when empty): a later call takes rows at or below it as left over, not in flight
+        (docs/data.md#reannouncing)."""
+
+        async def work(conn: Conn) -> tuple[builtins.list[UnpublishedSalon], int]:
+            sql = _UNPUBLISHED_SALONS if node_id is None else _UNPUBLISHED_OWNED_SALONS
+            args: tuple[object, ...] = (retention_days,) if node_id is None else (retention_days, node_id)
+            rows = await conn.fetch(sql, *args)
+            newest = await conn.fetchval("SELECT COALESCE(max(id), 0) FROM messages")
+            return [UnpublishedSalon(r["salon_id"], r["n"], r["first_id"]) for r in rows], int(newest)
+
+        return await self._db.run(work, retry=True)
+
+    async def unpublished_waiting(self, *, retention_days: int, older_than_s: float) -> tuple[int, float | None]:
+        """How many inbound messages of salons a node owns, within retention, have waited more than
+        ``older_than_s`` seconds (by ``at``) to be announced, and the oldest one's wait (doctor's
+        ``inbound`` line; a salon no node owns is not re-announced, docs/data.md#reannouncing)."""
+
+        async def work(conn: Conn) -> tuple[int, float | None]:
+            row = await conn.fetchrow(
+                f"""
+                SELECT count(*) AS n, EXTRACT(EPOCH FROM now() - min(m.at))::float8 AS oldest_s
+                FROM salon_owners o JOIN messages m ON m.salon_id = o.salon_id
+                WHERE o.node_id IS NOT NULL AND {_UNPUBLISHED} AND m.at < now() - make_interval(secs => $2)
+                """,
+                retention_days, older_than_s,
+            )
+            return int(row["n"]), row["oldest_s"]
+
+        return await self._db.run(work, retry=True)
+
+    async def unpublished_of(
+        self, salons: Collection[int], *, node_id: str | None, retention_days: int, limit: int
+    ) -> Unpublished:
+        """About ``limit`` unpublished inbound messages of ``salons`` that ``node_id`` owns (without
+        it: of every one of ``salons``, unfenced), within retention as :meth:`unpublished_salons`: the
+        oldest of each of at most ``limit`` of those salons, an equal share each, salon by salon.
+
+        One index range scan per salon (the partial index on ``(salon_id, id)``), so a batch costs its
+        salons and its rows, never the whole backlog nor the table (docs/data.md#reannouncing)."""
+        wanted = sorted(salons)
+
+        async def work(conn: Conn) -> Unpublished:
+            if node_id is None:
+                fences = dict.fromkeys(wanted, 0)
+            else:
+                owned = await conn.fetch(
+                    "SELECT salon_id, fence FROM salon_owners WHERE node_id = $1 AND salon_id = ANY($2::bigint[])",
+                    node_id, wanted,
+                )
+                fences = {r["salon_id"]: r["fence"] for r in owned}
+            asked = sorted(fences)[:limit]
+            if not asked:
+                return Unpublished((), frozenset(), frozenset())
+            share = -(-limit // len(asked))
+            rows = await conn.fetch(_UNPUBLISHED_OF, retention_days, asked, share)
+            taken = collections.Counter(r["salon_id"] for r in rows)
+            return Unpublished(
+                tuple((from_row(Message, r), fences[r["salon_id"]]) for r in rows),
+                frozenset(fences),
+                frozenset(s for s in asked if taken[s] < share),
+            )
+
+        return await self._db.run(work, retry=True)
 
     async def mark_published(self, salon_id: int, wa_ids: Sequence[str], *, fence: int = 0) -> int:
         """Mark inbound messages as put on the stream; returns how many changed.

@@ -52,6 +52,8 @@ async def test_metrics_is_prometheus_text_with_the_documented_families(node: Tes
         "actor_admin_process_resident_memory_bytes",
         "actor_admin_qr_latency_seconds_bucket",
         "actor_admin_inbound_unresolved_lid_total",
+        "actor_admin_inbound_reannounced_total",
+        "actor_admin_inbound_unpublished",
     ):
         assert expected in names, expected
     assert samples[("actor_admin_dependency_up", (("dependency", "postgres"),))] == 1.0

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trio
 
+from actor_admin.store import Claim, Member
 from tests._pg import _admin as admin_sql
 from tests._pg import dsn_for_database
 from tests.api._marketplace_helpers import served_app
@@ -60,6 +61,7 @@ async def test_every_check_passes_against_a_healthy_node(
         "postgres",
         "schema",
         "outbox",
+        "inbound",
         "activations",
         "nodes",
         "versions",
@@ -147,6 +149,31 @@ async def test_a_call_waiting_in_the_outbox_too_long_fails_outbox(
     assert code == 1
     assert checks["outbox"].startswith("✗ outbox       1 pending, oldest 1")
     assert "not being delivered" in checks["outbox"] and "YCLIENTS_PARTNER_TOKEN" in checks["outbox"]
+
+
+async def test_an_inbound_message_not_announced_for_long_fails_inbound(
+    store: Any, pg_dsn: str, redis_url: str, tmp_path: Path, closed_http_url: str
+) -> None:
+    node = Member("node-doctor", "inc", "1.0")
+    await store.companies.upsert_registration(954)
+    await store.companies.upsert_registration(955)
+    await store.ownership.join(node)
+    await store.ownership.claim(node, [Claim(954)])
+    rows = [
+        (954, "late", "20 minutes"), (954, "fresh", "0 minutes"), (954, "past-retention", "91 days"),
+        (955, "nobody-owns-it", "20 minutes"),
+    ]
+    for salon_id, wa_id, age in rows:
+        await trio.to_thread.run_sync(
+            admin_sql,
+            pg_dsn,
+            "INSERT INTO messages (salon_id, direction, wa_id, peer, text, status, at) VALUES "
+            f"({salon_id}, 'in', '{wa_id}', '79001112233', 'hi', 'received', now() - interval '{age}')",
+        )
+    code, checks = await doctor(serve_env(pg_dsn, redis_url, closed_http_url, tmp_path), tmp_path)
+    assert code == 1
+    assert checks["inbound"].startswith("✗ inbound      1 inbound message(s) not on the inbound stream, oldest 20 min")
+    assert "once Redis answers" in checks["inbound"] and "actor_admin_inbound_" in checks["inbound"]
 
 
 async def test_a_salon_left_in_activation_failed_fails_activations(

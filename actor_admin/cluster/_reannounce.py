@@ -121,7 +121,11 @@ class Reannouncer:
         """Forever: check every ``check_interval_s``, and drain the held salons whenever there are
         any; after a failure, again after the retry delay."""
         attempt = 0
+        # ``start_up`` has just looked: the first check waits its interval (else at once). A node that
+        # stops again at once then has no query of ours in flight, and none opening a connection.
         next_check = trio.current_time()
+        if self._newest_checked is not None:
+            next_check += self.options.check_interval_s
         while True:
             self._wake = trio.Event()
             try:

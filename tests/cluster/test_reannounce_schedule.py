@@ -22,7 +22,9 @@ class LookingLog:
     def __init__(self) -> None:
         self.looked_at: list[float] = []
 
-    async def unpublished_salons(self, *, node_id: str | None, retention_days: int) -> tuple[list[UnpublishedSalon], int]:
+    async def unpublished_salons(
+        self, *, node_id: str | None, retention_days: int
+    ) -> tuple[list[UnpublishedSalon], int]:
         self.looked_at.append(trio.current_time())
         return [], 0
 

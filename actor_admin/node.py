@@ -311,8 +311,9 @@ async def start_reannouncing(
     reannouncer = Reannouncer(inbound, store.messages, node_id=node_id, retention_days=settings.retention.messages_days)
     try:
         await reannouncer.start_up()
-    except StoreError as exc:  # the first check finds the leftovers instead
-        log.warning("inbound: could not look for unpublished messages at start: %s", exc)
+    except Exception as exc:  # PostgreSQL down, or its schema not migrated yet (/readyz says which):
+        # the first check finds the leftovers instead, as ``run`` retries any failure.
+        log.warning("inbound: could not look for unpublished messages at start: %s: %s", type(exc).__name__, exc)
     nursery = await stack.enter_async_context(trio.open_nursery())
     nursery.start_soon(reannouncer.run)
     stack.callback(nursery.cancel_scope.cancel)

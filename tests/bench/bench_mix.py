@@ -25,8 +25,8 @@ salon is connected), and ``mix_burst_s``, how long the burst took.
 task step (``before_task_step`` / ``after_task_step``) and prints the longest single steps with
 their task and where each one yielded, and the tasks by total step time: where the lag comes from.
 The instrument itself costs CPU, so the lag figures come from a run without it.
-``BENCH_MIX_FREEZE=1`` (an experiment) moves everything alive after the restore out of the
-collector's reach (``gc.freeze()``) before the run.
+The node's collector policy runs as in ``serve``: ``GC_THRESHOLDS`` and the heap frozen once the
+restore has settled (docs/capacity.md#garbage-collection).
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ async def main_node(port: int, profile: bool) -> None:
     from actor_admin.actors import Registry
     from actor_admin.api import create_app
     from actor_admin.doubles.whatsapp import SimulatorCore, SimulatorTransport
-    from actor_admin.node import Parts, open_services
+    from actor_admin.node import CollectorPolicy, Parts, open_services, tune_gc
     from tests.actors.memory_store import MemoryStore
     from tests.api.conftest import node_settings
     from tests.bench._ws_node import GcPauses, _config, _raise_fd_limit
@@ -251,7 +251,11 @@ async def main_node(port: int, profile: bool) -> None:
     sampler = LagSampler()
     pauses = GcPauses()
     steps = StepTimer() if profile else None
-    parts = Parts(store=store, redis=None, transport=SimulatorTransport(core), simulator=core)
+    # The collector as a node runs it: its thresholds, and the heap frozen once the restore has
+    # settled (docs/capacity.md#garbage-collection).
+    tune_gc(settings)
+    collector = CollectorPolicy.from_settings(settings)
+    parts = Parts(store=store, redis=None, transport=SimulatorTransport(core), simulator=core, collector=collector)
     async with open_services(settings, parts) as services:
         registry: Registry = services.registry
         app = create_app(services)
@@ -262,9 +266,8 @@ async def main_node(port: int, profile: bool) -> None:
         while registry.by_state().get("connected", 0) < SALONS:  # noqa: ASYNC110
             await trio.sleep(0.1)
         print(f"restored {SALONS} salons in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
-        gc.collect()
-        if os.environ.get("BENCH_MIX_FREEZE"):  # an experiment: start-up objects out of the collector
-            gc.freeze()
+        collector.start_up()  # as ``serve`` does once it listens
+        collector.settled(SALONS)  # as the keeper tells it when its restore round has started all
 
         @app.route("/_bench/phase", methods=["POST"])
         async def bench_phase() -> Any:

@@ -10,6 +10,8 @@ import asyncpg
 import trio
 import trio_asyncio
 
+from actor_admin.store import Claim, Member, Store
+
 
 async def sql(dsn: str, query: str, *args: object) -> list[asyncpg.Record]:
     """One statement on a connection of its own (outside any store's pool)."""
@@ -27,6 +29,13 @@ async def sql(dsn: str, query: str, *args: object) -> list[asyncpg.Record]:
 
 async def add_companies(dsn: str, salon_ids: range | list[int]) -> None:
     await sql(dsn, "INSERT INTO companies (salon_id) SELECT unnest($1::bigint[])", list(salon_ids))
+
+
+async def own(store: Store, dsn: str, node: Member, salons: list[int]) -> dict[int, int]:
+    """``salons`` (made first) owned by ``node``; their fences."""
+    await add_companies(dsn, salons)
+    await store.ownership.join(node)
+    return await store.ownership.claim(node, [Claim(s) for s in salons])
 
 
 @asynccontextmanager

@@ -5,12 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from actor_admin.store import EmbeddedPostgres
+from actor_admin.store import EmbeddedPostgres, Store
 
 
 def _private_temp_dir(prefix: str) -> Path:
@@ -64,3 +64,10 @@ def own_server(pg_cluster_dir: Path) -> Iterator[EmbeddedPostgres]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def grouped(store: Store) -> AsyncIterator[Store]:
+    """The store with its inbound group commit running, as a node runs it."""
+    async with store.messages.grouped():
+        yield store

@@ -5,7 +5,6 @@ only, a rejected row failing alone, an outage failing every waiter and writing n
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -14,7 +13,6 @@ import trio_asyncio
 from actor_admin.cluster import InboundAnnouncer, InboundStream, RedisClient
 from actor_admin.runtime import GroupCommitOptions
 from actor_admin.store import (
-    Claim,
     EmbeddedPostgres,
     Fenced,
     InboundRow,
@@ -27,26 +25,12 @@ from actor_admin.store import (
 )
 from actor_admin.store._migrations import migrate_aio
 
-from ._ownership_helpers import add_companies, sql
+from ._ownership_helpers import own, sql
 
 pytestmark = pytest.mark.integration
 
 PEER = "79001112233"
 NODE = Member("node-a", "inc-a", "1.0")
-
-
-@pytest.fixture
-async def grouped(store: Store) -> AsyncIterator[Store]:
-    """The store with its inbound group commit running, as a node runs it."""
-    async with store.messages.grouped():
-        yield store
-
-
-async def _own(store: Store, pg_dsn: str, salons: list[int]) -> dict[int, int]:
-    """``salons`` owned by NODE; their fences."""
-    await add_companies(pg_dsn, salons)
-    await store.ownership.join(NODE)
-    return await store.ownership.claim(NODE, [Claim(s) for s in salons])
 
 
 async def _rows(pg_dsn: str) -> list[tuple[int, str, str]]:
@@ -62,7 +46,7 @@ async def test_many_salons_at_once_are_stored_once_in_few_batches(
     an actor does), every message delivered twice (a redelivery) — in a seeded order of arrival."""
     shuffle = random.Random(schedule_seed)
     salons = list(range(1, 21))
-    fences = await _own(grouped, pg_dsn, salons)
+    fences = await own(grouped, pg_dsn, NODE, salons)
     answers: dict[tuple[int, str], list[bool]] = {}
 
     async def actor(salon_id: int) -> None:
@@ -87,8 +71,12 @@ async def test_many_salons_at_once_are_stored_once_in_few_batches(
 
 
 async def test_duplicates_inside_one_batch_and_across_batches_count_once(store: Store, pg_dsn: str) -> None:
-    first = [InboundRow(7, "a", PEER, "1"), InboundRow(7, "b", PEER, "2"), InboundRow(7, "a", PEER, "1 again"),
-             InboundRow(8, "a", PEER, "other salon, same id")]
+    first = [
+        InboundRow(7, "a", PEER, "1"),
+        InboundRow(7, "b", PEER, "2"),
+        InboundRow(7, "a", PEER, "1 again"),
+        InboundRow(8, "a", PEER, "other salon, same id"),
+    ]
     assert await store.messages.insert_inbound_many(first) == [True, True, False, True]
     again = [InboundRow(7, "b", PEER, "2 again"), InboundRow(7, "c", PEER, "3")]
     assert await store.messages.insert_inbound_many(again) == [False, True]
@@ -109,7 +97,7 @@ async def test_concurrent_redeliveries_through_the_group_commit_yield_one_new(gr
 
 
 async def test_a_stale_fence_refuses_its_own_salon_and_no_other(store: Store, pg_dsn: str) -> None:
-    fences = await _own(store, pg_dsn, [1, 2, 3, 5])
+    fences = await own(store, pg_dsn, NODE, [1, 2, 3, 5])
     stale = fences[2]
     await store.ownership.release(NODE, {2: stale, 5: fences[5]})  # salons 2 and 5 moved on: stale fences now
     batch = [
@@ -138,7 +126,7 @@ async def test_a_stale_fence_refuses_its_own_salon_and_no_other(store: Store, pg
 
 
 async def test_a_stale_fence_in_a_gathered_batch_fails_only_its_actor(grouped: Store, pg_dsn: str) -> None:
-    fences = await _own(grouped, pg_dsn, [1, 2])
+    fences = await own(grouped, pg_dsn, NODE, [1, 2])
     await grouped.ownership.release(NODE, {2: fences[2]})
     outcomes: dict[int, object] = {}
 
@@ -157,13 +145,14 @@ async def test_a_stale_fence_in_a_gathered_batch_fails_only_its_actor(grouped: S
 
 
 async def test_a_row_postgresql_rejects_fails_alone(store: Store, pg_dsn: str) -> None:
-    batch = [InboundRow(7, "a", PEER, "fine"), InboundRow(7, "nobody", "", "no phone, no LID"),
-             InboundRow(7, "lid", "", "LID only", peer_lid="123@lid")]
+    batch = [
+        InboundRow(7, "a", PEER, "fine"),
+        InboundRow(7, "nobody", "", "no phone, no LID"),
+        InboundRow(7, "lid", "", "LID only", peer_lid="123@lid"),
+    ]
     results = await store.messages.insert_inbound_many(batch)
     assert results[0] is True and results[2] is True and isinstance(results[1], Exception)
     assert [wa for _, wa, _ in await _rows(pg_dsn)] == ["a", "lid"]
-
-
 
 
 async def test_store_down_fails_every_waiting_caller_and_writes_nothing(
@@ -198,15 +187,16 @@ async def test_store_down_fails_every_waiting_caller_and_writes_nothing(
 async def test_the_announcer_keeps_each_salons_order_and_records_it(
     grouped: Store, pg_dsn: str, redis_client: RedisClient
 ) -> None:
-    fences = await _own(grouped, pg_dsn, [1, 2])
+    fences = await own(grouped, pg_dsn, NODE, [1, 2])
     stream = InboundStream(redis_client)
     async with InboundAnnouncer(stream, grouped.messages, GroupCommitOptions(max_batch=3)).running() as announcer:
         for n in range(5):
             for salon_id in (1, 2):
                 wa_id = f"wa-{salon_id}-{n}"
                 assert await grouped.messages.insert_inbound(salon_id, wa_id, PEER, f"#{n}", fence=fences[salon_id])
-                await announcer.publish_inbound(salon_id, {"wa_id": wa_id, "peer": PEER, "text": f"#{n}"},
-                                                fence=fences[salon_id])
+                await announcer.publish_inbound(
+                    salon_id, {"wa_id": wa_id, "peer": PEER, "text": f"#{n}"}, fence=fences[salon_id]
+                )
         with trio.fail_after(5):
             while await stream.length() < 10 or await grouped.messages.unpublished_inbound():  # noqa: ASYNC110
                 await trio.sleep(0.01)

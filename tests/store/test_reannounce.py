@@ -5,7 +5,7 @@ owns and cannot mark a salon it lost meanwhile; at start-up, rows a crash left a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import pytest
 import trio
@@ -23,7 +23,7 @@ from actor_admin.cluster import (
 from actor_admin.runtime import GroupCommitOptions
 from actor_admin.store import Claim, Member, PublishedMark, Store, StoreUnavailable, Unpublished, UnpublishedSalon
 
-from ._ownership_helpers import add_companies, sql
+from ._ownership_helpers import own, sql
 
 pytestmark = pytest.mark.integration
 
@@ -33,21 +33,7 @@ NODE_B = Member("node-b", "inc-b", "1.0")
 QUICK = ReannounceOptions(batch=3, pause_s=0.0, retry=Backoff(initial_s=0.05, max_s=0.05, jitter=0.0))
 
 
-@pytest.fixture
-async def grouped(store: Store) -> AsyncIterator[Store]:
-    async with store.messages.grouped():
-        yield store
-
-
-async def _own(store: Store, pg_dsn: str, node: Member, salons: list[int]) -> dict[int, int]:
-    await add_companies(pg_dsn, salons)
-    await store.ownership.join(node)
-    return await store.ownership.claim(node, [Claim(s) for s in salons])
-
-
-async def _receive(
-    store: Store, announcer: InboundAnnouncer, salon_id: int, wa_id: str, fence: int
-) -> None:
+async def _receive(store: Store, announcer: InboundAnnouncer, salon_id: int, wa_id: str, fence: int) -> None:
     """What a salon's actor does with an inbound message: store it, then hand it to the announcer."""
     assert await store.messages.insert_inbound(salon_id, wa_id, PEER, f"text of {wa_id}", fence=fence)
     await announcer.publish_inbound(salon_id, inbound_fields(wa_id, PEER, f"text of {wa_id}"), fence=fence)
@@ -116,7 +102,7 @@ class Signals:
 async def test_messages_stored_while_redis_was_down_reach_the_stream_once_in_order_when_it_is_back(
     store: Store, pg_dsn: str, embedded_redis: EmbeddedRedis
 ) -> None:
-    fences = await _own(store, pg_dsn, NODE_A, [1, 2])
+    fences = await own(store, pg_dsn, NODE_A, [1, 2])
     client = await RedisClient.open(embedded_redis.url, timeout_s=0.5, prefix="reannounce:")
     watched = Watched(store)
     announcer = InboundAnnouncer(InboundStream(client), store.messages, GroupCommitOptions(max_batch=2))
@@ -165,8 +151,8 @@ async def test_messages_stored_while_redis_was_down_reach_the_stream_once_in_ord
 async def test_a_node_announces_only_its_own_salons_and_cannot_mark_one_it_lost(
     grouped: Store, pg_dsn: str, redis_client: RedisClient
 ) -> None:
-    fences_a = await _own(grouped, pg_dsn, NODE_A, [1, 3])
-    fences_b = await _own(grouped, pg_dsn, NODE_B, [2])
+    fences_a = await own(grouped, pg_dsn, NODE_A, [1, 3])
+    fences_b = await own(grouped, pg_dsn, NODE_B, [2])
     for salon_id, fence in [(1, fences_a[1]), (2, fences_b[2]), (3, fences_a[3])]:
         assert await grouped.messages.insert_inbound(salon_id, f"left-{salon_id}", PEER, "x", fence=fence)
 
@@ -183,8 +169,9 @@ async def test_a_node_announces_only_its_own_salons_and_cannot_mark_one_it_lost(
     assert await _on_stream(redis_client) == [(1, "left-1"), (3, "left-3")]  # never salon 2: B owns it
     assert await _unpublished(pg_dsn) == ["left-2", "left-3"]  # salon 3's mark refused: A lost it
 
-    node_b = Reannouncer(InboundAnnouncer(stream, grouped.messages), grouped.messages, node_id=NODE_B.node_id,
-                         retention_days=90)
+    node_b = Reannouncer(
+        InboundAnnouncer(stream, grouped.messages), grouped.messages, node_id=NODE_B.node_id, retention_days=90
+    )
     await node_b.start_up()
     assert await node_b.drain() == 2
     assert await _unpublished(pg_dsn) == []
@@ -195,7 +182,7 @@ async def test_a_node_announces_only_its_own_salons_and_cannot_mark_one_it_lost(
 async def test_at_start_up_rows_a_crash_left_go_out_first_and_old_ones_stay(
     store: Store, pg_dsn: str, redis_client: RedisClient
 ) -> None:
-    fences = await _own(store, pg_dsn, NODE_A, [1, 2])
+    fences = await own(store, pg_dsn, NODE_A, [1, 2])
     # A crash between the store and the XADD, before this start: two rows of salon 1, none of salon 2,
     # and one of salon 1 past retention (the pruning job deletes it; nobody would act on it now).
     await sql(
@@ -231,7 +218,7 @@ async def test_a_check_takes_rows_unpublished_since_the_previous_check_not_newer
 ) -> None:
     """A salon claimed after its owner crashed: the next check finds what was left, but a row stored
     since the previous check may still be on its way through the announcer, and waits for the next."""
-    fences = await _own(grouped, pg_dsn, NODE_A, [1])
+    fences = await own(grouped, pg_dsn, NODE_A, [1])
     announcer = InboundAnnouncer(InboundStream(redis_client), grouped.messages)
     reannouncer = Reannouncer(announcer, grouped.messages, node_id=NODE_A.node_id, retention_days=90)
     await reannouncer.check()
@@ -249,7 +236,7 @@ async def test_marks_postgresql_refused_keep_the_salon_held_and_the_message_is_a
 ) -> None:
     """XADD, then the marks fail (PostgreSQL down): the pass fails, the salon stays held, and the
     next pass announces the message again — at least once, never lost (docs/data.md#inbound-stream)."""
-    fences = await _own(store, pg_dsn, NODE_A, [1])
+    fences = await own(store, pg_dsn, NODE_A, [1])
     assert await store.messages.insert_inbound(1, "m", PEER, "x", fence=fences[1])
 
     class MarksFailOnce(Watched):
